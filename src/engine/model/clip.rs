@@ -1,0 +1,178 @@
+//! CLIP's text transformer as Stable Diffusion uses it: the hidden states of the last layer
+//! that is run, after the final layer norm.
+//!
+//! Weights come in two layouts: Hugging Face's `CLIPTextModel` (diffusers folders and SD 1.x
+//! single files) and OpenCLIP's (SD 2.x single files), whose attention stores q, k and v as one
+//! fused `in_proj` matrix.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
+
+use super::config::{Activation, ClipConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipLayout {
+    /// `embeddings.token_embedding`, `encoder.layers.N.self_attn.q_proj`, `final_layer_norm`.
+    HuggingFace,
+    /// `token_embedding`, `positional_embedding`, `transformer.resblocks.N.attn.in_proj_weight`, `ln_final`.
+    OpenClip,
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let (q, k, v, out) = match layout {
+            ClipLayout::HuggingFace => (
+                linear(d, d, vb.pp("q_proj"))?,
+                linear(d, d, vb.pp("k_proj"))?,
+                linear(d, d, vb.pp("v_proj"))?,
+                linear(d, d, vb.pp("out_proj"))?,
+            ),
+            ClipLayout::OpenClip => {
+                let w = vb.get((3 * d, d), "in_proj_weight")?;
+                let b = vb.get(3 * d, "in_proj_bias")?;
+                let part = |i: usize| -> Result<Linear> {
+                    Ok(Linear::new(w.narrow(0, i * d, d)?.contiguous()?, Some(b.narrow(0, i * d, d)?.contiguous()?)))
+                };
+                (part(0)?, part(1)?, part(2)?, linear(d, d, vb.pp("out_proj"))?)
+            }
+        };
+        Ok(Self { q, k, v, out, heads: cfg.num_heads })
+    }
+
+    fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let head_dim = d / self.heads;
+        let scale = (head_dim as f64).powf(-0.5);
+        let split = |t: Tensor| -> Result<Tensor> {
+            t.reshape((b, n, self.heads, head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split((self.q.forward(x)? * scale)?)?;
+        let k = split(self.k.forward(x)?)?;
+        let v = split(self.v.forward(x)?)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(causal_mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.out.forward(&y)
+    }
+}
+
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(x)?;
+        let h = match self.activation {
+            Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
+            Activation::Gelu => h.gelu_erf()?,
+        };
+        self.fc2.forward(&h)
+    }
+}
+
+struct Layer {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
+        let ln = |name: &str| {
+            layer_norm(cfg.hidden_size, LayerNormConfig { eps: cfg.layer_norm_eps, ..Default::default() }, vb.pp(name))
+        };
+        let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(match layout {
+            ClipLayout::HuggingFace => Self {
+                norm1: ln("layer_norm1")?,
+                attn: Attention::load(vb.pp("self_attn"), cfg, layout)?,
+                norm2: ln("layer_norm2")?,
+                mlp: Mlp { fc1: linear(d, i, vb.pp("mlp.fc1"))?, fc2: linear(i, d, vb.pp("mlp.fc2"))?, activation: cfg.activation },
+            },
+            ClipLayout::OpenClip => Self {
+                norm1: ln("ln_1")?,
+                attn: Attention::load(vb.pp("attn"), cfg, layout)?,
+                norm2: ln("ln_2")?,
+                mlp: Mlp { fc1: linear(d, i, vb.pp("mlp.c_fc"))?, fc2: linear(i, d, vb.pp("mlp.c_proj"))?, activation: cfg.activation },
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.norm1.forward(x)?, mask)?)?;
+        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+    }
+}
+
+pub struct ClipTextModel {
+    token_embedding: Embedding,
+    position_embedding: Tensor,
+    layers: Vec<Layer>,
+    final_norm: LayerNorm,
+    config: ClipConfig,
+}
+
+impl ClipTextModel {
+    /// `vb` points at the model's root: `text_model` for Hugging Face, the OpenCLIP `model`.
+    pub fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let ln_cfg = LayerNormConfig { eps: cfg.layer_norm_eps, ..Default::default() };
+        let (token_embedding, position_embedding, layers_vb, final_norm) = match layout {
+            ClipLayout::HuggingFace => (
+                embedding(cfg.vocab_size, d, vb.pp("embeddings.token_embedding"))?,
+                vb.get((cfg.max_position_embeddings, d), "embeddings.position_embedding.weight")?,
+                vb.pp("encoder.layers"),
+                layer_norm(d, ln_cfg, vb.pp("final_layer_norm"))?,
+            ),
+            ClipLayout::OpenClip => (
+                embedding(cfg.vocab_size, d, vb.pp("token_embedding"))?,
+                vb.get((cfg.max_position_embeddings, d), "positional_embedding")?,
+                vb.pp("transformer.resblocks"),
+                layer_norm(d, ln_cfg, vb.pp("ln_final"))?,
+            ),
+        };
+        let layers = (0..cfg.num_layers)
+            .map(|i| Layer::load(layers_vb.pp(i), cfg, layout))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { token_embedding, position_embedding, layers, final_norm, config: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// Hidden states `(batch, tokens, width)` for token ids `(batch, tokens)`. `skip` drops that
+    /// many final layers before the final norm (AUTOMATIC1111's "clip skip" minus one).
+    pub fn forward(&self, ids: &Tensor, skip: usize) -> Result<Tensor> {
+        let (_, n) = ids.dims2()?;
+        let pos = self.position_embedding.narrow(0, 0, n)?;
+        let mut x = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
+        let mask = causal_mask(n, x.dtype(), x.device())?;
+        let run = self.layers.len().saturating_sub(skip).max(1);
+        for layer in &self.layers[..run] {
+            x = layer.forward(&x, &mask)?;
+        }
+        self.final_norm.forward(&x)
+    }
+}
+
+fn causal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (n, n), device)?.to_dtype(dtype)
+}
+

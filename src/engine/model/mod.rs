@@ -1,0 +1,305 @@
+//! Loading Stable Diffusion 1.x/2.x models from the layouts users have: diffusers folders and
+//! single-file `.safetensors` / `.ckpt` checkpoints, told apart by their contents.
+
+pub mod blocks;
+pub mod clip;
+pub mod config;
+pub mod detect;
+pub mod keymap;
+pub mod transformer;
+pub mod unet;
+pub mod vae;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use serde::Deserialize;
+
+use crate::engine::error::{EngineError, Result};
+use crate::engine::sampler::{Prediction, TrainingSchedule};
+use crate::engine::text::{ClipTokenizer, TextEncoder, EOS};
+use clip::{ClipLayout, ClipTextModel};
+use config::{ClipConfig, UNetConfig, VaeConfig};
+pub use detect::Family;
+use unet::UNet;
+use vae::Vae;
+use weights::WeightFile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    DiffusersFolder,
+    Safetensors,
+    Ckpt,
+}
+
+impl std::fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelFormat::DiffusersFolder => "diffusers folder",
+            ModelFormat::Safetensors => "single-file safetensors",
+            ModelFormat::Ckpt => "single-file ckpt",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Compute dtype; `None`: f32 on the CPU, f16 on a GPU.
+    pub dtype: Option<DType>,
+    /// Overrides what the checkpoint says or implies.
+    pub prediction: Option<Prediction>,
+}
+
+impl LoadOptions {
+    pub fn cpu() -> Self {
+        Self { device: Device::Cpu, dtype: None, prediction: None }
+    }
+
+    fn compute_dtype(&self) -> DType {
+        self.dtype.unwrap_or(if self.device.is_cpu() { DType::F32 } else { DType::F16 })
+    }
+}
+
+/// What was loaded, for display and for the PNG parameters.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub format: ModelFormat,
+    pub family: Family,
+    pub inpainting: bool,
+    pub prediction: Prediction,
+    pub dtype: DType,
+}
+
+pub struct StableDiffusion {
+    pub unet: UNet,
+    pub vae: Vae,
+    pub text: TextEncoder,
+    pub schedule: TrainingSchedule,
+    pub info: ModelInfo,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl StableDiffusion {
+    /// Opens a model, folder or file, detecting its layout from its contents.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        if !path.exists() {
+            return Err(EngineError::NotFound { path: path.to_path_buf() });
+        }
+        if path.is_dir() {
+            load_diffusers(path, opts)
+        } else {
+            load_single_file(path, opts)
+        }
+    }
+}
+
+fn tensor_err<'a>(path: &'a Path, what: &str) -> impl Fn(candle_core::Error) -> EngineError + 'a {
+    let what = what.to_string();
+    move |e| EngineError::bad_model(path, format!("{what}: {e}"))
+}
+
+fn read_json(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            EngineError::NotFound { path: path.to_path_buf() }
+        } else {
+            EngineError::Io { path: path.to_path_buf(), source }
+        }
+    })
+}
+
+/// The one weights file of a diffusers component folder, preferring safetensors and full
+/// precision (`diffusion_pytorch_model.safetensors`, `model.fp16.safetensors`, `*.bin`).
+fn component_weights(dir: &Path) -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| EngineError::Io { path: dir.to_path_buf(), source })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (name.ends_with(".safetensors") || name.ends_with(".bin")) && !name.contains(".index.")
+        })
+        .collect();
+    found.sort_by_key(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        (!name.ends_with(".safetensors"), name.contains("fp16"), name)
+    });
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| EngineError::bad_model(dir, "no .safetensors or .bin weights in this folder"))
+}
+
+#[derive(Deserialize)]
+struct SchedulerJson {
+    #[serde(flatten)]
+    schedule: TrainingSchedule,
+    #[serde(default)]
+    prediction_type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerJson {
+    #[serde(default)]
+    pad_token: Option<serde_json::Value>,
+}
+
+fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
+    let dtype = opts.compute_dtype();
+    let device = &opts.device;
+    if !dir.join("unet").is_dir() || !dir.join("vae").is_dir() || !dir.join("text_encoder").is_dir() {
+        return Err(EngineError::bad_model(
+            dir,
+            "not a diffusers Stable Diffusion folder (expected unet/, vae/ and text_encoder/ beside model_index.json)",
+        ));
+    }
+    let bad_cfg = |p: PathBuf| move |m: String| EngineError::bad_model(p.clone(), m);
+
+    let unet_cfg_path = dir.join("unet/config.json");
+    let unet_cfg = UNetConfig::from_diffusers_json(&read_json(&unet_cfg_path)?).map_err(bad_cfg(unet_cfg_path))?;
+    let vae_cfg_path = dir.join("vae/config.json");
+    let vae_cfg = VaeConfig::from_diffusers_json(&read_json(&vae_cfg_path)?).map_err(bad_cfg(vae_cfg_path))?;
+    let clip_cfg_path = dir.join("text_encoder/config.json");
+    let clip_cfg = ClipConfig::from_transformers_json(&read_json(&clip_cfg_path)?).map_err(bad_cfg(clip_cfg_path))?;
+
+    let sched_path = dir.join("scheduler/scheduler_config.json");
+    let (schedule, folder_prediction) = if sched_path.exists() {
+        let parsed: SchedulerJson = serde_json::from_str(&read_json(&sched_path)?)
+            .map_err(|e| EngineError::bad_model(&sched_path, e.to_string()))?;
+        let prediction = parsed
+            .prediction_type
+            .as_deref()
+            .map(str::parse::<Prediction>)
+            .transpose()
+            .map_err(|m| EngineError::bad_model(&sched_path, m))?;
+        (parsed.schedule, prediction)
+    } else {
+        (TrainingSchedule::default(), None)
+    };
+
+    let unet_file = Arc::new(WeightFile::open(&component_weights(&dir.join("unet"))?)?);
+    let unet_vb = unet_file.var_builder(dtype, device, |n| n.to_string());
+    let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(unet_file.path(), "UNet"))?;
+
+    let vae_file = Arc::new(WeightFile::open(&component_weights(&dir.join("vae"))?)?);
+    let legacy = !vae_file.contains("decoder.mid_block.attentions.0.to_q.weight");
+    let vae_vb = vae_file.var_builder(dtype, device, move |n| {
+        if legacy {
+            keymap::vae_legacy_attention(n).unwrap_or_else(|| n.to_string())
+        } else {
+            n.to_string()
+        }
+    });
+    let vae = Vae::load(vae_vb, &vae_cfg).map_err(tensor_err(vae_file.path(), "VAE"))?;
+
+    let text_file = Arc::new(WeightFile::open(&component_weights(&dir.join("text_encoder"))?)?);
+    let text_vb = text_file.var_builder(dtype, device, |n| n.to_string()).pp("text_model");
+    let clip = ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
+        .map_err(tensor_err(text_file.path(), "text encoder"))?;
+
+    let tokenizer = folder_tokenizer(&dir.join("tokenizer"))?;
+    let family = if unet_cfg.use_linear_projection || clip_cfg.activation == config::Activation::Gelu {
+        Family::Sd2
+    } else {
+        Family::Sd1
+    };
+    let prediction = opts.prediction.or(folder_prediction).unwrap_or(Prediction::Epsilon);
+    Ok(StableDiffusion {
+        info: ModelInfo {
+            path: dir.to_path_buf(),
+            format: ModelFormat::DiffusersFolder,
+            family,
+            inpainting: unet_cfg.is_inpainting(),
+            prediction,
+            dtype,
+        },
+        unet,
+        vae,
+        text: TextEncoder { tokenizer, model: clip },
+        schedule,
+        device: device.clone(),
+        dtype,
+    })
+}
+
+/// The folder's own `tokenizer.json` when it has one, else the bundled CLIP tokenizer (the
+/// same vocabulary), padded with the folder's pad token.
+fn folder_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
+    let cfg: TokenizerJson = ["tokenizer_config.json", "special_tokens_map.json"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str::<TokenizerJson>(&t).ok())
+        .find(|c| c.pad_token.is_some())
+        .unwrap_or_default();
+    let pad_text = match cfg.pad_token {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        _ => None,
+    };
+    let json = dir.join("tokenizer.json");
+    let mut tokenizer = if json.exists() { ClipTokenizer::from_file(&json, EOS)? } else { ClipTokenizer::bundled(EOS)? };
+    if let Some(pad) = pad_text.and_then(|t| tokenizer.token_id(&t)) {
+        tokenizer.set_pad(pad);
+    }
+    Ok(tokenizer)
+}
+
+fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
+    let dtype = opts.compute_dtype();
+    let device = &opts.device;
+    let file = Arc::new(WeightFile::open(path)?);
+    let layout = detect::detect(&file).map_err(|m| EngineError::bad_model(path, m))?;
+
+    let unet_cfg = layout.unet.clone();
+    let map_cfg = unet_cfg.clone();
+    let unet_vb = file.var_builder(dtype, device, move |n| format!("{}{}", detect::UNET_PREFIX, keymap::unet_to_ldm(n, &map_cfg)));
+    let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(path, "UNet"))?;
+
+    let levels = layout.vae.block_out_channels.len();
+    let vae_vb = file.var_builder(dtype, device, move |n| format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels)));
+    let vae = Vae::load(vae_vb, &layout.vae).map_err(tensor_err(path, "VAE"))?;
+
+    let prefix = layout.text_prefix.clone();
+    let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
+    let clip = ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout).map_err(tensor_err(path, "text encoder"))?;
+    // SD 2.x's OpenCLIP tokenizer pads with "!" (id 0), SD 1.x's with the end token.
+    let pad = match layout.family {
+        Family::Sd1 => EOS,
+        Family::Sd2 => 0,
+    };
+    let tokenizer = ClipTokenizer::bundled(pad)?;
+
+    // v-prediction cannot be read off the weights: a file may say so; otherwise SD 2.x
+    // text-to-image checkpoints are taken as v (the 768-v models), as diffusers does.
+    let implied = if layout.marked_v_prediction || (layout.family == Family::Sd2 && !unet_cfg.is_inpainting()) {
+        Prediction::V
+    } else {
+        Prediction::Epsilon
+    };
+    let format = match file.kind() {
+        weights::ContainerKind::Safetensors => ModelFormat::Safetensors,
+        weights::ContainerKind::Pickle => ModelFormat::Ckpt,
+    };
+    Ok(StableDiffusion {
+        info: ModelInfo {
+            path: path.to_path_buf(),
+            format,
+            family: layout.family,
+            inpainting: unet_cfg.is_inpainting(),
+            prediction: opts.prediction.unwrap_or(implied),
+            dtype,
+        },
+        unet,
+        vae,
+        text: TextEncoder { tokenizer, model: clip },
+        schedule: TrainingSchedule::default(),
+        device: device.clone(),
+        dtype,
+    })
+}

@@ -1,0 +1,167 @@
+//! The tensors of one checkpoint file, whatever its container: safetensors (memory-mapped) or
+//! a PyTorch zip/pickle `.ckpt`, read with candle's pickle reader, which never executes code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{pickle::PthTensors, safetensors::MmapedSafetensors, DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+
+use crate::engine::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    Safetensors,
+    Pickle,
+}
+
+enum Container {
+    Safetensors(MmapedSafetensors),
+    Pickle(PthTensors),
+}
+
+/// Name → (shape, stored dtype) for every tensor in the file, and lazy access to their data.
+pub struct WeightFile {
+    path: PathBuf,
+    kind: ContainerKind,
+    container: Container,
+    index: HashMap<String, (Vec<usize>, DType)>,
+}
+
+impl WeightFile {
+    /// Opens a checkpoint, telling the container from its first bytes, not its name.
+    pub fn open(path: &Path) -> Result<Self> {
+        let kind = sniff(path)?;
+        let bad = |e: candle_core::Error| EngineError::bad_model(path, format!("not a readable checkpoint ({e})"));
+        let (container, index) = match kind {
+            ContainerKind::Safetensors => {
+                // SAFETY: the file is mapped read-only; Pentimento never writes model files.
+                let st = unsafe { MmapedSafetensors::new(path) }.map_err(bad)?;
+                let mut index = HashMap::new();
+                for (name, view) in st.tensors() {
+                    let dtype = DType::try_from(view.dtype()).map_err(bad)?;
+                    index.insert(name, (view.shape().to_vec(), dtype));
+                }
+                (Container::Safetensors(st), index)
+            }
+            ContainerKind::Pickle => {
+                // Training checkpoints wrap the weights in `state_dict`; some files do not.
+                let pth = match PthTensors::new(path, Some("state_dict")) {
+                    Ok(p) if !p.tensor_infos().is_empty() => p,
+                    _ => PthTensors::new(path, None).map_err(bad)?,
+                };
+                let index = pth
+                    .tensor_infos()
+                    .iter()
+                    .map(|(name, info)| (name.clone(), (info.layout.dims().to_vec(), info.dtype)))
+                    .collect();
+                (Container::Pickle(pth), index)
+            }
+        };
+        if index.is_empty() {
+            return Err(EngineError::bad_model(path, "the file holds no tensors"));
+        }
+        Ok(Self { path: path.to_path_buf(), kind, container, index })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn kind(&self) -> ContainerKind {
+        self.kind
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.index.get(name).map(|(s, _)| s.as_slice())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(|s| s.as_str())
+    }
+
+    /// The dtype most of the floating-point weights are stored in.
+    pub fn storage_dtype(&self) -> DType {
+        let mut counts: HashMap<DType, usize> = HashMap::new();
+        for (_, dtype) in self.index.values() {
+            if dtype.is_float() {
+                *counts.entry(*dtype).or_default() += 1;
+            }
+        }
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(d, _)| d).unwrap_or(DType::F32)
+    }
+
+    fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
+        match &self.container {
+            Container::Safetensors(st) => st.load(name, device),
+            Container::Pickle(pth) => match pth.get(name)? {
+                Some(t) => t.to_device(device),
+                None => Err(candle_core::Error::CannotFindTensor { path: name.to_string() }),
+            },
+        }
+    }
+
+    /// A `VarBuilder` over this file that computes in `dtype` on `device`, asking for tensors by
+    /// the names `rename` gives.
+    pub fn var_builder(
+        self: &Arc<Self>,
+        dtype: DType,
+        device: &Device,
+        rename: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(Shared(self.clone())), dtype, device.clone()).rename_f(rename)
+    }
+}
+
+struct Shared(Arc<WeightFile>);
+
+impl SimpleBackend for Shared {
+    fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &shape {
+            candle_core::bail!("{name}: expected shape {shape:?}, the file has {:?}", t.shape());
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        if !self.0.contains(name) {
+            candle_core::bail!("the checkpoint has no tensor {name}");
+        }
+        self.0.load(name, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+fn sniff(path: &Path) -> Result<ContainerKind> {
+    use std::io::Read;
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    if !path.exists() {
+        return Err(EngineError::NotFound { path: path.to_path_buf() });
+    }
+    let mut head = [0u8; 16];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let n = file.read(&mut head).map_err(io)?;
+    if n >= 4 && &head[..4] == b"PK\x03\x04" {
+        return Ok(ContainerKind::Pickle);
+    }
+    if n >= 9 && head[8] == b'{' {
+        return Ok(ContainerKind::Safetensors);
+    }
+    if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
+        return Err(EngineError::bad_model(
+            path,
+            "a legacy (non-zip) PyTorch pickle; re-save it with a current PyTorch or as .safetensors",
+        ));
+    }
+    Err(EngineError::bad_model(path, "neither a safetensors file nor a PyTorch zip checkpoint"))
+}

@@ -1,0 +1,133 @@
+//! Every component against diffusers' outputs in `tiny-sd15-reference.safetensors`.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{assert_close, fixture, reference};
+use pentimento::engine::model::{LoadOptions, StableDiffusion};
+use pentimento::engine::rng::TorchRng;
+
+const TOL: f32 = 1e-4;
+
+fn load(name: &str) -> StableDiffusion {
+    StableDiffusion::load(&fixture(name), &LoadOptions::cpu()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn prompts() -> Vec<String> {
+    serde_json::from_str(&std::fs::read_to_string(fixture("tiny-sd15-prompts.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn noise_matches_torch_randn() {
+    let r = reference();
+    let mut checked = 0;
+    for (key, want) in &r {
+        let Some(seed) = key.strip_prefix("noise.seed") else { continue };
+        let mut rng = TorchRng::new(seed.parse().unwrap());
+        let got = rng.randn_tensor(want.dims(), &Device::Cpu).unwrap();
+        assert_close(key, &got, want, TOL);
+        checked += 1;
+    }
+    assert!(checked >= 5);
+}
+
+#[test]
+fn tokens_match_exactly() {
+    let sd = load("tiny-sd15");
+    let r = reference();
+    for (i, prompt) in prompts().iter().enumerate() {
+        let tokens = sd.text.tokenizer.tokens(prompt).unwrap();
+        let ids = sd.text.tokenizer.ids_for_pass(&tokens);
+        let want: Vec<i64> = r[&format!("tokens.{i}")].flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<i64> = ids.iter().map(|&v| v as i64).collect();
+        assert_eq!(got, want, "prompt {i}: {prompt:?}");
+    }
+}
+
+fn check_text_embeddings(model: &str) {
+    let sd = load(model);
+    let r = reference();
+    for (i, prompt) in prompts().iter().enumerate() {
+        let got = sd.text.encode(prompt, &Device::Cpu).unwrap();
+        assert_close(&format!("{model} text_embeddings.{i}"), &got, &r[&format!("text_embeddings.{i}")], TOL);
+    }
+}
+
+#[test]
+fn text_embeddings_from_folder() {
+    check_text_embeddings("tiny-sd15");
+}
+
+#[test]
+fn text_embeddings_from_single_file() {
+    check_text_embeddings("tiny-sd15.safetensors");
+}
+
+#[test]
+fn text_embeddings_from_ckpt() {
+    check_text_embeddings("tiny-sd15-inpainting.ckpt");
+}
+
+fn check_unet(model: &str, input: &str, output: &str) {
+    let sd = load(model);
+    let r = reference();
+    let t = r["unet.in.timesteps"].to_dtype(DType::F32).unwrap();
+    let got = sd.unet.forward(&r[input], &t, &r["unet.in.context"]).unwrap();
+    assert_close(&format!("{model} {output}"), &got, &r[output], TOL);
+}
+
+#[test]
+fn unet_from_folder() {
+    check_unet("tiny-sd15", "unet.in.sample", "unet.out");
+}
+
+#[test]
+fn unet_from_single_file() {
+    check_unet("tiny-sd15.safetensors", "unet.in.sample", "unet.out");
+}
+
+#[test]
+fn inpainting_unet_from_ckpt() {
+    let sd = load("tiny-sd15-inpainting.ckpt");
+    assert!(sd.info.inpainting);
+    check_unet("tiny-sd15-inpainting.ckpt", "unet9.in.sample", "unet9.out");
+}
+
+fn check_vae(model: &str) {
+    let sd = load(model);
+    let r = reference();
+    let decoded = sd.vae.decode(&r["vae.decode.in"]).unwrap();
+    assert_close(&format!("{model} vae.decode"), &decoded, &r["vae.decode.out"], TOL);
+    let dist = sd.vae.encode(&r["vae.encode.in"]).unwrap();
+    assert_close(&format!("{model} vae.encode.mean"), &dist.mean, &r["vae.encode.mean"], TOL);
+    assert_close(&format!("{model} vae.encode.std"), &dist.std, &r["vae.encode.std"], TOL);
+}
+
+#[test]
+fn vae_from_folder() {
+    check_vae("tiny-sd15");
+}
+
+#[test]
+fn vae_from_single_file() {
+    check_vae("tiny-sd15.safetensors");
+}
+
+#[test]
+fn vae_from_ckpt() {
+    check_vae("tiny-sd15-inpainting.ckpt");
+}
+
+#[test]
+fn schedules_match_diffusers() {
+    use pentimento::engine::sampler::{SamplerKind, TrainingSchedule};
+    let r = reference();
+    let schedule = TrainingSchedule::default();
+    for kind in SamplerKind::ALL {
+        let key = format!("sched.{}.timesteps", kind.name().replace("++", "pp").replace(' ', "_"));
+        let Some(want) = r.get(&key) else { continue };
+        let sampler = kind.build(&schedule, 20, pentimento::engine::sampler::Prediction::Epsilon);
+        let got = Tensor::new(sampler.timesteps().iter().map(|&t| t as f32).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+        assert_close(&key, &got, want, 1e-3);
+    }
+}
