@@ -1,7 +1,16 @@
 //! The diffusion engine: models, samplers and the sampling loop. Knows nothing of any GUI.
 
+pub mod denoise;
 pub mod error;
+mod generate;
+pub mod image;
 pub mod model;
+pub mod params;
 pub mod rng;
 pub mod sampler;
 pub mod text;
+
+pub use error::{EngineError, Result};
+pub use image::RgbImage;
+pub use model::{LoadOptions, StableDiffusion};
+pub use params::GenerationParams;

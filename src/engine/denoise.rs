@@ -1,0 +1,76 @@
+//! The sampling loop, written against a denoiser so that the algorithm does not depend on the
+//! UNet: the UNet with classifier-free guidance is one denoiser, an exact model in tests another.
+
+use std::ops::ControlFlow;
+
+use candle_core::{DType, Result, Tensor};
+
+use super::model::unet::UNet;
+use super::rng::TorchRng;
+use super::sampler::Sampler;
+
+/// Predicts the model output (noise, or v) for latents `x` at timestep `t`.
+pub trait Denoiser {
+    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor>;
+}
+
+/// The UNet under classifier-free guidance: `uncond + scale · (cond − uncond)`, evaluated as one
+/// batch of two as diffusers does; with a scale of 1 or less only the conditional half runs.
+pub struct GuidedUNet<'a> {
+    pub unet: &'a UNet,
+    /// `(2, tokens, width)`: unconditional first, then conditional; or `(1, …)` without guidance.
+    pub context: Tensor,
+    pub scale: f64,
+    pub dtype: DType,
+}
+
+impl GuidedUNet<'_> {
+    pub fn guided(&self) -> bool {
+        self.context.dim(0).map(|b| b == 2).unwrap_or(false)
+    }
+}
+
+impl Denoiser for GuidedUNet<'_> {
+    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+        let batch = self.context.dim(0)?;
+        let input = if batch == 2 { Tensor::cat(&[x, x], 0)? } else { x.clone() };
+        let ts = Tensor::full(t as f32, batch, x.device())?;
+        let out = self.unet.forward(&input.to_dtype(self.dtype)?, &ts, &self.context)?.to_dtype(DType::F32)?;
+        if batch == 2 {
+            let uncond = out.narrow(0, 0, 1)?;
+            let cond = out.narrow(0, 1, 1)?;
+            &uncond + ((cond - &uncond)? * self.scale)?
+        } else {
+            Ok(out)
+        }
+    }
+}
+
+/// Progress of a running job, handed to the caller after every model call.
+pub struct StepInfo<'a> {
+    pub step: usize,
+    pub total: usize,
+    pub latents: &'a Tensor,
+}
+
+/// Runs `sampler` from `x` (already scaled to the sampler's initial sigma) to the end. Returns
+/// `None` when `on_step` breaks.
+pub fn sample(
+    denoiser: &dyn Denoiser,
+    sampler: &mut dyn Sampler,
+    mut x: Tensor,
+    rng: &mut TorchRng,
+    on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+) -> Result<Option<Tensor>> {
+    let timesteps = sampler.timesteps().to_vec();
+    let total = timesteps.len();
+    for (i, &t) in timesteps.iter().enumerate() {
+        let input = sampler.scale_model_input(&x, i)?;
+        let output = denoiser.predict(&input, t)?;
+        x = sampler.step(&output, i, &x, rng)?;
+        if on_step(StepInfo { step: i + 1, total, latents: &x }).is_break() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(x))
+}
