@@ -6,6 +6,7 @@ mod generate;
 pub mod image;
 pub mod model;
 pub mod params;
+pub mod prompt;
 pub mod rng;
 pub mod sampler;
 pub mod text;
