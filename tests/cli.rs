@@ -39,6 +39,10 @@ struct Case {
     cfg: f64,
     width: usize,
     height: usize,
+    #[serde(default)]
+    strength: Option<f64>,
+    #[serde(default)]
+    image: Option<String>,
 }
 
 fn cases(kind: &str) -> Vec<Case> {
@@ -50,19 +54,28 @@ fn run_case(case: &Case, model: &Path) -> Tensor {
     let out = tmp_png(&format!("{}-{}.png", case.key, model.file_name().unwrap().to_string_lossy()));
     let (seed, steps, cfg, w, h) =
         (case.seed.to_string(), case.steps.to_string(), case.cfg.to_string(), case.width.to_string(), case.height.to_string());
-    let o = pentimento(&[
-        "generate", "--model", model.to_str().unwrap(), "--prompt", &case.prompt, "--negative-prompt", &case.negative_prompt,
-        "--seed", &seed, "--steps", &steps, "--cfg", &cfg, "--sampler", &case.sampler, "--width", &w, "--height", &h,
-        "--out", out.to_str().unwrap(),
-    ]);
+    let mut args = vec![
+        "generate".to_string(), "--model".into(), model.to_str().unwrap().into(), "--prompt".into(), case.prompt.clone(),
+        "--negative-prompt".into(), case.negative_prompt.clone(), "--seed".into(), seed, "--steps".into(), steps,
+        "--cfg".into(), cfg, "--sampler".into(), case.sampler.clone(), "--width".into(), w, "--height".into(), h,
+        "--out".into(), out.to_str().unwrap().into(),
+    ];
+    if let Some(image) = &case.image {
+        args.extend(["--init-image".into(), fixture(image).to_str().unwrap().into()]);
+    }
+    if let Some(strength) = case.strength {
+        args.extend(["--strength".into(), strength.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = pentimento(&args);
     assert!(o.status.success(), "{}: {}", case.key, String::from_utf8_lossy(&o.stderr));
     png_tensor(&out)
 }
 
-fn check_txt2img(model_of: impl Fn(&Case) -> std::path::PathBuf) {
+fn check_cases(kind: &str, model_of: impl Fn(&Case) -> std::path::PathBuf) {
     let r = reference();
-    let cases = cases("txt2img");
-    assert!(cases.len() >= 2);
+    let cases = cases(kind);
+    assert!(!cases.is_empty());
     for case in &cases {
         let got = run_case(case, &model_of(case));
         let d = common::max_abs_diff(&got, &r[&case.key]);
@@ -72,12 +85,17 @@ fn check_txt2img(model_of: impl Fn(&Case) -> std::path::PathBuf) {
 
 #[test]
 fn txt2img_cases_from_single_file() {
-    check_txt2img(|c| fixture(&c.model));
+    check_cases("txt2img", |c| fixture(&c.model));
+}
+
+#[test]
+fn img2img_cases() {
+    check_cases("img2img", |c| fixture(&c.model));
 }
 
 #[test]
 fn txt2img_cases_from_diffusers_folder() {
-    check_txt2img(|c| {
+    check_cases("txt2img", |c| {
         assert_eq!(c.model, "tiny-sd15.safetensors");
         fixture("tiny-sd15")
     });

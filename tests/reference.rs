@@ -120,14 +120,27 @@ fn vae_from_ckpt() {
 
 #[test]
 fn schedules_match_diffusers() {
-    use pentimento::engine::sampler::{SamplerKind, TrainingSchedule};
+    use pentimento::engine::sampler::{Prediction, SamplerKind, SamplerSettings, TrainingSchedule};
     let r = reference();
     let schedule = TrainingSchedule::default();
-    for kind in SamplerKind::ALL {
-        let key = format!("sched.{}.timesteps", kind.name().replace("++", "pp").replace(' ', "_"));
+    let settings = SamplerSettings { steps: 20, prediction: Prediction::Epsilon, eta: 0.0 };
+    let mut checked = 0;
+    for kind in SamplerKind::all() {
+        let name = kind.name().replace("++", "pp").replace(' ', "_");
+        let key = format!("sched.{name}.timesteps");
         let Some(want) = r.get(&key) else { continue };
-        let sampler = kind.build(&schedule, 20, pentimento::engine::sampler::Prediction::Epsilon);
+        let sampler = kind.build(&schedule, settings);
         let got = Tensor::new(sampler.timesteps().iter().map(|&t| t as f32).collect::<Vec<_>>(), &Device::Cpu).unwrap();
         assert_close(&key, &got, want, 1e-3);
+        checked += 1;
+        let key = format!("sched.{name}.sigmas");
+        if let Some(want) = r.get(&key) {
+            let sigmas = sampler.sigmas().unwrap_or_else(|| panic!("{name} has no sigmas"));
+            let got = Tensor::new(sigmas.to_vec(), &Device::Cpu).unwrap();
+            assert_close(&key, &got, want, 1e-4);
+        }
     }
+    // Every schedule in the reference file is one of ours.
+    let tables = r.keys().filter(|k| k.starts_with("sched.") && k.ends_with(".timesteps")).count();
+    assert_eq!(checked, tables);
 }

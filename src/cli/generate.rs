@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use candle_core::Device;
 use clap::{Args, ValueEnum};
+use pentimento::engine::denoise::StepInfo;
 use pentimento::engine::sampler::Prediction;
-use pentimento::engine::{GenerationParams, LoadOptions, StableDiffusion};
+use pentimento::engine::{GenerationParams, LoadOptions, RgbImage, StableDiffusion};
 
 use super::progress::StepProgress;
 
@@ -50,10 +51,24 @@ pub struct GenerateArgs {
     /// AUTOMATIC1111's sampler name, case-insensitive (see `pentimento samplers`).
     #[arg(long, default_value = "Euler")]
     pub sampler: String,
-    #[arg(long, default_value_t = 512)]
-    pub width: usize,
-    #[arg(long, default_value_t = 512)]
-    pub height: usize,
+    /// Image width (multiple of 8); default 512, or the init image's width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Image height (multiple of 8); default 512, or the init image's height.
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// DDIM's η (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Stop at the N-th last layer of the text encoder, as AUTOMATIC1111's "Clip skip".
+    #[arg(long, default_value_t = 1)]
+    pub clip_skip: usize,
+    /// Start from this image (img2img); it is resized to --width/--height when they differ.
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// img2img denoising strength: 0 keeps the image, 1 replaces it.
+    #[arg(long, default_value_t = 0.75)]
+    pub strength: f64,
     #[arg(long, value_enum, default_value = "cpu")]
     pub rng: RngArg,
     /// Override the prediction type the checkpoint implies.
@@ -75,6 +90,11 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let init = args.init_image.as_deref().map(load_image).transpose()?;
+    // img2img defaults to the init image's size, rounded down to a multiple of 8 as diffusers does.
+    let default_size = |from_image: Option<usize>| from_image.map(|v| (v / 8 * 8).max(8)).unwrap_or(512);
+    let width = args.width.unwrap_or_else(|| default_size(init.as_ref().map(|i| i.width)));
+    let height = args.height.unwrap_or_else(|| default_size(init.as_ref().map(|i| i.height)));
     let params = GenerationParams {
         prompt: args.prompt,
         negative_prompt: args.negative_prompt,
@@ -82,8 +102,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         steps: args.steps,
         cfg_scale: args.cfg,
         sampler: args.sampler,
-        width: args.width,
-        height: args.height,
+        width,
+        height,
+        eta: args.eta,
+        clip_skip: args.clip_skip,
+        strength: args.strength,
     };
     // Refuse bad settings and an unwritable destination before spending time on a model.
     params.validate()?;
@@ -111,11 +134,20 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    if let Some(init) = &init {
+        if (init.width, init.height) != (width, height) {
+            eprintln!("resizing the init image from {}x{} to {width}x{height}", init.width, init.height);
+        }
+    }
     let progress = StepProgress::new(params.steps);
-    let image = model.txt2img(&params, &mut |s| {
+    let mut on_step = |s: StepInfo| {
         progress.step(s.step, s.total);
         ControlFlow::Continue(())
-    });
+    };
+    let image = match &init {
+        Some(init) => model.img2img(&params, init, &mut on_step),
+        None => model.txt2img(&params, &mut on_step),
+    };
     progress.finish();
     let image = image?;
     image::save_buffer(&args.out, &image.pixels, image.width as u32, image.height as u32, image::ExtendedColorType::Rgb8)
@@ -134,4 +166,15 @@ fn check_output(out: &std::path::Path) -> anyhow::Result<()> {
         bail!("{}: the folder {} does not exist", out.display(), parent.display());
     }
     Ok(())
+}
+
+/// Any image the `image` crate reads, flattened to RGB (alpha composited over black is not
+/// wanted: transparent pixels keep their colour values).
+fn load_image(path: &std::path::Path) -> anyhow::Result<RgbImage> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let img = image::open(path).with_context(|| format!("{}: not a readable image", path.display()))?.to_rgb8();
+    let (w, h) = img.dimensions();
+    Ok(RgbImage::new(w as usize, h as usize, img.into_raw())?)
 }

@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Samplers) => {
-            for kind in pentimento::engine::sampler::SamplerKind::ALL {
+            for kind in pentimento::engine::sampler::SamplerKind::all() {
                 println!("{}", kind.name());
             }
             Ok(())

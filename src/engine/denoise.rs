@@ -53,22 +53,23 @@ pub struct StepInfo<'a> {
     pub latents: &'a Tensor,
 }
 
-/// Runs `sampler` from `x` (already scaled to the sampler's initial sigma) to the end. Returns
+/// Runs `sampler` from model call `start` (with `x` already noised for it) to the end. Returns
 /// `None` when `on_step` breaks.
 pub fn sample(
     denoiser: &dyn Denoiser,
     sampler: &mut dyn Sampler,
     mut x: Tensor,
+    start: usize,
     rng: &mut TorchRng,
     on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
 ) -> Result<Option<Tensor>> {
     let timesteps = sampler.timesteps().to_vec();
-    let total = timesteps.len();
-    for (i, &t) in timesteps.iter().enumerate() {
+    let total = timesteps.len().saturating_sub(start);
+    for (i, &t) in timesteps.iter().enumerate().skip(start) {
         let input = sampler.scale_model_input(&x, i)?;
         let output = denoiser.predict(&input, t)?;
         x = sampler.step(&output, i, &x, rng)?;
-        if on_step(StepInfo { step: i + 1, total, latents: &x }).is_break() {
+        if on_step(StepInfo { step: i + 1 - start, total, latents: &x }).is_break() {
             return Ok(None);
         }
     }

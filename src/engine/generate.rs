@@ -10,19 +10,43 @@ use super::image::RgbImage;
 use super::model::StableDiffusion;
 use super::params::GenerationParams;
 use super::rng::TorchRng;
+use super::sampler::SamplerSettings;
 
 impl StableDiffusion {
-    /// Embeddings for classifier-free guidance: `(2, 77, width)` with the negative prompt first,
-    /// or the prompt alone when the scale is 1 or less (as diffusers skips guidance then).
-    pub fn prompt_context(&self, prompt: &str, negative: &str, cfg_scale: f64) -> Result<Tensor> {
-        let cond = self.text.encode(prompt, &self.device)?;
-        let context = if cfg_scale > 1.0 {
-            let uncond = self.text.encode(negative, &self.device)?;
+    /// Embeddings for classifier-free guidance: `(2, 77·k, width)` with the negative prompt
+    /// first, or the prompt alone when the scale is 1 or less (diffusers skips guidance then).
+    /// Prompts use AUTOMATIC1111's syntax; the shorter of the two is padded with chunks of the
+    /// empty prompt, as AUTOMATIC1111 does.
+    pub fn prompt_context(&self, params: &GenerationParams) -> Result<Tensor> {
+        let encode = |text: &str| self.text.encode_weighted(text, params.clip_skip, &self.device);
+        let cond = encode(&params.prompt)?;
+        let context = if params.cfg_scale > 1.0 {
+            let uncond = encode(&params.negative_prompt)?;
+            let (cond, uncond) = self.equal_lengths(cond, uncond, params.clip_skip)?;
             Tensor::cat(&[&uncond, &cond], 0).context("prompt embeddings")?
         } else {
             cond
         };
         context.to_dtype(self.dtype).context("prompt embeddings")
+    }
+
+    fn equal_lengths(&self, a: Tensor, b: Tensor, clip_skip: usize) -> Result<(Tensor, Tensor)> {
+        let (la, lb) = (a.dim(1).context("embeddings")?, b.dim(1).context("embeddings")?);
+        if la == lb {
+            return Ok((a, b));
+        }
+        let empty = self.text.encode_weighted("", clip_skip, &self.device)?;
+        let pad = |t: Tensor, missing: usize| -> Result<Tensor> {
+            let chunks = missing / empty.dim(1).context("embeddings")?;
+            let mut parts = vec![t];
+            parts.extend(std::iter::repeat_n(empty.clone(), chunks));
+            Tensor::cat(&parts, 1).context("padding prompt chunks")
+        };
+        if la < lb {
+            Ok((pad(a, lb - la)?, b))
+        } else {
+            Ok((a, pad(b, la - lb)?))
+        }
     }
 
     /// Runs a text-to-image job. `on_step` sees every step and may cancel it.
@@ -32,13 +56,9 @@ impl StableDiffusion {
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<RgbImage> {
         let sampler_kind = params.validate()?;
-        if self.info.inpainting {
-            return Err(EngineError::InvalidParams(
-                "this is an inpainting model: it needs an image and a mask, not a prompt alone".into(),
-            ));
-        }
-        let context = self.prompt_context(&params.prompt, &params.negative_prompt, params.cfg_scale)?;
-        let mut sampler = sampler_kind.build(&self.schedule, params.steps, self.info.prediction);
+        self.refuse_inpainting_model()?;
+        let context = self.prompt_context(params)?;
+        let mut sampler = sampler_kind.build(&self.schedule, self.sampler_settings(params));
 
         let latent_channels = self.vae.config().latent_channels;
         let shape = [1, latent_channels, params.height / 8, params.width / 8];
@@ -47,10 +67,65 @@ impl StableDiffusion {
         let x = (noise * sampler.init_noise_sigma()).context("initial noise")?;
 
         let denoiser = GuidedUNet { unet: &self.unet, context, scale: params.cfg_scale, dtype: self.dtype };
-        let latents = sample(&denoiser, sampler.as_mut(), x, &mut rng, on_step)
+        let latents = sample(&denoiser, sampler.as_mut(), x, 0, &mut rng, on_step)
             .context("sampling")?
             .ok_or(EngineError::Cancelled)?;
         self.decode_latents(&latents)
+    }
+
+    /// Image-to-image: the init image is encoded (sampling the VAE's latent distribution with
+    /// the job's generator), noised to the strength's step, and only the remaining steps run,
+    /// in diffusers' order of random draws.
+    pub fn img2img(
+        &self,
+        params: &GenerationParams,
+        init: &RgbImage,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<RgbImage> {
+        let sampler_kind = params.validate()?;
+        self.refuse_inpainting_model()?;
+        let mut sampler = sampler_kind.build(&self.schedule, self.sampler_settings(params));
+        let start = img2img_start(params.steps, params.strength, sampler.order());
+        if start >= sampler.timesteps().len() {
+            return Err(EngineError::InvalidParams(format!(
+                "strength {} with {} steps leaves no step to run; raise the strength or the steps",
+                params.strength, params.steps
+            )));
+        }
+        let context = self.prompt_context(params)?;
+        let image = init.resized(params.width, params.height).to_tensor(&self.device)?;
+
+        let mut rng = TorchRng::new(params.seed);
+        let dist = self
+            .vae
+            .encode(&image.to_dtype(self.dtype).context("init image")?)
+            .and_then(|d| Ok((d.mean.to_dtype(DType::F32)?, d.std.to_dtype(DType::F32)?)))
+            .context("VAE encode")?;
+        let draw = rng.randn_like(&dist.0).context("latent sample")?;
+        let latents = ((&dist.0 + (&dist.1 * draw).context("latent sample")?).context("latent sample")?
+            * self.vae.config().scaling_factor)
+            .context("latent sample")?;
+        let noise = rng.randn_like(&latents).context("img2img noise")?;
+        let x = sampler.add_noise(&latents, &noise, start).context("img2img noise")?;
+
+        let denoiser = GuidedUNet { unet: &self.unet, context, scale: params.cfg_scale, dtype: self.dtype };
+        let latents = sample(&denoiser, sampler.as_mut(), x, start, &mut rng, on_step)
+            .context("sampling")?
+            .ok_or(EngineError::Cancelled)?;
+        self.decode_latents(&latents)
+    }
+
+    fn refuse_inpainting_model(&self) -> Result<()> {
+        if self.info.inpainting {
+            return Err(EngineError::InvalidParams(
+                "this is an inpainting model: it needs an image and a mask".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn sampler_settings(&self, params: &GenerationParams) -> SamplerSettings {
+        SamplerSettings { steps: params.steps, prediction: self.info.prediction, eta: params.eta }
     }
 
     /// Scaled latents → image.
@@ -61,4 +136,11 @@ impl StableDiffusion {
         let decoded = self.vae.decode(&z).and_then(|d| d.to_dtype(DType::F32)).context("VAE decode")?;
         RgbImage::from_vae_output(&decoded)
     }
+}
+
+/// The first model call of img2img: diffusers runs `int(steps · strength)` steps and skips the
+/// others, `order` calls each.
+pub fn img2img_start(steps: usize, strength: f64, order: usize) -> usize {
+    let run = ((steps as f64 * strength) as usize).min(steps);
+    (steps - run) * order
 }

@@ -18,6 +18,23 @@ pub struct GenerationParams {
     pub sampler: String,
     pub width: usize,
     pub height: usize,
+    /// DDIM's η: 0 is deterministic.
+    #[serde(default)]
+    pub eta: f64,
+    /// AUTOMATIC1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before.
+    #[serde(default = "one")]
+    pub clip_skip: usize,
+    /// img2img denoising strength: 1 replaces the image entirely, 0 keeps it.
+    #[serde(default = "default_strength")]
+    pub strength: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_strength() -> f64 {
+    0.75
 }
 
 impl Default for GenerationParams {
@@ -28,7 +45,10 @@ impl Default for GenerationParams {
             seed: 0,
             steps: 20,
             cfg_scale: 7.5,
-            sampler: SamplerKind::Euler.name().to_string(),
+            sampler: SamplerKind::EULER.name(),
+            eta: 0.0,
+            clip_skip: 1,
+            strength: 0.75,
             width: 512,
             height: 512,
         }
@@ -55,6 +75,15 @@ impl GenerationParams {
         }
         if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
             return Err(EngineError::InvalidParams(format!("CFG scale {} is not a non-negative number", self.cfg_scale)));
+        }
+        if !self.eta.is_finite() || self.eta < 0.0 {
+            return Err(EngineError::InvalidParams(format!("eta {} is not a non-negative number", self.eta)));
+        }
+        if self.clip_skip == 0 || self.clip_skip > 12 {
+            return Err(EngineError::InvalidParams(format!("clip skip {} is not between 1 and 12", self.clip_skip)));
+        }
+        if !(0.0..=1.0).contains(&self.strength) {
+            return Err(EngineError::InvalidParams(format!("strength {} is not between 0 and 1", self.strength)));
         }
         Ok(sampler)
     }

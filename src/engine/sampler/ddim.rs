@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::schedule::{spaced_timesteps, Prediction, TimestepSpacing, TrainingSchedule};
-use super::Sampler;
+use super::{add_noise_alpha, denoised_alpha, lin, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct Ddim {
@@ -51,26 +51,19 @@ impl Sampler for Ddim {
         let a_t = self.alphas_cumprod[t];
         let a_prev = if prev >= 0 { self.alphas_cumprod[prev as usize] } else { self.final_alpha_cumprod };
         let b_t = 1.0 - a_t;
-        let (x0, eps) = match self.prediction {
-            Prediction::Epsilon => {
-                let x0 = ((x - (model_output * b_t.sqrt() as f64)?)? / a_t.sqrt() as f64)?;
-                (x0, model_output.clone())
-            }
-            Prediction::V => {
-                let x0 = ((x * a_t.sqrt() as f64)? - (model_output * b_t.sqrt() as f64)?)?;
-                let eps = ((model_output * a_t.sqrt() as f64)? + (x * b_t.sqrt() as f64)?)?;
-                (x0, eps)
-            }
-        };
+        let (x0, eps) = denoised_alpha(model_output, x, a_t as f64, self.prediction)?;
         let variance = (1.0 - a_prev) / b_t * (1.0 - a_t / a_prev);
         let std_dev = self.eta * variance.sqrt();
-        let dir = (eps * ((1.0 - a_prev - std_dev * std_dev).sqrt() as f64))?;
-        let prev_sample = ((x0 * a_prev.sqrt() as f64)? + dir)?;
+        let prev_sample = lin(&x0, a_prev.sqrt() as f64, &eps, (1.0 - a_prev - std_dev * std_dev).sqrt() as f64)?;
         if self.eta > 0.0 {
             let noise = rng.randn_like(&prev_sample)?;
             prev_sample + (noise * std_dev as f64)?
         } else {
             Ok(prev_sample)
         }
+    }
+
+    fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
+        add_noise_alpha(x0, noise, self.alphas_cumprod[self.timesteps[i] as usize] as f64)
     }
 }
