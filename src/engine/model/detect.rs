@@ -198,15 +198,11 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
     let cross_attention_dim = shape(w, &format!("{attn}transformer_blocks.0.attn2.to_k.weight"))?[1];
     let transformer_layers = count(w, &format!("{attn}transformer_blocks."), ".norm1.weight");
 
-    // LDM configs: SD 1.x has 8 heads everywhere, SD 2.x 64-wide heads. Widths too narrow for
-    // 64-wide heads (test-size models) fall back to 8 heads.
-    let heads = block_out_channels
-        .iter()
-        .map(|&c| match family {
-            Family::Sd2 if c % 64 == 0 => c / 64,
-            _ => 8,
-        })
-        .collect();
+    // Head counts are not stored in the weights. LDM's configs: SD 1.x has 8 heads at every
+    // level, SD 2.x 64-wide heads (5, 10, 20, 20). A model whose widths cannot all be cut into
+    // 64-wide heads (only test-size models) keeps diffusers' default of 8 heads everywhere.
+    let sd2_heads = family == Family::Sd2 && block_out_channels.iter().all(|c| c % 64 == 0);
+    let heads = block_out_channels.iter().map(|&c| if sd2_heads { c / 64 } else { 8 }).collect();
     let cfg = UNetConfig {
         in_channels,
         out_channels,

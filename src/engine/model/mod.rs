@@ -197,7 +197,9 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let vae = Vae::load(vae_vb, &vae_cfg).map_err(tensor_err(vae_file.path(), "VAE"))?;
 
     let text_file = Arc::new(WeightFile::open(&component_weights(&dir.join("text_encoder"))?)?);
-    let text_vb = text_file.var_builder(dtype, device, |n| n.to_string()).pp("text_model");
+    // transformers 4 saves the text model under `text_model.`, transformers 5 at the root.
+    let text_prefix = if text_file.contains("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
+    let text_vb = text_file.var_builder(dtype, device, move |n| format!("{text_prefix}{n}"));
     let clip = ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
         .map_err(tensor_err(text_file.path(), "text encoder"))?;
 

@@ -71,7 +71,9 @@ impl Sampler for Lms {
         if self.derivatives.len() > ORDER {
             self.derivatives.remove(0);
         }
-        let order = (i + 1).min(ORDER).min(self.derivatives.len());
+        // diffusers takes the order from the step index, not from the derivatives it has: after
+        // img2img skips steps, the first steps use high-order coefficients on fewer derivatives.
+        let order = (i + 1).min(ORDER);
         let mut out = x.clone();
         for (current, d) in self.derivatives.iter().rev().take(order).enumerate() {
             out = (out + (d * self.coefficient(order, i, current))?)?;

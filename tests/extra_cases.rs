@@ -1,0 +1,110 @@
+//! Pentimento's own diffusers references (tests/fixtures/extra, made by make_extra.py): every
+//! sampler with epsilon (SD 1.x) and v-prediction (an SD 2.x-shaped model), img2img with several
+//! samplers, an SD 2.x single file in OpenCLIP layout.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{Device, Tensor};
+use common::{fixture, max_abs_diff};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    key: String,
+    model: String,
+    sampler: String,
+    prompt: String,
+    negative_prompt: String,
+    seed: u64,
+    steps: usize,
+    cfg: f64,
+    width: usize,
+    height: usize,
+    #[serde(default)]
+    eta: Option<f64>,
+    #[serde(default)]
+    strength: Option<f64>,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+fn cases() -> Vec<Case> {
+    serde_json::from_str(&std::fs::read_to_string(fixture("extra/extra-cases.json")).unwrap()).unwrap()
+}
+
+fn reference() -> std::collections::HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("extra/extra-reference.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn png_tensor(path: &Path) -> Tensor {
+    let img = image::open(path).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let data: Vec<f32> = img.into_raw().into_iter().map(|v| v as f32 / 255.0).collect();
+    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu).unwrap().permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap()
+}
+
+fn run(case: &Case, model: &Path) -> Tensor {
+    let dir = std::env::temp_dir().join(format!("pentimento-extra-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out: PathBuf = dir.join(format!("{}-{}.png", case.key.replace(' ', "_"), model.file_name().unwrap().to_string_lossy()));
+    let mut args: Vec<String> = vec![
+        "generate".into(), "--model".into(), model.display().to_string(), "--prompt".into(), case.prompt.clone(),
+        "--negative-prompt".into(), case.negative_prompt.clone(), "--seed".into(), case.seed.to_string(),
+        "--steps".into(), case.steps.to_string(), "--cfg".into(), case.cfg.to_string(), "--sampler".into(),
+        case.sampler.clone(), "--width".into(), case.width.to_string(), "--height".into(), case.height.to_string(),
+        "--out".into(), out.display().to_string(),
+    ];
+    if let Some(eta) = case.eta {
+        args.extend(["--eta".into(), eta.to_string()]);
+    }
+    if let Some(image) = &case.image {
+        args.extend(["--init-image".into(), fixture(image).display().to_string()]);
+    }
+    if let Some(strength) = case.strength {
+        args.extend(["--strength".into(), strength.to_string()]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento")).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}: {}", case.key, String::from_utf8_lossy(&o.stderr));
+    png_tensor(&out)
+}
+
+fn check(filter: impl Fn(&Case) -> bool, model_of: impl Fn(&Case) -> PathBuf) {
+    let r = reference();
+    let mut failures = vec![];
+    let mut checked = 0;
+    for case in cases().iter().filter(|c| filter(c)) {
+        let got = run(case, &model_of(case));
+        let d = max_abs_diff(&got, &r[&case.key]);
+        if d > 2.0 / 255.0 + 1e-6 {
+            failures.push(format!("{}: max diff {:.4} ({:.1}/255)", case.key, d, d * 255.0));
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no case matched");
+    assert!(failures.is_empty(), "{} of {checked} cases off:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_sampler_txt2img_sd15() {
+    check(|c| c.key.starts_with("sd15.txt2img"), |c| fixture(&c.model));
+}
+
+#[test]
+fn every_sampler_txt2img_sd2_v_prediction_folder() {
+    check(|c| c.key.starts_with("sd2.txt2img"), |c| fixture(&c.model));
+}
+
+#[test]
+fn sd2_single_file_in_openclip_layout() {
+    check(
+        |c| c.key.starts_with("sd2.txt2img") && ["DDIM", "Euler a", "DPM++ 2M Karras", "UniPC"].contains(&c.sampler.as_str()),
+        |_| fixture("extra/tiny-sd2.safetensors"),
+    );
+}
+
+#[test]
+fn img2img_with_several_samplers() {
+    check(|c| c.key.contains(".img2img."), |c| fixture(&c.model));
+}
