@@ -28,33 +28,66 @@ struct Case {
     strength: Option<f64>,
     #[serde(default)]
     image: Option<String>,
+    #[serde(default)]
+    mask: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
-    serde_json::from_str(&std::fs::read_to_string(fixture("extra/extra-cases.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("extra/extra-cases.json")).unwrap())
+        .unwrap()
 }
 
 fn reference() -> std::collections::HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture("extra/extra-reference.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture("extra/extra-reference.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn png_tensor(path: &Path) -> Tensor {
     let img = image::open(path).unwrap().to_rgb8();
     let (w, h) = img.dimensions();
-    let data: Vec<f32> = img.into_raw().into_iter().map(|v| v as f32 / 255.0).collect();
-    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu).unwrap().permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap()
+    let data: Vec<f32> = img
+        .into_raw()
+        .into_iter()
+        .map(|v| v as f32 / 255.0)
+        .collect();
+    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu)
+        .unwrap()
+        .permute((2, 0, 1))
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
 }
 
 fn run(case: &Case, model: &Path) -> Tensor {
     let dir = std::env::temp_dir().join(format!("pentimento-extra-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out: PathBuf = dir.join(format!("{}-{}.png", case.key.replace(' ', "_"), model.file_name().unwrap().to_string_lossy()));
+    let out: PathBuf = dir.join(format!(
+        "{}-{}.png",
+        case.key.replace(' ', "_"),
+        model.file_name().unwrap().to_string_lossy()
+    ));
     let mut args: Vec<String> = vec![
-        "generate".into(), "--model".into(), model.display().to_string(), "--prompt".into(), case.prompt.clone(),
-        "--negative-prompt".into(), case.negative_prompt.clone(), "--seed".into(), case.seed.to_string(),
-        "--steps".into(), case.steps.to_string(), "--cfg".into(), case.cfg.to_string(), "--sampler".into(),
-        case.sampler.clone(), "--width".into(), case.width.to_string(), "--height".into(), case.height.to_string(),
-        "--out".into(), out.display().to_string(),
+        "generate".into(),
+        "--model".into(),
+        model.display().to_string(),
+        "--prompt".into(),
+        case.prompt.clone(),
+        "--negative-prompt".into(),
+        case.negative_prompt.clone(),
+        "--seed".into(),
+        case.seed.to_string(),
+        "--steps".into(),
+        case.steps.to_string(),
+        "--cfg".into(),
+        case.cfg.to_string(),
+        "--sampler".into(),
+        case.sampler.clone(),
+        "--width".into(),
+        case.width.to_string(),
+        "--height".into(),
+        case.height.to_string(),
+        "--out".into(),
+        out.display().to_string(),
     ];
     if let Some(eta) = case.eta {
         args.extend(["--eta".into(), eta.to_string()]);
@@ -62,12 +95,59 @@ fn run(case: &Case, model: &Path) -> Tensor {
     if let Some(image) = &case.image {
         args.extend(["--init-image".into(), fixture(image).display().to_string()]);
     }
+    if let Some(mask) = &case.mask {
+        args.extend([
+            "--mask".into(),
+            fixture(mask).display().to_string(),
+            "--mask-blur".into(),
+            "0".into(),
+        ]);
+    }
     if let Some(strength) = case.strength {
         args.extend(["--strength".into(), strength.to_string()]);
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_pentimento")).args(&args).output().unwrap();
-    assert!(o.status.success(), "{}: {}", case.key, String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        case.key,
+        String::from_utf8_lossy(&o.stderr)
+    );
     png_tensor(&out)
+}
+
+/// Inpainting cases compare inside the mask with diffusers' raw decode; outside it the output
+/// must be the input itself.
+fn inpaint_diff(case: &Case, got: &Tensor, want: &Tensor) -> f32 {
+    let (Some(mask), Some(image)) = (&case.mask, &case.image) else {
+        return max_abs_diff(got, want);
+    };
+    let inside = png_tensor(&fixture(mask))
+        .narrow(1, 0, 1)
+        .unwrap()
+        .ge(0.5)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
+    let outside = (1.0 - &inside).unwrap();
+    let input = png_tensor(&fixture(image));
+    let off_inside = max_abs_diff(
+        &got.broadcast_mul(&inside).unwrap(),
+        &want.broadcast_mul(&inside).unwrap(),
+    );
+    let off_outside = max_abs_diff(
+        &got.broadcast_mul(&outside).unwrap(),
+        &input.broadcast_mul(&outside).unwrap(),
+    );
+    assert_eq!(
+        off_outside, 0.0,
+        "{}: pixels outside the mask changed",
+        case.key
+    );
+    off_inside
 }
 
 fn check(filter: impl Fn(&Case) -> bool, model_of: impl Fn(&Case) -> PathBuf) {
@@ -76,14 +156,24 @@ fn check(filter: impl Fn(&Case) -> bool, model_of: impl Fn(&Case) -> PathBuf) {
     let mut checked = 0;
     for case in cases().iter().filter(|c| filter(c)) {
         let got = run(case, &model_of(case));
-        let d = max_abs_diff(&got, &r[&case.key]);
+        let d = inpaint_diff(case, &got, &r[&case.key]);
         if d > 2.0 / 255.0 + 1e-6 {
-            failures.push(format!("{}: max diff {:.4} ({:.1}/255)", case.key, d, d * 255.0));
+            failures.push(format!(
+                "{}: max diff {:.4} ({:.1}/255)",
+                case.key,
+                d,
+                d * 255.0
+            ));
         }
         checked += 1;
     }
     assert!(checked > 0, "no case matched");
-    assert!(failures.is_empty(), "{} of {checked} cases off:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases off:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -99,7 +189,10 @@ fn every_sampler_txt2img_sd2_v_prediction_folder() {
 #[test]
 fn sd2_single_file_in_openclip_layout() {
     check(
-        |c| c.key.starts_with("sd2.txt2img") && ["DDIM", "Euler a", "DPM++ 2M Karras", "UniPC"].contains(&c.sampler.as_str()),
+        |c| {
+            c.key.starts_with("sd2.txt2img")
+                && ["DDIM", "Euler a", "DPM++ 2M Karras", "UniPC"].contains(&c.sampler.as_str())
+        },
         |_| fixture("extra/tiny-sd2.safetensors"),
     );
 }
@@ -107,4 +200,9 @@ fn sd2_single_file_in_openclip_layout() {
 #[test]
 fn img2img_with_several_samplers() {
     check(|c| c.key.contains(".img2img."), |c| fixture(&c.model));
+}
+
+#[test]
+fn inpainting_unet_and_ordinary_models() {
+    check(|c| c.key.contains(".inpaint."), |c| fixture(&c.model));
 }

@@ -6,7 +6,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pentimento", version, about = "Stable Diffusion painting app and headless generator")]
+#[command(
+    name = "pentimento",
+    version,
+    about = "Stable Diffusion painting app and headless generator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -13,7 +13,9 @@ impl StepProgress {
     pub fn new(total: usize) -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total as u64);
-            if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ({per_sec})") {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ({per_sec})",
+            ) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message("sampling");

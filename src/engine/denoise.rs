@@ -22,6 +22,9 @@ pub struct GuidedUNet<'a> {
     pub context: Tensor,
     pub scale: f64,
     pub dtype: DType,
+    /// Extra input channels appended after the latents, batch 1: the mask and the masked
+    /// image's latents of an inpainting UNet.
+    pub conditioning: Option<Tensor>,
 }
 
 impl GuidedUNet<'_> {
@@ -33,9 +36,24 @@ impl GuidedUNet<'_> {
 impl Denoiser for GuidedUNet<'_> {
     fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
         let batch = self.context.dim(0)?;
-        let input = if batch == 2 { Tensor::cat(&[x, x], 0)? } else { x.clone() };
+        let mut input = if batch == 2 {
+            Tensor::cat(&[x, x], 0)?
+        } else {
+            x.clone()
+        };
+        if let Some(extra) = &self.conditioning {
+            let extra = if batch == 2 {
+                Tensor::cat(&[extra, extra], 0)?
+            } else {
+                extra.clone()
+            };
+            input = Tensor::cat(&[&input, &extra], 1)?;
+        }
         let ts = Tensor::full(t as f32, batch, x.device())?;
-        let out = self.unet.forward(&input.to_dtype(self.dtype)?, &ts, &self.context)?.to_dtype(DType::F32)?;
+        let out = self
+            .unet
+            .forward(&input.to_dtype(self.dtype)?, &ts, &self.context)?
+            .to_dtype(DType::F32)?;
         if batch == 2 {
             let uncond = out.narrow(0, 0, 1)?;
             let cond = out.narrow(0, 1, 1)?;
@@ -69,7 +87,13 @@ pub fn sample(
         let input = sampler.scale_model_input(&x, i)?;
         let output = denoiser.predict(&input, t)?;
         x = sampler.step(&output, i, &x, rng)?;
-        if on_step(StepInfo { step: i + 1 - start, total, latents: &x }).is_break() {
+        if on_step(StepInfo {
+            step: i + 1 - start,
+            total,
+            latents: &x,
+        })
+        .is_break()
+        {
             return Ok(None);
         }
     }

@@ -18,7 +18,10 @@ impl StableDiffusion {
     /// Prompts use AUTOMATIC1111's syntax; the shorter of the two is padded with chunks of the
     /// empty prompt, as AUTOMATIC1111 does.
     pub fn prompt_context(&self, params: &GenerationParams) -> Result<Tensor> {
-        let encode = |text: &str| self.text.encode_weighted(text, params.clip_skip, &self.device);
+        let encode = |text: &str| {
+            self.text
+                .encode_weighted(text, params.clip_skip, &self.device)
+        };
         let cond = encode(&params.prompt)?;
         let context = if params.cfg_scale > 1.0 {
             let uncond = encode(&params.negative_prompt)?;
@@ -31,7 +34,10 @@ impl StableDiffusion {
     }
 
     fn equal_lengths(&self, a: Tensor, b: Tensor, clip_skip: usize) -> Result<(Tensor, Tensor)> {
-        let (la, lb) = (a.dim(1).context("embeddings")?, b.dim(1).context("embeddings")?);
+        let (la, lb) = (
+            a.dim(1).context("embeddings")?,
+            b.dim(1).context("embeddings")?,
+        );
         if la == lb {
             return Ok((a, b));
         }
@@ -63,10 +69,18 @@ impl StableDiffusion {
         let latent_channels = self.vae.config().latent_channels;
         let shape = [1, latent_channels, params.height / 8, params.width / 8];
         let mut rng = TorchRng::new(params.seed);
-        let noise = rng.randn_tensor(&shape, &self.device).context("initial noise")?;
+        let noise = rng
+            .randn_tensor(&shape, &self.device)
+            .context("initial noise")?;
         let x = (noise * sampler.init_noise_sigma()).context("initial noise")?;
 
-        let denoiser = GuidedUNet { unet: &self.unet, context, scale: params.cfg_scale, dtype: self.dtype };
+        let denoiser = GuidedUNet {
+            unet: &self.unet,
+            context,
+            scale: params.cfg_scale,
+            dtype: self.dtype,
+            conditioning: None,
+        };
         let latents = sample(&denoiser, sampler.as_mut(), x, 0, &mut rng, on_step)
             .context("sampling")?
             .ok_or(EngineError::Cancelled)?;
@@ -93,7 +107,9 @@ impl StableDiffusion {
             )));
         }
         let context = self.prompt_context(params)?;
-        let image = init.resized(params.width, params.height).to_tensor(&self.device)?;
+        let image = init
+            .resized(params.width, params.height)
+            .to_tensor(&self.device)?;
 
         let mut rng = TorchRng::new(params.seed);
         let dist = self
@@ -102,13 +118,22 @@ impl StableDiffusion {
             .and_then(|d| Ok((d.mean.to_dtype(DType::F32)?, d.std.to_dtype(DType::F32)?)))
             .context("VAE encode")?;
         let draw = rng.randn_like(&dist.0).context("latent sample")?;
-        let latents = ((&dist.0 + (&dist.1 * draw).context("latent sample")?).context("latent sample")?
+        let latents = ((&dist.0 + (&dist.1 * draw).context("latent sample")?)
+            .context("latent sample")?
             * self.vae.config().scaling_factor)
             .context("latent sample")?;
         let noise = rng.randn_like(&latents).context("img2img noise")?;
-        let x = sampler.add_noise(&latents, &noise, start).context("img2img noise")?;
+        let x = sampler
+            .add_noise(&latents, &noise, start)
+            .context("img2img noise")?;
 
-        let denoiser = GuidedUNet { unet: &self.unet, context, scale: params.cfg_scale, dtype: self.dtype };
+        let denoiser = GuidedUNet {
+            unet: &self.unet,
+            context,
+            scale: params.cfg_scale,
+            dtype: self.dtype,
+            conditioning: None,
+        };
         let latents = sample(&denoiser, sampler.as_mut(), x, start, &mut rng, on_step)
             .context("sampling")?
             .ok_or(EngineError::Cancelled)?;
@@ -125,7 +150,11 @@ impl StableDiffusion {
     }
 
     pub fn sampler_settings(&self, params: &GenerationParams) -> SamplerSettings {
-        SamplerSettings { steps: params.steps, prediction: self.info.prediction, eta: params.eta }
+        SamplerSettings {
+            steps: params.steps,
+            prediction: self.info.prediction,
+            eta: params.eta,
+        }
     }
 
     /// Scaled latents → image.
@@ -133,7 +162,11 @@ impl StableDiffusion {
         let z = (latents / self.vae.config().scaling_factor)
             .and_then(|z| z.to_dtype(self.dtype))
             .context("latents")?;
-        let decoded = self.vae.decode(&z).and_then(|d| d.to_dtype(DType::F32)).context("VAE decode")?;
+        let decoded = self
+            .vae
+            .decode(&z)
+            .and_then(|d| d.to_dtype(DType::F32))
+            .context("VAE decode")?;
         RgbImage::from_vae_output(&decoded)
     }
 }

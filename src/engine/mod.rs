@@ -2,8 +2,10 @@
 
 pub mod denoise;
 pub mod error;
-mod generate;
+pub mod generate;
 pub mod image;
+pub mod inpaint;
+pub mod mask;
 pub mod model;
 pub mod params;
 pub mod prompt;

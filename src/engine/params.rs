@@ -58,32 +58,52 @@ impl Default for GenerationParams {
 impl GenerationParams {
     /// Checks everything that can be checked before a model is touched.
     pub fn validate(&self) -> Result<SamplerKind> {
-        let sampler = SamplerKind::from_name(&self.sampler).ok_or_else(|| EngineError::UnknownSampler {
-            name: self.sampler.clone(),
-            known: SamplerKind::known_names(),
-        })?;
+        let sampler =
+            SamplerKind::from_name(&self.sampler).ok_or_else(|| EngineError::UnknownSampler {
+                name: self.sampler.clone(),
+                known: SamplerKind::known_names(),
+            })?;
         for (what, v) in [("width", self.width), ("height", self.height)] {
             if v == 0 || v % 8 != 0 {
-                return Err(EngineError::InvalidParams(format!("{what} {v} is not a positive multiple of 8")));
+                return Err(EngineError::InvalidParams(format!(
+                    "{what} {v} is not a positive multiple of 8"
+                )));
             }
             if v > 8192 {
-                return Err(EngineError::InvalidParams(format!("{what} {v} is larger than 8192")));
+                return Err(EngineError::InvalidParams(format!(
+                    "{what} {v} is larger than 8192"
+                )));
             }
         }
         if self.steps == 0 || self.steps > 1000 {
-            return Err(EngineError::InvalidParams(format!("steps {} is not between 1 and 1000", self.steps)));
+            return Err(EngineError::InvalidParams(format!(
+                "steps {} is not between 1 and 1000",
+                self.steps
+            )));
         }
         if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
-            return Err(EngineError::InvalidParams(format!("CFG scale {} is not a non-negative number", self.cfg_scale)));
+            return Err(EngineError::InvalidParams(format!(
+                "CFG scale {} is not a non-negative number",
+                self.cfg_scale
+            )));
         }
         if !self.eta.is_finite() || self.eta < 0.0 {
-            return Err(EngineError::InvalidParams(format!("eta {} is not a non-negative number", self.eta)));
+            return Err(EngineError::InvalidParams(format!(
+                "eta {} is not a non-negative number",
+                self.eta
+            )));
         }
         if self.clip_skip == 0 || self.clip_skip > 12 {
-            return Err(EngineError::InvalidParams(format!("clip skip {} is not between 1 and 12", self.clip_skip)));
+            return Err(EngineError::InvalidParams(format!(
+                "clip skip {} is not between 1 and 12",
+                self.clip_skip
+            )));
         }
         if !(0.0..=1.0).contains(&self.strength) {
-            return Err(EngineError::InvalidParams(format!("strength {} is not between 0 and 1", self.strength)));
+            return Err(EngineError::InvalidParams(format!(
+                "strength {} is not between 0 and 1",
+                self.strength
+            )));
         }
         Ok(sampler)
     }

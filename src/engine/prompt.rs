@@ -60,7 +60,9 @@ fn lex(text: &str) -> Vec<Token<'_>> {
                 }
             },
             _ => {
-                let end = rest.find(['\\', '(', ')', '[', ']', ':']).unwrap_or(rest.len());
+                let end = rest
+                    .find(['\\', '(', ')', '[', ']', ':'])
+                    .unwrap_or(rest.len());
                 tokens.push(Token::Text(&rest[..end]));
                 i += end;
             }
@@ -76,7 +78,9 @@ fn weight_suffix(s: &str) -> Option<(f64, usize)> {
     let mut pos = 1 + after_colon.len() - trimmed.len();
     let num_len = trimmed
         .char_indices()
-        .take_while(|&(k, ch)| ch.is_ascii_digit() || ch == '.' || (k == 0 && (ch == '+' || ch == '-')))
+        .take_while(|&(k, ch)| {
+            ch.is_ascii_digit() || ch == '.' || (k == 0 && (ch == '+' || ch == '-'))
+        })
         .count();
     let number = &trimmed[..num_len];
     if !number.chars().any(|ch| ch.is_ascii_digit() || ch == '.') {
@@ -148,7 +152,13 @@ pub fn parse(text: &str) -> Vec<Fragment> {
     }
     merged
         .into_iter()
-        .map(|(text, weight)| if weight == BREAK_WEIGHT { Fragment::Break } else { Fragment::Text { text, weight } })
+        .map(|(text, weight)| {
+            if weight == BREAK_WEIGHT {
+                Fragment::Break
+            } else {
+                Fragment::Text { text, weight }
+            }
+        })
         .collect()
 }
 
@@ -206,10 +216,16 @@ mod tests {
     #[test]
     fn matches_automatic1111_examples() {
         assert_eq!(texts("normal text"), vec![t("normal text", 1.0)]);
-        assert_eq!(texts("an (important) word"), vec![t("an ", 1.0), t("important", 1.1), t(" word", 1.0)]);
+        assert_eq!(
+            texts("an (important) word"),
+            vec![t("an ", 1.0), t("important", 1.1), t(" word", 1.0)]
+        );
         assert_eq!(texts("(unbalanced"), vec![t("unbalanced", 1.1)]);
         assert_eq!(texts("\\(literal\\]"), vec![t("(literal]", 1.0)]);
-        assert_eq!(texts("(unnecessary)(parens)"), vec![t("unnecessaryparens", 1.1)]);
+        assert_eq!(
+            texts("(unnecessary)(parens)"),
+            vec![t("unnecessaryparens", 1.1)]
+        );
         assert_eq!(
             texts("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky)))."),
             vec![
@@ -228,7 +244,10 @@ mod tests {
 
     #[test]
     fn weights_and_nesting() {
-        assert_eq!(texts("(masterpiece:1.2), cat"), vec![t("masterpiece", 1.2), t(", cat", 1.0)]);
+        assert_eq!(
+            texts("(masterpiece:1.2), cat"),
+            vec![t("masterpiece", 1.2), t(", cat", 1.0)]
+        );
         assert_eq!(texts("[[dim]]"), vec![t("dim", 0.826446)]);
         assert_eq!(texts("((a) b)"), vec![t("a", 1.21), t(" b", 1.1)]);
         assert_eq!(texts("(a: 0.5 )"), vec![t("a", 0.5)]);
@@ -244,7 +263,10 @@ mod tests {
 
     #[test]
     fn break_splits_chunks() {
-        assert_eq!(texts("a cat BREAK a dog"), vec![t("a cat", 1.0), t("BREAK", -1.0), t("a dog", 1.0)]);
+        assert_eq!(
+            texts("a cat BREAK a dog"),
+            vec![t("a cat", 1.0), t("BREAK", -1.0), t("a dog", 1.0)]
+        );
         assert_eq!(texts("BREAKFAST"), vec![t("BREAKFAST", 1.0)]);
     }
 }

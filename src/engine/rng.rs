@@ -118,7 +118,11 @@ impl TorchRng {
     }
 
     /// `torch.randn(shape)` as a tensor on `device`.
-    pub fn randn_tensor(&mut self, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+    pub fn randn_tensor(
+        &mut self,
+        shape: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let n = shape.iter().product();
         Tensor::from_vec(self.randn(n), shape, &Device::Cpu)?.to_device(device)
     }

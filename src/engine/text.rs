@@ -30,7 +30,8 @@ pub struct ClipTokenizer {
 
 impl ClipTokenizer {
     pub fn bundled(pad: u32) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(BUNDLED_TOKENIZER).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let inner = Tokenizer::from_bytes(BUNDLED_TOKENIZER)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(Self { inner, pad })
     }
 
@@ -54,7 +55,10 @@ impl ClipTokenizer {
 
     /// The prompt's tokens, without BOS/EOS.
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -138,7 +142,9 @@ impl TextEncoder {
     }
 
     fn encode_ids_skip(&self, ids: &[u32], skip: usize, device: &Device) -> Result<Tensor> {
-        let ids = Tensor::new(ids, device).and_then(|t| t.unsqueeze(0)).context("token ids")?;
+        let ids = Tensor::new(ids, device)
+            .and_then(|t| t.unsqueeze(0))
+            .context("token ids")?;
         self.model.forward(&ids, skip).context("text encoder")
     }
 
@@ -146,7 +152,12 @@ impl TextEncoder {
     /// applied as AUTOMATIC1111's "Original" rule (the outputs are multiplied by the weights,
     /// then rescaled to their former mean), chunks concatenated: `(1, 77 · chunks, width)`.
     /// `clip_skip` is AUTOMATIC1111's: 1 uses the last layer, 2 the one before it.
-    pub fn encode_weighted(&self, prompt: &str, clip_skip: usize, device: &Device) -> Result<Tensor> {
+    pub fn encode_weighted(
+        &self,
+        prompt: &str,
+        clip_skip: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
         let skip = clip_skip.saturating_sub(1);
         let mut parts = vec![];
         for chunk in self.tokenizer.chunks(prompt)? {

@@ -4,7 +4,16 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
 
 pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(cin, cout, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+    conv2d(
+        cin,
+        cout,
+        3,
+        Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 pub fn conv1x1(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -33,10 +42,16 @@ impl ResnetBlock {
         Ok(Self {
             norm1: group_norm(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv3x3(cin, cout, vb.pp("conv1"))?,
-            time_emb_proj: temb_channels.map(|t| linear(t, cout, vb.pp("time_emb_proj"))).transpose()?,
+            time_emb_proj: temb_channels
+                .map(|t| linear(t, cout, vb.pp("time_emb_proj")))
+                .transpose()?,
             norm2: group_norm(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv3x3(cout, cout, vb.pp("conv2"))?,
-            shortcut: if cin != cout { Some(conv1x1(cin, cout, vb.pp("conv_shortcut"))?) } else { None },
+            shortcut: if cin != cout {
+                Some(conv1x1(cin, cout, vb.pp("conv_shortcut"))?)
+            } else {
+                None
+            },
         })
     }
 
@@ -62,13 +77,27 @@ pub struct Downsample {
 
 impl Downsample {
     pub fn unet(ch: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
-        Ok(Self { conv: conv2d(ch, ch, 3, cfg, vb.pp("conv"))?, asymmetric_pad: false })
+        let cfg = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv: conv2d(ch, ch, 3, cfg, vb.pp("conv"))?,
+            asymmetric_pad: false,
+        })
     }
 
     pub fn vae(ch: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig { padding: 0, stride: 2, ..Default::default() };
-        Ok(Self { conv: conv2d(ch, ch, 3, cfg, vb.pp("conv"))?, asymmetric_pad: true })
+        let cfg = Conv2dConfig {
+            padding: 0,
+            stride: 2,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv: conv2d(ch, ch, 3, cfg, vb.pp("conv"))?,
+            asymmetric_pad: true,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -88,7 +117,9 @@ pub struct Upsample {
 
 impl Upsample {
     pub fn load(ch: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: conv3x3(ch, ch, vb.pp("conv"))? })
+        Ok(Self {
+            conv: conv3x3(ch, ch, vb.pp("conv"))?,
+        })
     }
 
     /// `size` is the target size when it is not simply double (odd-sized skip connections).

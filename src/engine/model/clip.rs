@@ -6,7 +6,9 @@
 //! fused `in_proj` matrix.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
+use candle_nn::{
+    embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
+};
 
 use super::config::{Activation, ClipConfig};
 
@@ -40,12 +42,26 @@ impl Attention {
                 let w = vb.get((3 * d, d), "in_proj_weight")?;
                 let b = vb.get(3 * d, "in_proj_bias")?;
                 let part = |i: usize| -> Result<Linear> {
-                    Ok(Linear::new(w.narrow(0, i * d, d)?.contiguous()?, Some(b.narrow(0, i * d, d)?.contiguous()?)))
+                    Ok(Linear::new(
+                        w.narrow(0, i * d, d)?.contiguous()?,
+                        Some(b.narrow(0, i * d, d)?.contiguous()?),
+                    ))
                 };
-                (part(0)?, part(1)?, part(2)?, linear(d, d, vb.pp("out_proj"))?)
+                (
+                    part(0)?,
+                    part(1)?,
+                    part(2)?,
+                    linear(d, d, vb.pp("out_proj"))?,
+                )
             }
         };
-        Ok(Self { q, k, v, out, heads: cfg.num_heads })
+        Ok(Self {
+            q,
+            k,
+            v,
+            out,
+            heads: cfg.num_heads,
+        })
     }
 
     fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
@@ -53,7 +69,9 @@ impl Attention {
         let head_dim = d / self.heads;
         let scale = (head_dim as f64).powf(-0.5);
         let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, n, self.heads, head_dim))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, n, self.heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split((self.q.forward(x)? * scale)?)?;
         let k = split(self.k.forward(x)?)?;
@@ -92,7 +110,14 @@ struct Layer {
 impl Layer {
     fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
         let ln = |name: &str| {
-            layer_norm(cfg.hidden_size, LayerNormConfig { eps: cfg.layer_norm_eps, ..Default::default() }, vb.pp(name))
+            layer_norm(
+                cfg.hidden_size,
+                LayerNormConfig {
+                    eps: cfg.layer_norm_eps,
+                    ..Default::default()
+                },
+                vb.pp(name),
+            )
         };
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(match layout {
@@ -100,13 +125,21 @@ impl Layer {
                 norm1: ln("layer_norm1")?,
                 attn: Attention::load(vb.pp("self_attn"), cfg, layout)?,
                 norm2: ln("layer_norm2")?,
-                mlp: Mlp { fc1: linear(d, i, vb.pp("mlp.fc1"))?, fc2: linear(i, d, vb.pp("mlp.fc2"))?, activation: cfg.activation },
+                mlp: Mlp {
+                    fc1: linear(d, i, vb.pp("mlp.fc1"))?,
+                    fc2: linear(i, d, vb.pp("mlp.fc2"))?,
+                    activation: cfg.activation,
+                },
             },
             ClipLayout::OpenClip => Self {
                 norm1: ln("ln_1")?,
                 attn: Attention::load(vb.pp("attn"), cfg, layout)?,
                 norm2: ln("ln_2")?,
-                mlp: Mlp { fc1: linear(d, i, vb.pp("mlp.c_fc"))?, fc2: linear(i, d, vb.pp("mlp.c_proj"))?, activation: cfg.activation },
+                mlp: Mlp {
+                    fc1: linear(d, i, vb.pp("mlp.c_fc"))?,
+                    fc2: linear(i, d, vb.pp("mlp.c_proj"))?,
+                    activation: cfg.activation,
+                },
             },
         })
     }
@@ -129,11 +162,17 @@ impl ClipTextModel {
     /// `vb` points at the model's root: `text_model` for Hugging Face, the OpenCLIP `model`.
     pub fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
         let d = cfg.hidden_size;
-        let ln_cfg = LayerNormConfig { eps: cfg.layer_norm_eps, ..Default::default() };
+        let ln_cfg = LayerNormConfig {
+            eps: cfg.layer_norm_eps,
+            ..Default::default()
+        };
         let (token_embedding, position_embedding, layers_vb, final_norm) = match layout {
             ClipLayout::HuggingFace => (
                 embedding(cfg.vocab_size, d, vb.pp("embeddings.token_embedding"))?,
-                vb.get((cfg.max_position_embeddings, d), "embeddings.position_embedding.weight")?,
+                vb.get(
+                    (cfg.max_position_embeddings, d),
+                    "embeddings.position_embedding.weight",
+                )?,
                 vb.pp("encoder.layers"),
                 layer_norm(d, ln_cfg, vb.pp("final_layer_norm"))?,
             ),
@@ -147,7 +186,13 @@ impl ClipTextModel {
         let layers = (0..cfg.num_layers)
             .map(|i| Layer::load(layers_vb.pp(i), cfg, layout))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { token_embedding, position_embedding, layers, final_norm, config: cfg.clone() })
+        Ok(Self {
+            token_embedding,
+            position_embedding,
+            layers,
+            final_norm,
+            config: cfg.clone(),
+        })
     }
 
     pub fn config(&self) -> &ClipConfig {
@@ -175,4 +220,3 @@ fn causal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
         .collect();
     Tensor::from_vec(values, (n, n), device)?.to_dtype(dtype)
 }
-

@@ -219,10 +219,15 @@ impl UNetConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (level, (&ch, &h)) in self.block_out_channels.iter().zip(&self.heads).enumerate() {
             if h == 0 || ch % h != 0 {
-                return Err(format!("level {level}: {ch} channels cannot be split into {h} heads"));
+                return Err(format!(
+                    "level {level}: {ch} channels cannot be split into {h} heads"
+                ));
             }
             if ch % self.norm_num_groups != 0 {
-                return Err(format!("level {level}: {ch} channels are not divisible into {} groups", self.norm_num_groups));
+                return Err(format!(
+                    "level {level}: {ch} channels are not divisible into {} groups",
+                    self.norm_num_groups
+                ));
             }
         }
         if self.block_out_channels.is_empty() {

@@ -46,7 +46,11 @@ pub fn not_sd_reason(w: &WeightFile) -> String {
     let any = |p: &str| w.names().any(|n| n.starts_with(p));
     if any("conditioner.embedders") {
         "this looks like an SDXL checkpoint; only SD 1.x and 2.x are supported".into()
-    } else if any("lora_unet_") || any("lora_te") || w.names().any(|n| n.contains(".lora_down.") || n.contains("lora_A")) {
+    } else if any("lora_unet_")
+        || any("lora_te")
+        || w.names()
+            .any(|n| n.contains(".lora_down.") || n.contains("lora_A"))
+    {
         "this is a LoRA, not a full model; open a Stable Diffusion checkpoint instead".into()
     } else if w.contains("encoder.conv_in.weight") && w.contains("decoder.conv_in.weight") {
         "this is a VAE on its own, not a full model; use it as an external VAE".into()
@@ -88,7 +92,8 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
 }
 
 fn shape<'a>(w: &'a WeightFile, name: &str) -> Result<&'a [usize], String> {
-    w.shape(name).ok_or_else(|| format!("the checkpoint has no tensor {name}"))
+    w.shape(name)
+        .ok_or_else(|| format!("the checkpoint has no tensor {name}"))
 }
 
 /// Heads of CLIP's text attention. Every published SD text encoder uses 64-wide heads
@@ -104,15 +109,24 @@ fn text_heads(width: usize) -> usize {
 }
 
 fn count(w: &WeightFile, prefix: &str, suffix: &str) -> usize {
-    (0..).take_while(|i| w.contains(&format!("{prefix}{i}{suffix}"))).count()
+    (0..)
+        .take_while(|i| w.contains(&format!("{prefix}{i}{suffix}")))
+        .count()
 }
 
 fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), String> {
-    for prefix in [format!("{SD1_TEXT_PREFIX}text_model."), SD1_TEXT_PREFIX.to_string()] {
+    for prefix in [
+        format!("{SD1_TEXT_PREFIX}text_model."),
+        SD1_TEXT_PREFIX.to_string(),
+    ] {
         let tok = format!("{prefix}embeddings.token_embedding.weight");
         if let Some(&[vocab, width]) = w.shape(&tok) {
             let positions = shape(w, &format!("{prefix}embeddings.position_embedding.weight"))?[0];
-            let layers = count(w, &format!("{prefix}encoder.layers."), ".layer_norm1.weight");
+            let layers = count(
+                w,
+                &format!("{prefix}encoder.layers."),
+                ".layer_norm1.weight",
+            );
             let inter = shape(w, &format!("{prefix}encoder.layers.0.mlp.fc1.weight"))?[0];
             let cfg = ClipConfig {
                 vocab_size: vocab,
@@ -130,11 +144,18 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
     let tok = format!("{SD2_TEXT_PREFIX}token_embedding.weight");
     if let Some(&[vocab, width]) = w.shape(&tok) {
         let positions = shape(w, &format!("{SD2_TEXT_PREFIX}positional_embedding"))?[0];
-        let blocks = count(w, &format!("{SD2_TEXT_PREFIX}transformer.resblocks."), ".ln_1.weight");
+        let blocks = count(
+            w,
+            &format!("{SD2_TEXT_PREFIX}transformer.resblocks."),
+            ".ln_1.weight",
+        );
         if blocks < 2 {
             return Err("the OpenCLIP text encoder has fewer than two layers".into());
         }
-        let inter = shape(w, &format!("{SD2_TEXT_PREFIX}transformer.resblocks.0.mlp.c_fc.weight"))?[0];
+        let inter = shape(
+            w,
+            &format!("{SD2_TEXT_PREFIX}transformer.resblocks.0.mlp.c_fc.weight"),
+        )?[0];
         let cfg = ClipConfig {
             vocab_size: vocab,
             hidden_size: width,
@@ -192,17 +213,25 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
         .map(|k| (k, format!("{p}input_blocks.{k}.1.")))
         .find(|(_, pre)| w.contains(&format!("{pre}proj_in.weight")))
         .unwrap_or((0, String::new()));
-    let attn = if attn_block > 0 { format!("{p}input_blocks.{attn_block}.1.") } else { format!("{p}middle_block.1.") };
+    let attn = if attn_block > 0 {
+        format!("{p}input_blocks.{attn_block}.1.")
+    } else {
+        format!("{p}middle_block.1.")
+    };
     let proj_in = shape(w, &format!("{attn}proj_in.weight"))?;
     let use_linear_projection = proj_in.len() == 2;
-    let cross_attention_dim = shape(w, &format!("{attn}transformer_blocks.0.attn2.to_k.weight"))?[1];
+    let cross_attention_dim =
+        shape(w, &format!("{attn}transformer_blocks.0.attn2.to_k.weight"))?[1];
     let transformer_layers = count(w, &format!("{attn}transformer_blocks."), ".norm1.weight");
 
     // Head counts are not stored in the weights. LDM's configs: SD 1.x has 8 heads at every
     // level, SD 2.x 64-wide heads (5, 10, 20, 20). A model whose widths cannot all be cut into
     // 64-wide heads (only test-size models) keeps diffusers' default of 8 heads everywhere.
     let sd2_heads = family == Family::Sd2 && block_out_channels.iter().all(|c| c % 64 == 0);
-    let heads = block_out_channels.iter().map(|&c| if sd2_heads { c / 64 } else { 8 }).collect();
+    let heads = block_out_channels
+        .iter()
+        .map(|&c| if sd2_heads { c / 64 } else { 8 })
+        .collect();
     let cfg = UNetConfig {
         in_channels,
         out_channels,
@@ -225,7 +254,11 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
 
 /// An LDM VAE under `prefix` (`first_stage_model.` in a checkpoint, empty in a `.vae.pt`).
 pub fn detect_vae(w: &WeightFile, prefix: &str) -> Result<VaeConfig, String> {
-    let levels = count(w, &format!("{prefix}encoder.down."), ".block.0.conv1.weight");
+    let levels = count(
+        w,
+        &format!("{prefix}encoder.down."),
+        ".block.0.conv1.weight",
+    );
     if levels == 0 {
         return Err("the checkpoint has no VAE (first_stage_model.*)".into());
     }
@@ -234,6 +267,10 @@ pub fn detect_vae(w: &WeightFile, prefix: &str) -> Result<VaeConfig, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let latent_channels = shape(w, &format!("{prefix}decoder.conv_in.weight"))?[1];
     let mut cfg = VaeConfig::sd(channels, latent_channels);
-    cfg.layers_per_block = count(w, &format!("{prefix}encoder.down.0.block."), ".conv1.weight");
+    cfg.layers_per_block = count(
+        w,
+        &format!("{prefix}encoder.down.0.block."),
+        ".conv1.weight",
+    );
     Ok(cfg)
 }

@@ -36,7 +36,13 @@ fn replace_prefix(rest: &str, map: &[(&str, &str)]) -> String {
 pub fn unet_to_ldm(name: &str, cfg: &UNetConfig) -> String {
     let per = cfg.layers_per_block + 1;
     if let Some(rest) = name.strip_prefix("time_embedding.") {
-        return replace_prefix(rest, &[("linear_1.", "time_embed.0."), ("linear_2.", "time_embed.2.")]);
+        return replace_prefix(
+            rest,
+            &[
+                ("linear_1.", "time_embed.0."),
+                ("linear_2.", "time_embed.2."),
+            ],
+        );
     }
     if let Some(rest) = name.strip_prefix("conv_in.") {
         return format!("input_blocks.0.0.{rest}");
@@ -74,7 +80,11 @@ pub fn unet_to_ldm(name: &str, cfg: &UNetConfig) -> String {
             return format!("output_blocks.{}.1.{rest}", i * per + j);
         }
         if let Some(rest) = rest.strip_prefix("upsamplers.0.") {
-            let slot = if cfg.up_attention.get(i).copied().unwrap_or(false) { 2 } else { 1 };
+            let slot = if cfg.up_attention.get(i).copied().unwrap_or(false) {
+                2
+            } else {
+                1
+            };
             return format!("output_blocks.{}.{slot}.{rest}", i * per + per - 1);
         }
     }
@@ -93,7 +103,9 @@ pub fn vae_to_ldm(name: &str, levels: usize) -> String {
         ("to_out.0.", "proj_out."),
     ];
     for part in ["encoder.", "decoder."] {
-        let Some(rest) = name.strip_prefix(part) else { continue };
+        let Some(rest) = name.strip_prefix(part) else {
+            continue;
+        };
         if let Some(tail) = rest.strip_prefix("conv_norm_out.") {
             return format!("{part}norm_out.{tail}");
         }
@@ -117,7 +129,10 @@ pub fn vae_to_ldm(name: &str, levels: usize) -> String {
             // LDM numbers decoder levels from the highest resolution; diffusers from the lowest.
             let level = levels.saturating_sub(1 + i);
             if let Some((j, tail)) = index_after(rest, "resnets.") {
-                return format!("{part}up.{level}.block.{j}.{}", replace_prefix(tail, &RESNET));
+                return format!(
+                    "{part}up.{level}.block.{j}.{}",
+                    replace_prefix(tail, &RESNET)
+                );
             }
             if let Some(tail) = rest.strip_prefix("upsamplers.0.") {
                 return format!("{part}up.{level}.upsample.{tail}");
@@ -135,7 +150,9 @@ pub fn vae_legacy_attention(name: &str) -> Option<String> {
         ("attentions.0.to_v.", "attentions.0.value."),
         ("attentions.0.to_out.0.", "attentions.0.proj_attn."),
     ];
-    OLD.iter().find(|(new, _)| name.contains(new)).map(|(new, old)| name.replacen(new, old, 1))
+    OLD.iter()
+        .find(|(new, _)| name.contains(new))
+        .map(|(new, old)| name.replacen(new, old, 1))
 }
 
 #[cfg(test)]
@@ -167,16 +184,46 @@ mod tests {
         let cases = [
             ("time_embedding.linear_2.weight", "time_embed.2.weight"),
             ("conv_in.bias", "input_blocks.0.0.bias"),
-            ("down_blocks.1.resnets.0.conv_shortcut.weight", "input_blocks.4.0.skip_connection.weight"),
-            ("down_blocks.2.attentions.1.proj_in.weight", "input_blocks.8.1.proj_in.weight"),
-            ("down_blocks.0.downsamplers.0.conv.weight", "input_blocks.3.0.op.weight"),
-            ("down_blocks.3.resnets.1.time_emb_proj.bias", "input_blocks.11.0.emb_layers.1.bias"),
-            ("mid_block.resnets.1.norm2.weight", "middle_block.2.out_layers.0.weight"),
-            ("mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight", "middle_block.1.transformer_blocks.0.attn2.to_k.weight"),
-            ("up_blocks.0.upsamplers.0.conv.weight", "output_blocks.2.1.conv.weight"),
-            ("up_blocks.1.upsamplers.0.conv.weight", "output_blocks.5.2.conv.weight"),
-            ("up_blocks.3.attentions.2.proj_out.bias", "output_blocks.11.1.proj_out.bias"),
-            ("up_blocks.3.resnets.2.conv2.weight", "output_blocks.11.0.out_layers.3.weight"),
+            (
+                "down_blocks.1.resnets.0.conv_shortcut.weight",
+                "input_blocks.4.0.skip_connection.weight",
+            ),
+            (
+                "down_blocks.2.attentions.1.proj_in.weight",
+                "input_blocks.8.1.proj_in.weight",
+            ),
+            (
+                "down_blocks.0.downsamplers.0.conv.weight",
+                "input_blocks.3.0.op.weight",
+            ),
+            (
+                "down_blocks.3.resnets.1.time_emb_proj.bias",
+                "input_blocks.11.0.emb_layers.1.bias",
+            ),
+            (
+                "mid_block.resnets.1.norm2.weight",
+                "middle_block.2.out_layers.0.weight",
+            ),
+            (
+                "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+                "middle_block.1.transformer_blocks.0.attn2.to_k.weight",
+            ),
+            (
+                "up_blocks.0.upsamplers.0.conv.weight",
+                "output_blocks.2.1.conv.weight",
+            ),
+            (
+                "up_blocks.1.upsamplers.0.conv.weight",
+                "output_blocks.5.2.conv.weight",
+            ),
+            (
+                "up_blocks.3.attentions.2.proj_out.bias",
+                "output_blocks.11.1.proj_out.bias",
+            ),
+            (
+                "up_blocks.3.resnets.2.conv2.weight",
+                "output_blocks.11.0.out_layers.3.weight",
+            ),
             ("conv_norm_out.weight", "out.0.weight"),
         ];
         for (diffusers, ldm) in cases {
@@ -187,12 +234,30 @@ mod tests {
     #[test]
     fn vae_names_follow_the_ldm_layout() {
         let cases = [
-            ("encoder.down_blocks.1.resnets.0.conv_shortcut.weight", "encoder.down.1.block.0.nin_shortcut.weight"),
-            ("encoder.down_blocks.2.downsamplers.0.conv.bias", "encoder.down.2.downsample.conv.bias"),
-            ("decoder.up_blocks.0.resnets.2.norm1.weight", "decoder.up.3.block.2.norm1.weight"),
-            ("decoder.up_blocks.2.upsamplers.0.conv.weight", "decoder.up.1.upsample.conv.weight"),
-            ("decoder.mid_block.attentions.0.to_out.0.weight", "decoder.mid.attn_1.proj_out.weight"),
-            ("encoder.mid_block.resnets.1.conv2.weight", "encoder.mid.block_2.conv2.weight"),
+            (
+                "encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
+                "encoder.down.1.block.0.nin_shortcut.weight",
+            ),
+            (
+                "encoder.down_blocks.2.downsamplers.0.conv.bias",
+                "encoder.down.2.downsample.conv.bias",
+            ),
+            (
+                "decoder.up_blocks.0.resnets.2.norm1.weight",
+                "decoder.up.3.block.2.norm1.weight",
+            ),
+            (
+                "decoder.up_blocks.2.upsamplers.0.conv.weight",
+                "decoder.up.1.upsample.conv.weight",
+            ),
+            (
+                "decoder.mid_block.attentions.0.to_out.0.weight",
+                "decoder.mid.attn_1.proj_out.weight",
+            ),
+            (
+                "encoder.mid_block.resnets.1.conv2.weight",
+                "encoder.mid.block_2.conv2.weight",
+            ),
             ("decoder.conv_norm_out.bias", "decoder.norm_out.bias"),
             ("post_quant_conv.weight", "post_quant_conv.weight"),
         ];

@@ -55,11 +55,19 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn cpu() -> Self {
-        Self { device: Device::Cpu, dtype: None, prediction: None }
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+            prediction: None,
+        }
     }
 
     fn compute_dtype(&self) -> DType {
-        self.dtype.unwrap_or(if self.device.is_cpu() { DType::F32 } else { DType::F16 })
+        self.dtype.unwrap_or(if self.device.is_cpu() {
+            DType::F32
+        } else {
+            DType::F16
+        })
     }
 }
 
@@ -88,7 +96,9 @@ impl StableDiffusion {
     /// Opens a model, folder or file, detecting its layout from its contents.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
         if !path.exists() {
-            return Err(EngineError::NotFound { path: path.to_path_buf() });
+            return Err(EngineError::NotFound {
+                path: path.to_path_buf(),
+            });
         }
         if path.is_dir() {
             load_diffusers(path, opts)
@@ -106,9 +116,14 @@ fn tensor_err<'a>(path: &'a Path, what: &str) -> impl Fn(candle_core::Error) -> 
 fn read_json(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            EngineError::NotFound { path: path.to_path_buf() }
+            EngineError::NotFound {
+                path: path.to_path_buf(),
+            }
         } else {
-            EngineError::Io { path: path.to_path_buf(), source }
+            EngineError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })
 }
@@ -117,7 +132,10 @@ fn read_json(path: &Path) -> Result<String> {
 /// precision (`diffusion_pytorch_model.safetensors`, `model.fp16.safetensors`, `*.bin`).
 fn component_weights(dir: &Path) -> Result<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| EngineError::Io { path: dir.to_path_buf(), source })?
+        .map_err(|source| EngineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -125,13 +143,16 @@ fn component_weights(dir: &Path) -> Result<PathBuf> {
         })
         .collect();
     found.sort_by_key(|p| {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         (!name.ends_with(".safetensors"), name.contains("fp16"), name)
     });
-    found
-        .into_iter()
-        .next()
-        .ok_or_else(|| EngineError::bad_model(dir, "no .safetensors or .bin weights in this folder"))
+    found.into_iter().next().ok_or_else(|| {
+        EngineError::bad_model(dir, "no .safetensors or .bin weights in this folder")
+    })
 }
 
 #[derive(Deserialize)]
@@ -151,7 +172,8 @@ struct TokenizerJson {
 fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let dtype = opts.compute_dtype();
     let device = &opts.device;
-    if !dir.join("unet").is_dir() || !dir.join("vae").is_dir() || !dir.join("text_encoder").is_dir() {
+    if !dir.join("unet").is_dir() || !dir.join("vae").is_dir() || !dir.join("text_encoder").is_dir()
+    {
         return Err(EngineError::bad_model(
             dir,
             "not a diffusers Stable Diffusion folder (expected unet/, vae/ and text_encoder/ beside model_index.json)",
@@ -160,11 +182,14 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let bad_cfg = |p: PathBuf| move |m: String| EngineError::bad_model(p.clone(), m);
 
     let unet_cfg_path = dir.join("unet/config.json");
-    let unet_cfg = UNetConfig::from_diffusers_json(&read_json(&unet_cfg_path)?).map_err(bad_cfg(unet_cfg_path))?;
+    let unet_cfg = UNetConfig::from_diffusers_json(&read_json(&unet_cfg_path)?)
+        .map_err(bad_cfg(unet_cfg_path))?;
     let vae_cfg_path = dir.join("vae/config.json");
-    let vae_cfg = VaeConfig::from_diffusers_json(&read_json(&vae_cfg_path)?).map_err(bad_cfg(vae_cfg_path))?;
+    let vae_cfg = VaeConfig::from_diffusers_json(&read_json(&vae_cfg_path)?)
+        .map_err(bad_cfg(vae_cfg_path))?;
     let clip_cfg_path = dir.join("text_encoder/config.json");
-    let clip_cfg = ClipConfig::from_transformers_json(&read_json(&clip_cfg_path)?).map_err(bad_cfg(clip_cfg_path))?;
+    let clip_cfg = ClipConfig::from_transformers_json(&read_json(&clip_cfg_path)?)
+        .map_err(bad_cfg(clip_cfg_path))?;
 
     let sched_path = dir.join("scheduler/scheduler_config.json");
     let (schedule, folder_prediction) = if sched_path.exists() {
@@ -196,20 +221,30 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     });
     let vae = Vae::load(vae_vb, &vae_cfg).map_err(tensor_err(vae_file.path(), "VAE"))?;
 
-    let text_file = Arc::new(WeightFile::open(&component_weights(&dir.join("text_encoder"))?)?);
+    let text_file = Arc::new(WeightFile::open(&component_weights(
+        &dir.join("text_encoder"),
+    )?)?);
     // transformers 4 saves the text model under `text_model.`, transformers 5 at the root.
-    let text_prefix = if text_file.contains("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
+    let text_prefix = if text_file.contains("text_model.embeddings.token_embedding.weight") {
+        "text_model."
+    } else {
+        ""
+    };
     let text_vb = text_file.var_builder(dtype, device, move |n| format!("{text_prefix}{n}"));
     let clip = ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
         .map_err(tensor_err(text_file.path(), "text encoder"))?;
 
     let tokenizer = folder_tokenizer(&dir.join("tokenizer"))?;
-    let family = if unet_cfg.use_linear_projection || clip_cfg.activation == config::Activation::Gelu {
-        Family::Sd2
-    } else {
-        Family::Sd1
-    };
-    let prediction = opts.prediction.or(folder_prediction).unwrap_or(Prediction::Epsilon);
+    let family =
+        if unet_cfg.use_linear_projection || clip_cfg.activation == config::Activation::Gelu {
+            Family::Sd2
+        } else {
+            Family::Sd1
+        };
+    let prediction = opts
+        .prediction
+        .or(folder_prediction)
+        .unwrap_or(Prediction::Epsilon);
     Ok(StableDiffusion {
         info: ModelInfo {
             path: dir.to_path_buf(),
@@ -221,7 +256,10 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         },
         unet,
         vae,
-        text: TextEncoder { tokenizer, model: clip },
+        text: TextEncoder {
+            tokenizer,
+            model: clip,
+        },
         schedule,
         device: device.clone(),
         dtype,
@@ -241,11 +279,18 @@ fn folder_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
         .unwrap_or_default();
     let pad_text = match cfg.pad_token {
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        Some(serde_json::Value::Object(o)) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     };
     let json = dir.join("tokenizer.json");
-    let mut tokenizer = if json.exists() { ClipTokenizer::from_file(&json, EOS)? } else { ClipTokenizer::bundled(EOS)? };
+    let mut tokenizer = if json.exists() {
+        ClipTokenizer::from_file(&json, EOS)?
+    } else {
+        ClipTokenizer::bundled(EOS)?
+    };
     if let Some(pad) = pad_text.and_then(|t| tokenizer.token_id(&t)) {
         tokenizer.set_pad(pad);
     }
@@ -260,16 +305,25 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
 
     let unet_cfg = layout.unet.clone();
     let map_cfg = unet_cfg.clone();
-    let unet_vb = file.var_builder(dtype, device, move |n| format!("{}{}", detect::UNET_PREFIX, keymap::unet_to_ldm(n, &map_cfg)));
+    let unet_vb = file.var_builder(dtype, device, move |n| {
+        format!(
+            "{}{}",
+            detect::UNET_PREFIX,
+            keymap::unet_to_ldm(n, &map_cfg)
+        )
+    });
     let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(path, "UNet"))?;
 
     let levels = layout.vae.block_out_channels.len();
-    let vae_vb = file.var_builder(dtype, device, move |n| format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels)));
+    let vae_vb = file.var_builder(dtype, device, move |n| {
+        format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
+    });
     let vae = Vae::load(vae_vb, &layout.vae).map_err(tensor_err(path, "VAE"))?;
 
     let prefix = layout.text_prefix.clone();
     let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
-    let clip = ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout).map_err(tensor_err(path, "text encoder"))?;
+    let clip = ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout)
+        .map_err(tensor_err(path, "text encoder"))?;
     // SD 2.x's OpenCLIP tokenizer pads with "!" (id 0), SD 1.x's with the end token.
     let pad = match layout.family {
         Family::Sd1 => EOS,
@@ -279,7 +333,9 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
 
     // v-prediction cannot be read off the weights: a file may say so; otherwise SD 2.x
     // text-to-image checkpoints are taken as v (the 768-v models), as diffusers does.
-    let implied = if layout.marked_v_prediction || (layout.family == Family::Sd2 && !unet_cfg.is_inpainting()) {
+    let implied = if layout.marked_v_prediction
+        || (layout.family == Family::Sd2 && !unet_cfg.is_inpainting())
+    {
         Prediction::V
     } else {
         Prediction::Epsilon
@@ -299,7 +355,10 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         },
         unet,
         vae,
-        text: TextEncoder { tokenizer, model: clip },
+        text: TextEncoder {
+            tokenizer,
+            model: clip,
+        },
         schedule: TrainingSchedule::default(),
         device: device.clone(),
         dtype,

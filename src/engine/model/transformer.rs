@@ -3,7 +3,9 @@
 //! residual.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, layer_norm, linear, linear_no_bias, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{
+    group_norm, layer_norm, linear, linear_no_bias, GroupNorm, LayerNorm, Linear, VarBuilder,
+};
 
 use super::blocks::conv1x1;
 
@@ -16,7 +18,12 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(vb: VarBuilder, query_dim: usize, context_dim: usize, heads: usize) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        query_dim: usize,
+        context_dim: usize,
+        heads: usize,
+    ) -> Result<Self> {
         Ok(Self {
             to_q: linear_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
             to_k: linear_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
@@ -38,19 +45,31 @@ impl Attention {
 
 /// Multi-head attention over `(batch, tokens, heads * head_dim)` tensors, computed in f32
 /// whatever the weights' dtype (SD 2.x overflows in f16 otherwise).
-pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
     let (b, n, d) = q.dims3()?;
     let m = k.dim(1)?;
     let head_dim = d / heads;
     let dtype = q.dtype();
     let split = |t: &Tensor, len: usize| -> Result<Tensor> {
-        t.reshape((b, len, heads, head_dim))?.transpose(1, 2)?.contiguous()?.to_dtype(candle_core::DType::F32)
+        t.reshape((b, len, heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .to_dtype(candle_core::DType::F32)
     };
     let q = (split(q, n)? * (head_dim as f64).powf(-0.5))?;
     let k = split(k, m)?;
     let v = split(v, m)?;
     let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-    probs.matmul(&v)?.to_dtype(dtype)?.transpose(1, 2)?.reshape((b, n, d))
+    probs
+        .matmul(&v)?
+        .to_dtype(dtype)?
+        .transpose(1, 2)?
+        .reshape((b, n, d))
 }
 
 struct FeedForward {
@@ -102,7 +121,10 @@ impl BasicTransformerBlock {
 
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
-        let x = (self.attn2.forward(&self.norm2.forward(&x)?, Some(context))? + x)?;
+        let x = (self
+            .attn2
+            .forward(&self.norm2.forward(&x)?, Some(context))?
+            + x)?;
         self.ff.forward(&self.norm3.forward(&x)?)? + x
     }
 }
@@ -139,7 +161,14 @@ impl SpatialTransformer {
             })
         };
         let blocks = (0..cfg.depth)
-            .map(|i| BasicTransformerBlock::load(vb.pp(format!("transformer_blocks.{i}")), c, cfg.context_dim, cfg.heads))
+            .map(|i| {
+                BasicTransformerBlock::load(
+                    vb.pp(format!("transformer_blocks.{i}")),
+                    c,
+                    cfg.context_dim,
+                    cfg.heads,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             norm: group_norm(cfg.groups, c, 1e-6, vb.pp("norm"))?,
@@ -151,8 +180,11 @@ impl SpatialTransformer {
 
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let to_tokens = |t: Tensor| -> Result<Tensor> { t.permute((0, 2, 3, 1))?.reshape((b, h * w, c)) };
-        let to_image = |t: Tensor| -> Result<Tensor> { t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous() };
+        let to_tokens =
+            |t: Tensor| -> Result<Tensor> { t.permute((0, 2, 3, 1))?.reshape((b, h * w, c)) };
+        let to_image = |t: Tensor| -> Result<Tensor> {
+            t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
+        };
         let normed = self.norm.forward(x)?;
         let mut tokens = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(conv.forward(&normed)?)?,

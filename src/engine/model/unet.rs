@@ -23,9 +23,14 @@ impl TimeEmbedding {
         // last bit of a frequency moves the phase by 1e-4.
         let denom = (half as f64 - self.freq_shift) as f32;
         let log_max_period = -(10000f64.ln()) as f32;
-        let freqs: Vec<f32> = (0..half).map(|i| (log_max_period * i as f32 / denom).exp()).collect();
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| (log_max_period * i as f32 / denom).exp())
+            .collect();
         let freqs = Tensor::from_vec(freqs, (1, half), timesteps.device())?;
-        let args = timesteps.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+        let args = timesteps
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?
+            .broadcast_mul(&freqs)?;
         let emb = if self.flip_sin_to_cos {
             Tensor::cat(&[args.cos()?, args.sin()?], 1)?
         } else {
@@ -98,23 +103,55 @@ impl UNet {
         for i in 0..levels {
             let vb = vb.pp(format!("down_blocks.{i}"));
             let cin = if i == 0 { ch[0] } else { ch[i - 1] };
-            let mut level = Level { resnets: vec![], attentions: vec![] };
+            let mut level = Level {
+                resnets: vec![],
+                attentions: vec![],
+            };
             for j in 0..cfg.layers_per_block {
                 let rin = if j == 0 { cin } else { ch[i] };
-                level.resnets.push(ResnetBlock::load(vb.pp(format!("resnets.{j}")), rin, ch[i], Some(temb), groups, eps)?);
+                level.resnets.push(ResnetBlock::load(
+                    vb.pp(format!("resnets.{j}")),
+                    rin,
+                    ch[i],
+                    Some(temb),
+                    groups,
+                    eps,
+                )?);
                 if cfg.down_attention[i] {
-                    level.attentions.push(transformer(vb.pp(format!("attentions.{j}")), ch[i], cfg.heads[i])?);
+                    level.attentions.push(transformer(
+                        vb.pp(format!("attentions.{j}")),
+                        ch[i],
+                        cfg.heads[i],
+                    )?);
                 }
             }
-            let downsample = if i + 1 < levels { Some(Downsample::unet(ch[i], vb.pp("downsamplers.0"))?) } else { None };
+            let downsample = if i + 1 < levels {
+                Some(Downsample::unet(ch[i], vb.pp("downsamplers.0"))?)
+            } else {
+                None
+            };
             down.push(DownLevel { level, downsample });
         }
 
         let deepest = ch[levels - 1];
         let mvb = vb.pp("mid_block");
         let mid_resnets = [
-            ResnetBlock::load(mvb.pp("resnets.0"), deepest, deepest, Some(temb), groups, eps)?,
-            ResnetBlock::load(mvb.pp("resnets.1"), deepest, deepest, Some(temb), groups, eps)?,
+            ResnetBlock::load(
+                mvb.pp("resnets.0"),
+                deepest,
+                deepest,
+                Some(temb),
+                groups,
+                eps,
+            )?,
+            ResnetBlock::load(
+                mvb.pp("resnets.1"),
+                deepest,
+                deepest,
+                Some(temb),
+                groups,
+                eps,
+            )?,
         ];
         let mid_attention = transformer(mvb.pp("attentions.0"), deepest, cfg.heads[levels - 1])?;
 
@@ -126,16 +163,38 @@ impl UNet {
             let prev_out = if i == 0 { rev[0] } else { rev[i - 1] };
             let out = rev[i];
             let input = rev[(i + 1).min(levels - 1)];
-            let mut level = Level { resnets: vec![], attentions: vec![] };
+            let mut level = Level {
+                resnets: vec![],
+                attentions: vec![],
+            };
             for j in 0..=cfg.layers_per_block {
-                let skip = if j == cfg.layers_per_block { input } else { out };
+                let skip = if j == cfg.layers_per_block {
+                    input
+                } else {
+                    out
+                };
                 let rin = if j == 0 { prev_out } else { out };
-                level.resnets.push(ResnetBlock::load(vb.pp(format!("resnets.{j}")), rin + skip, out, Some(temb), groups, eps)?);
+                level.resnets.push(ResnetBlock::load(
+                    vb.pp(format!("resnets.{j}")),
+                    rin + skip,
+                    out,
+                    Some(temb),
+                    groups,
+                    eps,
+                )?);
                 if cfg.up_attention[i] {
-                    level.attentions.push(transformer(vb.pp(format!("attentions.{j}")), out, rev_heads[i])?);
+                    level.attentions.push(transformer(
+                        vb.pp(format!("attentions.{j}")),
+                        out,
+                        rev_heads[i],
+                    )?);
                 }
             }
-            let upsample = if i + 1 < levels { Some(Upsample::load(out, vb.pp("upsamplers.0"))?) } else { None };
+            let upsample = if i + 1 < levels {
+                Some(Upsample::load(out, vb.pp("upsamplers.0"))?)
+            } else {
+                None
+            };
             up.push(UpLevel { level, upsample });
         }
 
@@ -181,7 +240,9 @@ impl UNet {
 
         for level in &self.up {
             for (j, resnet) in level.level.resnets.iter().enumerate() {
-                let skip = skips.pop().ok_or_else(|| candle_core::Error::Msg("UNet skip connections exhausted".into()))?;
+                let skip = skips.pop().ok_or_else(|| {
+                    candle_core::Error::Msg("UNet skip connections exhausted".into())
+                })?;
                 x = resnet.forward(&Tensor::cat(&[&x, &skip], 1)?, Some(&temb))?;
                 if let Some(attn) = level.level.attentions.get(j) {
                     x = attn.forward(&x, context)?;
@@ -189,7 +250,11 @@ impl UNet {
             }
             if let Some(up) = &level.upsample {
                 // Odd latent sizes: match the skip connection the next level will concatenate.
-                let size = skips.last().map(|s| s.dims4()).transpose()?.map(|(_, _, h, w)| (h, w));
+                let size = skips
+                    .last()
+                    .map(|s| s.dims4())
+                    .transpose()?
+                    .map(|(_, _, h, w)| (h, w));
                 x = up.forward(&x, size)?;
             }
         }

@@ -28,12 +28,20 @@ impl MidAttention {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let tokens = self.norm.forward(x)?.reshape((b, c, h * w))?.transpose(1, 2)?;
+        let tokens = self
+            .norm
+            .forward(x)?
+            .reshape((b, c, h * w))?
+            .transpose(1, 2)?;
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
         let v = self.v.forward(&tokens)?;
         let y = super::transformer::scaled_dot_product_attention(&q, &k, &v, 1)?;
-        let y = self.out.forward(&y)?.transpose(1, 2)?.reshape((b, c, h, w))?;
+        let y = self
+            .out
+            .forward(&y)?
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?;
         y + x
     }
 }
@@ -44,7 +52,10 @@ fn linear_or_conv1x1(ch: usize, vb: VarBuilder) -> Result<Linear> {
     let w = match w.dims() {
         [o, i] if *o == ch && *i == ch => w,
         [o, i, 1, 1] if *o == ch && *i == ch => w.reshape((ch, ch))?,
-        other => candle_core::bail!("{}.weight: expected [{ch}, {ch}], found {other:?}", vb.prefix()),
+        other => candle_core::bail!(
+            "{}.weight: expected [{ch}, {ch}], found {other:?}",
+            vb.prefix()
+        ),
     };
     let w = w.to_dtype(vb.dtype())?.to_device(vb.device())?;
     Ok(Linear::new(w, Some(vb.get(ch, "bias")?)))
@@ -63,7 +74,11 @@ impl Mid {
                 ResnetBlock::load(vb.pp("resnets.0"), ch, ch, None, g, 1e-6)?,
                 ResnetBlock::load(vb.pp("resnets.1"), ch, ch, None, g, 1e-6)?,
             ],
-            attention: if cfg.mid_block_attention { Some(MidAttention::load(vb.pp("attentions.0"), ch, g)?) } else { None },
+            attention: if cfg.mid_block_attention {
+                Some(MidAttention::load(vb.pp("attentions.0"), ch, g)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -93,9 +108,22 @@ impl Encoder {
             let bvb = vb.pp(format!("down_blocks.{i}"));
             let cin = if i == 0 { ch[0] } else { ch[i - 1] };
             let resnets = (0..cfg.layers_per_block)
-                .map(|j| ResnetBlock::load(bvb.pp(format!("resnets.{j}")), if j == 0 { cin } else { ch[i] }, ch[i], None, g, 1e-6))
+                .map(|j| {
+                    ResnetBlock::load(
+                        bvb.pp(format!("resnets.{j}")),
+                        if j == 0 { cin } else { ch[i] },
+                        ch[i],
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let ds = if i + 1 < ch.len() { Some(Downsample::vae(ch[i], bvb.pp("downsamplers.0"))?) } else { None };
+            let ds = if i + 1 < ch.len() {
+                Some(Downsample::vae(ch[i], bvb.pp("downsamplers.0"))?)
+            } else {
+                None
+            };
             down.push((resnets, ds));
         }
         let last = *ch.last().unwrap_or(&ch[0]);
@@ -140,9 +168,22 @@ impl Decoder {
             let bvb = vb.pp(format!("up_blocks.{i}"));
             let cin = if i == 0 { rev[0] } else { rev[i - 1] };
             let resnets = (0..=cfg.layers_per_block)
-                .map(|j| ResnetBlock::load(bvb.pp(format!("resnets.{j}")), if j == 0 { cin } else { rev[i] }, rev[i], None, g, 1e-6))
+                .map(|j| {
+                    ResnetBlock::load(
+                        bvb.pp(format!("resnets.{j}")),
+                        if j == 0 { cin } else { rev[i] },
+                        rev[i],
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let us = if i + 1 < rev.len() { Some(Upsample::load(rev[i], bvb.pp("upsamplers.0"))?) } else { None };
+            let us = if i + 1 < rev.len() {
+                Some(Upsample::load(rev[i], bvb.pp("upsamplers.0"))?)
+            } else {
+                None
+            };
             up.push((resnets, us));
         }
         let first = *rev.last().unwrap_or(&rev[0]);
@@ -197,8 +238,16 @@ impl Vae {
         Ok(Self {
             encoder: Encoder::load(vb.pp("encoder"), cfg)?,
             decoder: Decoder::load(vb.pp("decoder"), cfg)?,
-            quant_conv: if cfg.use_quant_conv { Some(conv1x1(2 * lc, 2 * lc, vb.pp("quant_conv"))?) } else { None },
-            post_quant_conv: if cfg.use_post_quant_conv { Some(conv1x1(lc, lc, vb.pp("post_quant_conv"))?) } else { None },
+            quant_conv: if cfg.use_quant_conv {
+                Some(conv1x1(2 * lc, 2 * lc, vb.pp("quant_conv"))?)
+            } else {
+                None
+            },
+            post_quant_conv: if cfg.use_post_quant_conv {
+                Some(conv1x1(lc, lc, vb.pp("post_quant_conv"))?)
+            } else {
+                None
+            },
             config: cfg.clone(),
         })
     }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{pickle::PthTensors, safetensors::MmapedSafetensors, DType, Device, Shape, Tensor};
+use candle_core::{
+    pickle::PthTensors, safetensors::MmapedSafetensors, DType, Device, Shape, Tensor,
+};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
@@ -34,7 +36,9 @@ impl WeightFile {
     /// Opens a checkpoint, telling the container from its first bytes, not its name.
     pub fn open(path: &Path) -> Result<Self> {
         let kind = sniff(path)?;
-        let bad = |e: candle_core::Error| EngineError::bad_model(path, format!("not a readable checkpoint ({e})"));
+        let bad = |e: candle_core::Error| {
+            EngineError::bad_model(path, format!("not a readable checkpoint ({e})"))
+        };
         let (container, index) = match kind {
             ContainerKind::Safetensors => {
                 // SAFETY: the file is mapped read-only; Pentimento never writes model files.
@@ -63,7 +67,12 @@ impl WeightFile {
         if index.is_empty() {
             return Err(EngineError::bad_model(path, "the file holds no tensors"));
         }
-        Ok(Self { path: path.to_path_buf(), kind, container, index })
+        Ok(Self {
+            path: path.to_path_buf(),
+            kind,
+            container,
+            index,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -94,7 +103,11 @@ impl WeightFile {
                 *counts.entry(*dtype).or_default() += 1;
             }
         }
-        counts.into_iter().max_by_key(|(_, n)| *n).map(|(d, _)| d).unwrap_or(DType::F32)
+        counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(d, _)| d)
+            .unwrap_or(DType::F32)
     }
 
     fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
@@ -102,7 +115,9 @@ impl WeightFile {
             Container::Safetensors(st) => st.load(name, device),
             Container::Pickle(pth) => match pth.get(name)? {
                 Some(t) => t.to_device(device),
-                None => Err(candle_core::Error::CannotFindTensor { path: name.to_string() }),
+                None => Err(candle_core::Error::CannotFindTensor {
+                    path: name.to_string(),
+                }),
             },
         }
     }
@@ -115,17 +130,28 @@ impl WeightFile {
         device: &Device,
         rename: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(Shared(self.clone())), dtype, device.clone()).rename_f(rename)
+        VarBuilder::from_backend(Box::new(Shared(self.clone())), dtype, device.clone())
+            .rename_f(rename)
     }
 }
 
 struct Shared(Arc<WeightFile>);
 
 impl SimpleBackend for Shared {
-    fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let t = self.get_unchecked(name, dtype, dev)?;
         if t.shape() != &shape {
-            candle_core::bail!("{name}: expected shape {shape:?}, the file has {:?}", t.shape());
+            candle_core::bail!(
+                "{name}: expected shape {shape:?}, the file has {:?}",
+                t.shape()
+            );
         }
         Ok(t)
     }
@@ -144,9 +170,14 @@ impl SimpleBackend for Shared {
 
 fn sniff(path: &Path) -> Result<ContainerKind> {
     use std::io::Read;
-    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let io = |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if !path.exists() {
-        return Err(EngineError::NotFound { path: path.to_path_buf() });
+        return Err(EngineError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     let mut head = [0u8; 16];
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -163,5 +194,8 @@ fn sniff(path: &Path) -> Result<ContainerKind> {
             "a legacy (non-zip) PyTorch pickle; re-save it with a current PyTorch or as .safetensors",
         ));
     }
-    Err(EngineError::bad_model(path, "neither a safetensors file nor a PyTorch zip checkpoint"))
+    Err(EngineError::bad_model(
+        path,
+        "neither a safetensors file nor a PyTorch zip checkpoint",
+    ))
 }

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::schedule::{spaced_timesteps, Prediction, TimestepSpacing, TrainingSchedule};
-use super::{add_noise_alpha, denoised_alpha, lin, Sampler};
+use super::{add_noise_alpha, denoised_alpha, lin, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct Ddim {
@@ -17,10 +17,21 @@ pub struct Ddim {
 }
 
 impl Ddim {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, eta: f32) -> Self {
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        eta: f32,
+    ) -> Self {
         let alphas_cumprod = schedule.alphas_cumprod();
-        let final_alpha_cumprod = if schedule.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
-        let spacing = schedule.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
+        let final_alpha_cumprod = if schedule.set_alpha_to_one {
+            1.0
+        } else {
+            alphas_cumprod[0]
+        };
+        let spacing = schedule
+            .timestep_spacing
+            .unwrap_or(TimestepSpacing::Leading);
         Self {
             timesteps: spaced_timesteps(schedule, steps, spacing),
             alphas_cumprod,
@@ -45,16 +56,31 @@ impl Sampler for Ddim {
         Ok(x.clone())
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let t = self.timesteps[i] as usize;
         let prev = t as i64 - self.step_ratio as i64;
         let a_t = self.alphas_cumprod[t];
-        let a_prev = if prev >= 0 { self.alphas_cumprod[prev as usize] } else { self.final_alpha_cumprod };
+        let a_prev = if prev >= 0 {
+            self.alphas_cumprod[prev as usize]
+        } else {
+            self.final_alpha_cumprod
+        };
         let b_t = 1.0 - a_t;
         let (x0, eps) = denoised_alpha(model_output, x, a_t as f64, self.prediction)?;
         let variance = (1.0 - a_prev) / b_t * (1.0 - a_t / a_prev);
         let std_dev = self.eta * variance.sqrt();
-        let prev_sample = lin(&x0, a_prev.sqrt() as f64, &eps, (1.0 - a_prev - std_dev * std_dev).sqrt() as f64)?;
+        let prev_sample = lin(
+            &x0,
+            a_prev.sqrt() as f64,
+            &eps,
+            (1.0 - a_prev - std_dev * std_dev).sqrt() as f64,
+        )?;
         if self.eta > 0.0 {
             let noise = rng.randn_like(&prev_sample)?;
             prev_sample + (noise * std_dev as f64)?
@@ -63,7 +89,26 @@ impl Sampler for Ddim {
         }
     }
 
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        let alpha_bar = match self.timesteps.get(i) {
+            Some(&t) => self.alphas_cumprod[t as usize],
+            None => {
+                let last = *self.timesteps.last()? as i64 - self.step_ratio as i64;
+                if last >= 0 {
+                    self.alphas_cumprod[last as usize]
+                } else {
+                    self.final_alpha_cumprod
+                }
+            }
+        };
+        Some(NoiseLevel::from_alpha_bar(alpha_bar as f64))
+    }
+
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        add_noise_alpha(x0, noise, self.alphas_cumprod[self.timesteps[i] as usize] as f64)
+        add_noise_alpha(
+            x0,
+            noise,
+            self.alphas_cumprod[self.timesteps[i] as usize] as f64,
+        )
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::schedule::{spaced_timesteps, Prediction, TimestepSpacing, TrainingSchedule};
-use super::{add_noise_alpha, denoised_alpha, lin, Sampler};
+use super::{add_noise_alpha, denoised_alpha, lin, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct Ddpm {
@@ -16,7 +16,9 @@ pub struct Ddpm {
 
 impl Ddpm {
     pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction) -> Self {
-        let spacing = schedule.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
+        let spacing = schedule
+            .timestep_spacing
+            .unwrap_or(TimestepSpacing::Leading);
         Self {
             timesteps: spaced_timesteps(schedule, steps, spacing),
             alphas_cumprod: schedule.alphas_cumprod(),
@@ -39,12 +41,22 @@ impl Sampler for Ddpm {
         Ok(x.clone())
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let t = self.timesteps[i] as i64;
         let prev = t - self.step_ratio as i64;
         let a_t = self.alphas_cumprod[t as usize];
         // The step past t = 0 goes to ᾱ = 1 (DDPM's `one`), not to ᾱ_0.
-        let a_prev = if prev >= 0 { self.alphas_cumprod[prev as usize] } else { 1.0 };
+        let a_prev = if prev >= 0 {
+            self.alphas_cumprod[prev as usize]
+        } else {
+            1.0
+        };
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
         let current_alpha = a_t / a_prev;
         let current_beta = 1.0 - current_alpha;
@@ -61,7 +73,26 @@ impl Sampler for Ddpm {
         }
     }
 
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        let alpha_bar = match self.timesteps.get(i) {
+            Some(&t) => self.alphas_cumprod[t as usize],
+            None => {
+                let last = *self.timesteps.last()? as i64 - self.step_ratio as i64;
+                if last >= 0 {
+                    self.alphas_cumprod[last as usize]
+                } else {
+                    1.0
+                }
+            }
+        };
+        Some(NoiseLevel::from_alpha_bar(alpha_bar as f64))
+    }
+
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        add_noise_alpha(x0, noise, self.alphas_cumprod[self.timesteps[i] as usize] as f64)
+        add_noise_alpha(
+            x0,
+            noise,
+            self.alphas_cumprod[self.timesteps[i] as usize] as f64,
+        )
     }
 }

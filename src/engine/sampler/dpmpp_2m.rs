@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 
 use super::schedule::{Prediction, TrainingSchedule};
 use super::sigmas::{alpha_sigma, lambda, multistep, SigmaSchedule};
-use super::{lin, Sampler};
+use super::{lin, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct DpmPp2m {
@@ -17,13 +17,28 @@ pub struct DpmPp2m {
 }
 
 impl DpmPp2m {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, karras: bool) -> Self {
-        Self { s: multistep(schedule, steps, karras), prediction, previous: None, lower_order_nums: 0 }
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        karras: bool,
+    ) -> Self {
+        Self {
+            s: multistep(schedule, steps, karras),
+            prediction,
+            previous: None,
+            lower_order_nums: 0,
+        }
     }
 }
 
 /// x̂₀ from a model output on the variance-preserving sample at σ.
-pub fn data_prediction(model_output: &Tensor, x: &Tensor, sigma: f64, prediction: Prediction) -> Result<Tensor> {
+pub fn data_prediction(
+    model_output: &Tensor,
+    x: &Tensor,
+    sigma: f64,
+    prediction: Prediction,
+) -> Result<Tensor> {
     let (alpha, sigma_t) = alpha_sigma(sigma);
     match prediction {
         Prediction::Epsilon => lin(x, 1.0 / alpha, model_output, -sigma_t / alpha),
@@ -54,7 +69,13 @@ impl Sampler for DpmPp2m {
         Ok(x.clone())
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let steps = self.s.timesteps.len();
         let (sigma_s0, sigma_t) = (self.s.sigmas[i] as f64, self.s.sigmas[i + 1] as f64);
         let x0 = data_prediction(model_output, x, sigma_s0, self.prediction)?;
@@ -80,6 +101,13 @@ impl Sampler for DpmPp2m {
             self.lower_order_nums += 1;
         }
         Ok(out)
+    }
+
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        Some(NoiseLevel {
+            sigma: self.s.sigmas[i] as f64,
+            variance_preserving: true,
+        })
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {

@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 
 use super::schedule::{Prediction, TimestepSpacing, TrainingSchedule};
 use super::sigmas::{discrete, SigmaSchedule};
-use super::{denoised_sigma, scale_sigma, Sampler};
+use super::{denoised_sigma, scale_sigma, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct Euler {
@@ -24,10 +24,19 @@ pub fn init_sigma(s: &SigmaSchedule, spacing: TimestepSpacing) -> f64 {
 }
 
 impl Euler {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, karras: bool) -> Self {
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        karras: bool,
+    ) -> Self {
         let (s, spacing) = discrete(schedule, steps, karras);
         let init_sigma = init_sigma(&s, spacing);
-        Self { s, prediction, init_sigma }
+        Self {
+            s,
+            prediction,
+            init_sigma,
+        }
     }
 }
 
@@ -48,11 +57,24 @@ impl Sampler for Euler {
         scale_sigma(x, self.s.sigmas[i])
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let sigma = self.s.sigmas[i] as f64;
         let x0 = denoised_sigma(model_output, x, sigma, self.prediction)?;
         let derivative = ((x - x0)? / sigma)?;
         x + (derivative * (self.s.sigmas[i + 1] as f64 - sigma))?
+    }
+
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        Some(NoiseLevel {
+            sigma: self.s.sigmas[i] as f64,
+            variance_preserving: false,
+        })
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {

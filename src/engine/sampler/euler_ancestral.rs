@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use super::euler::init_sigma;
 use super::schedule::{Prediction, TrainingSchedule};
 use super::sigmas::{discrete, SigmaSchedule};
-use super::{denoised_sigma, scale_sigma, Sampler};
+use super::{denoised_sigma, scale_sigma, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 pub struct EulerAncestral {
@@ -19,7 +19,11 @@ impl EulerAncestral {
     pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction) -> Self {
         let (s, spacing) = discrete(schedule, steps, false);
         let init_sigma = init_sigma(&s, spacing);
-        Self { s, prediction, init_sigma }
+        Self {
+            s,
+            prediction,
+            init_sigma,
+        }
     }
 }
 
@@ -40,7 +44,13 @@ impl Sampler for EulerAncestral {
         scale_sigma(x, self.s.sigmas[i])
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let from = self.s.sigmas[i];
         let to = self.s.sigmas[i + 1];
         // In f32, as diffusers computes them from its f32 σ tensor.
@@ -51,6 +61,13 @@ impl Sampler for EulerAncestral {
         let prev = (x + (derivative * (sigma_down - from) as f64)?)?;
         let noise = rng.randn_like(model_output)?;
         prev + (noise * sigma_up as f64)?
+    }
+
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        Some(NoiseLevel {
+            sigma: self.s.sigmas[i] as f64,
+            variance_preserving: false,
+        })
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {

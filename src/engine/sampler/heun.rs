@@ -20,7 +20,12 @@ pub struct Heun {
 }
 
 impl Heun {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, karras: bool) -> Self {
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        karras: bool,
+    ) -> Self {
         let (s, spacing) = discrete(schedule, steps, karras);
         let init_sigma = init_sigma(&s, spacing);
         let n = s.sigmas.len();
@@ -33,7 +38,13 @@ impl Heun {
         for &t in &s.timesteps[1..] {
             timesteps.extend([t, t]);
         }
-        Self { timesteps, sigmas, prediction, init_sigma, pending: None }
+        Self {
+            timesteps,
+            sigmas,
+            prediction,
+            init_sigma,
+            pending: None,
+        }
     }
 }
 
@@ -58,7 +69,13 @@ impl Sampler for Heun {
         scale_sigma(x, self.sigmas[i])
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         match self.pending.take() {
             None => {
                 let (sigma, next) = (self.sigmas[i] as f64, self.sigmas[i + 1] as f64);

@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use super::euler::init_sigma;
 use super::schedule::{Prediction, TrainingSchedule};
 use super::sigmas::{discrete, SigmaSchedule};
-use super::{denoised_sigma, scale_sigma, Sampler};
+use super::{denoised_sigma, scale_sigma, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 const ORDER: usize = 4;
@@ -19,10 +19,20 @@ pub struct Lms {
 }
 
 impl Lms {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, karras: bool) -> Self {
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        karras: bool,
+    ) -> Self {
         let (s, spacing) = discrete(schedule, steps, karras);
         let init_sigma = init_sigma(&s, spacing);
-        Self { s, prediction, init_sigma, derivatives: vec![] }
+        Self {
+            s,
+            prediction,
+            init_sigma,
+            derivatives: vec![],
+        }
     }
 
     /// ∫ from σ_t to σ_{t+1} of the Lagrange basis polynomial of point `current` (0: σ_t,
@@ -43,7 +53,11 @@ impl Lms {
             (0.861_136_311_594_052_6, 0.347_854_845_137_453_86),
         ];
         let (mid, half) = ((a + b) / 2.0, (b - a) / 2.0);
-        NODES.iter().map(|(x, w)| w * basis(mid + half * x)).sum::<f64>() * half
+        NODES
+            .iter()
+            .map(|(x, w)| w * basis(mid + half * x))
+            .sum::<f64>()
+            * half
     }
 }
 
@@ -64,7 +78,13 @@ impl Sampler for Lms {
         scale_sigma(x, self.s.sigmas[i])
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let sigma = self.s.sigmas[i] as f64;
         let x0 = denoised_sigma(model_output, x, sigma, self.prediction)?;
         self.derivatives.push(((x - x0)? / sigma)?);
@@ -79,6 +99,13 @@ impl Sampler for Lms {
             out = (out + (d * self.coefficient(order, i, current))?)?;
         }
         Ok(out)
+    }
+
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        Some(NoiseLevel {
+            sigma: self.s.sigmas[i] as f64,
+            variance_preserving: false,
+        })
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {

@@ -42,10 +42,60 @@ pub trait Sampler: Send {
 
     /// Advances `x` past call `i` given the model's output there. Samplers that add fresh noise
     /// draw it from `rng`, in diffusers' order.
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, rng: &mut TorchRng) -> Result<Tensor>;
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        rng: &mut TorchRng,
+    ) -> Result<Tensor>;
 
     /// Clean latents `x0` noised to the level at which call `i` expects its input.
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor>;
+
+    /// The noise level of the sample at the input of call `i` (`i` = number of calls: the
+    /// result). `None` for samplers whose state spans calls in a way that forbids stepping
+    /// back (Heun's predictor–corrector pairs, PNDM's warm-up), which RePaint's resampling needs.
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        let _ = i;
+        None
+    }
+}
+
+/// How noisy a sample is: k-diffusion's σ, and whether the sample is stored in the
+/// variance-preserving scaling (√ᾱ·x₀ + √(1−ᾱ)·ε) or in σ-scaling (x₀ + σ·ε).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseLevel {
+    pub sigma: f64,
+    pub variance_preserving: bool,
+}
+
+impl NoiseLevel {
+    pub fn from_alpha_bar(alpha_bar: f64) -> Self {
+        Self {
+            sigma: ((1.0 - alpha_bar) / alpha_bar).max(0.0).sqrt(),
+            variance_preserving: true,
+        }
+    }
+
+    fn alpha_bar(self) -> f64 {
+        1.0 / (1.0 + self.sigma * self.sigma)
+    }
+}
+
+/// Diffuses a sample forward from level `from` to the noisier level `to` with fresh noise:
+/// q(x_to | x_from) of the forward process.
+pub fn renoise(x: &Tensor, from: NoiseLevel, to: NoiseLevel, rng: &mut TorchRng) -> Result<Tensor> {
+    let noise = rng.randn_like(x)?;
+    if to.variance_preserving {
+        let ratio = (to.alpha_bar() / from.alpha_bar()).min(1.0);
+        lin(x, ratio.sqrt(), &noise, (1.0 - ratio).sqrt())
+    } else {
+        let extra = (to.sigma * to.sigma - from.sigma * from.sigma)
+            .max(0.0)
+            .sqrt();
+        x + (noise * extra)?
+    }
 }
 
 /// The algorithm behind a sampler name.
@@ -91,7 +141,14 @@ impl Algorithm {
 
     /// Whether diffusers offers Karras σs for it.
     fn has_karras(self) -> bool {
-        matches!(self, Algorithm::Euler | Algorithm::DpmPp2m | Algorithm::Lms | Algorithm::Heun | Algorithm::UniPc)
+        matches!(
+            self,
+            Algorithm::Euler
+                | Algorithm::DpmPp2m
+                | Algorithm::Lms
+                | Algorithm::Heun
+                | Algorithm::UniPc
+        )
     }
 }
 
@@ -112,16 +169,28 @@ pub struct SamplerSettings {
 }
 
 impl SamplerKind {
-    pub const DDIM: SamplerKind = SamplerKind { algorithm: Algorithm::Ddim, karras: false };
-    pub const EULER: SamplerKind = SamplerKind { algorithm: Algorithm::Euler, karras: false };
+    pub const DDIM: SamplerKind = SamplerKind {
+        algorithm: Algorithm::Ddim,
+        karras: false,
+    };
+    pub const EULER: SamplerKind = SamplerKind {
+        algorithm: Algorithm::Euler,
+        karras: false,
+    };
 
     /// Every sampler name, in the order AUTOMATIC1111 lists them.
     pub fn all() -> Vec<SamplerKind> {
         let mut all = vec![];
         for algorithm in Algorithm::ALL {
-            all.push(SamplerKind { algorithm, karras: false });
+            all.push(SamplerKind {
+                algorithm,
+                karras: false,
+            });
             if algorithm.has_karras() {
-                all.push(SamplerKind { algorithm, karras: true });
+                all.push(SamplerKind {
+                    algorithm,
+                    karras: true,
+                });
             }
         }
         all
@@ -139,23 +208,40 @@ impl SamplerKind {
     pub fn from_name(name: &str) -> Option<Self> {
         let wanted = normalize(name);
         if wanted == "plms" {
-            return Some(SamplerKind { algorithm: Algorithm::Pndm, karras: false });
+            return Some(SamplerKind {
+                algorithm: Algorithm::Pndm,
+                karras: false,
+            });
         }
-        Self::all().into_iter().find(|k| normalize(&k.name()) == wanted)
+        Self::all()
+            .into_iter()
+            .find(|k| normalize(&k.name()) == wanted)
     }
 
     pub fn known_names() -> String {
-        Self::all().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+        Self::all()
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn build(self, schedule: &TrainingSchedule, settings: SamplerSettings) -> Box<dyn Sampler> {
-        let SamplerSettings { steps, prediction, eta } = settings;
+        let SamplerSettings {
+            steps,
+            prediction,
+            eta,
+        } = settings;
         let karras = self.karras;
         match self.algorithm {
             Algorithm::Ddim => Box::new(ddim::Ddim::new(schedule, steps, prediction, eta as f32)),
             Algorithm::Euler => Box::new(euler::Euler::new(schedule, steps, prediction, karras)),
-            Algorithm::EulerAncestral => Box::new(euler_ancestral::EulerAncestral::new(schedule, steps, prediction)),
-            Algorithm::DpmPp2m => Box::new(dpmpp_2m::DpmPp2m::new(schedule, steps, prediction, karras)),
+            Algorithm::EulerAncestral => Box::new(euler_ancestral::EulerAncestral::new(
+                schedule, steps, prediction,
+            )),
+            Algorithm::DpmPp2m => {
+                Box::new(dpmpp_2m::DpmPp2m::new(schedule, steps, prediction, karras))
+            }
             Algorithm::Lms => Box::new(lms::Lms::new(schedule, steps, prediction, karras)),
             Algorithm::Heun => Box::new(heun::Heun::new(schedule, steps, prediction, karras)),
             Algorithm::Pndm => Box::new(pndm::Pndm::new(schedule, steps, prediction)),
@@ -172,7 +258,10 @@ impl std::fmt::Display for SamplerKind {
 }
 
 fn normalize(name: &str) -> String {
-    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// `a·x + b·y`.
@@ -181,7 +270,12 @@ pub(crate) fn lin(x: &Tensor, a: f64, y: &Tensor, b: f64) -> Result<Tensor> {
 }
 
 /// x̂₀ from a model output at noise level σ (k-diffusion's scaling: x = x₀ + σ·ε).
-pub(crate) fn denoised_sigma(model_output: &Tensor, x: &Tensor, sigma: f64, prediction: Prediction) -> Result<Tensor> {
+pub(crate) fn denoised_sigma(
+    model_output: &Tensor,
+    x: &Tensor,
+    sigma: f64,
+    prediction: Prediction,
+) -> Result<Tensor> {
     match prediction {
         Prediction::Epsilon => x - (model_output * sigma)?,
         Prediction::V => {
@@ -192,7 +286,12 @@ pub(crate) fn denoised_sigma(model_output: &Tensor, x: &Tensor, sigma: f64, pred
 }
 
 /// (x̂₀, ε̂) from a model output at ᾱ (the variance-preserving scaling: x = √ᾱ·x₀ + √(1−ᾱ)·ε).
-pub(crate) fn denoised_alpha(model_output: &Tensor, x: &Tensor, alpha_bar: f64, prediction: Prediction) -> Result<(Tensor, Tensor)> {
+pub(crate) fn denoised_alpha(
+    model_output: &Tensor,
+    x: &Tensor,
+    alpha_bar: f64,
+    prediction: Prediction,
+) -> Result<(Tensor, Tensor)> {
     let (a, b) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
     match prediction {
         Prediction::Epsilon => Ok((lin(x, 1.0 / a, model_output, -b / a)?, model_output.clone())),
@@ -220,9 +319,15 @@ mod tests {
         assert_eq!(SamplerKind::from_name("  EULER "), Some(SamplerKind::EULER));
         assert_eq!(
             SamplerKind::from_name("dpm++  2m karras"),
-            Some(SamplerKind { algorithm: Algorithm::DpmPp2m, karras: true })
+            Some(SamplerKind {
+                algorithm: Algorithm::DpmPp2m,
+                karras: true
+            })
         );
-        assert_eq!(SamplerKind::from_name("PLMS").map(|k| k.algorithm), Some(Algorithm::Pndm));
+        assert_eq!(
+            SamplerKind::from_name("PLMS").map(|k| k.algorithm),
+            Some(Algorithm::Pndm)
+        );
         assert_eq!(SamplerKind::from_name("Euler b"), None);
         assert_eq!(SamplerKind::from_name("Euler a Karras"), None);
     }

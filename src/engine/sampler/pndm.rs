@@ -21,7 +21,9 @@ pub struct Pndm {
 
 impl Pndm {
     pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction) -> Self {
-        let spacing = schedule.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
+        let spacing = schedule
+            .timestep_spacing
+            .unwrap_or(TimestepSpacing::Leading);
         let base = spaced_timesteps(schedule, steps, spacing);
         // Ascending [t0 … t_{n−1}] becomes [t0 … t_{n−2}, t_{n−2}, t_{n−1}], then reversed.
         let mut ascending: Vec<f64> = base.iter().rev().copied().collect();
@@ -31,7 +33,11 @@ impl Pndm {
         }
         let timesteps = ascending.into_iter().rev().collect();
         let alphas_cumprod = schedule.alphas_cumprod();
-        let final_alpha_cumprod = if schedule.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
+        let final_alpha_cumprod = if schedule.set_alpha_to_one {
+            1.0
+        } else {
+            alphas_cumprod[0]
+        };
         Self {
             timesteps,
             alphas_cumprod,
@@ -79,7 +85,13 @@ impl Sampler for Pndm {
         Ok(x.clone())
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let ratio = self.step_ratio as i64;
         let mut t = self.timesteps[i] as i64;
         let mut prev = t - ratio;
@@ -103,7 +115,8 @@ impl Sampler for Pndm {
         } else if n == 2 {
             (lin(&self.ets[1], 1.5, &self.ets[0], -0.5)?, x.clone())
         } else if n == 3 {
-            let e = ((lin(&self.ets[2], 23.0, &self.ets[1], -16.0)? + (&self.ets[0] * 5.0)?)? / 12.0)?;
+            let e =
+                ((lin(&self.ets[2], 23.0, &self.ets[1], -16.0)? + (&self.ets[0] * 5.0)?)? / 12.0)?;
             (e, x.clone())
         } else {
             let a = lin(&self.ets[n - 1], 55.0, &self.ets[n - 2], -59.0)?;
@@ -116,6 +129,10 @@ impl Sampler for Pndm {
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        add_noise_alpha(x0, noise, self.alphas_cumprod[self.timesteps[i] as usize] as f64)
+        add_noise_alpha(
+            x0,
+            noise,
+            self.alphas_cumprod[self.timesteps[i] as usize] as f64,
+        )
     }
 }

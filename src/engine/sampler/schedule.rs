@@ -16,7 +16,9 @@ impl std::str::FromStr for Prediction {
         match s.to_ascii_lowercase().as_str() {
             "epsilon" | "eps" => Ok(Prediction::Epsilon),
             "v" | "v_prediction" | "v-prediction" => Ok(Prediction::V),
-            other => Err(format!("unknown prediction type {other:?} (expected epsilon or v)")),
+            other => Err(format!(
+                "unknown prediction type {other:?} (expected epsilon or v)"
+            )),
         }
     }
 }
@@ -101,12 +103,14 @@ impl TrainingSchedule {
         let n = self.num_train_timesteps;
         match self.beta_schedule {
             BetaSchedule::Linear => linspace_f32(self.beta_start as f32, self.beta_end as f32, n),
-            BetaSchedule::ScaledLinear => {
-                linspace_f32(self.beta_start.sqrt() as f32, self.beta_end.sqrt() as f32, n)
-                    .into_iter()
-                    .map(|b| b * b)
-                    .collect()
-            }
+            BetaSchedule::ScaledLinear => linspace_f32(
+                self.beta_start.sqrt() as f32,
+                self.beta_end.sqrt() as f32,
+                n,
+            )
+            .into_iter()
+            .map(|b| b * b)
+            .collect(),
         }
     }
 
@@ -124,7 +128,10 @@ impl TrainingSchedule {
 
     /// σ_t = √((1 − ᾱ_t) / ᾱ_t) for every training timestep (f32, as diffusers has them).
     pub fn sigmas(&self) -> Vec<f32> {
-        self.alphas_cumprod().into_iter().map(|a| ((1f32 - a) / a).sqrt()).collect()
+        self.alphas_cumprod()
+            .into_iter()
+            .map(|a| ((1f32 - a) / a).sqrt())
+            .collect()
     }
 }
 
@@ -137,7 +144,13 @@ pub fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
     let step = (end - start) / (n - 1) as f32;
     let half = n / 2;
     (0..n)
-        .map(|i| if i < half { start + step * i as f32 } else { end - step * (n - i - 1) as f32 })
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (n - i - 1) as f32
+            }
+        })
         .collect()
 }
 
@@ -147,7 +160,15 @@ pub fn linspace_f64(start: f64, end: f64, n: usize) -> Vec<f64> {
         return vec![start];
     }
     let step = (end - start) / (n - 1) as f64;
-    (0..n).map(|i| if i == n - 1 { end } else { start + step * i as f64 }).collect()
+    (0..n)
+        .map(|i| {
+            if i == n - 1 {
+                end
+            } else {
+                start + step * i as f64
+            }
+        })
+        .collect()
 }
 
 /// `np.interp(x, arange(len(ys)), ys)`.
@@ -168,20 +189,34 @@ pub fn interp(x: f64, ys: &[f32]) -> f64 {
 
 /// Integer training timesteps spaced over `steps` inference steps, as diffusers' discrete
 /// schedulers space them, highest first.
-pub fn spaced_timesteps(schedule: &TrainingSchedule, steps: usize, spacing: TimestepSpacing) -> Vec<f64> {
+pub fn spaced_timesteps(
+    schedule: &TrainingSchedule,
+    steps: usize,
+    spacing: TimestepSpacing,
+) -> Vec<f64> {
     let n = schedule.num_train_timesteps;
     match spacing {
         TimestepSpacing::Leading => {
             let ratio = n / steps;
-            (0..steps).rev().map(|i| (i * ratio + schedule.steps_offset) as f64).collect()
+            (0..steps)
+                .rev()
+                .map(|i| (i * ratio + schedule.steps_offset) as f64)
+                .collect()
         }
         TimestepSpacing::Trailing => {
             let ratio = n as f64 / steps as f64;
-            let mut t: Vec<f64> = (1..=steps).rev().map(|i| (i as f64 * ratio).round() - 1.0).collect();
+            let mut t: Vec<f64> = (1..=steps)
+                .rev()
+                .map(|i| (i as f64 * ratio).round() - 1.0)
+                .collect();
             t.iter_mut().for_each(|v| *v = v.max(0.0));
             t
         }
-        TimestepSpacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps).into_iter().rev().map(|t| t as f32 as f64).collect(),
+        TimestepSpacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps)
+            .into_iter()
+            .rev()
+            .map(|t| t as f32 as f64)
+            .collect(),
     }
 }
 

@@ -15,14 +15,19 @@ pub fn karras(sigma_min: f64, sigma_max: f64, steps: usize) -> Vec<f64> {
     let rho = 7.0;
     let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
     let ramp = super::schedule::linspace_f64(0.0, 1.0, steps);
-    ramp.into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
+    ramp.into_iter()
+        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
+        .collect()
 }
 
 /// The fractional training timestep whose σ is `sigma`, interpolating in log σ.
 pub fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
     let log_sigma = sigma.max(1e-10).ln();
     // The last index whose log σ is ≤ the target, clipped so that a next one exists.
-    let count = log_sigmas.iter().filter(|&&ls| log_sigma - ls >= 0.0).count();
+    let count = log_sigmas
+        .iter()
+        .filter(|&&ls| log_sigma - ls >= 0.0)
+        .count();
     let low = count.saturating_sub(1).min(log_sigmas.len() - 2);
     let (lo, hi) = (log_sigmas[low], log_sigmas[low + 1]);
     let w = ((lo - log_sigma) / (lo - hi)).clamp(0.0, 1.0);
@@ -30,13 +35,23 @@ pub fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
 }
 
 pub fn log_sigmas(schedule: &TrainingSchedule) -> Vec<f64> {
-    schedule.sigmas().into_iter().map(|s| (s as f64).ln()).collect()
+    schedule
+        .sigmas()
+        .into_iter()
+        .map(|s| (s as f64).ln())
+        .collect()
 }
 
 /// The schedule of diffusers' Euler, Euler a, LMS and Heun: σ interpolated at spaced
 /// timesteps (default "linspace"), optionally replaced by the Karras ramp between the same ends.
-pub fn discrete(schedule: &TrainingSchedule, steps: usize, karras_sigmas: bool) -> (SigmaSchedule, TimestepSpacing) {
-    let spacing = schedule.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
+pub fn discrete(
+    schedule: &TrainingSchedule,
+    steps: usize,
+    karras_sigmas: bool,
+) -> (SigmaSchedule, TimestepSpacing) {
+    let spacing = schedule
+        .timestep_spacing
+        .unwrap_or(TimestepSpacing::Linspace);
     let mut timesteps = spaced_timesteps(schedule, steps, spacing);
     let table = schedule.sigmas();
     let mut sigmas: Vec<f64> = timesteps.iter().map(|&t| interp(t, &table)).collect();
@@ -44,7 +59,10 @@ pub fn discrete(schedule: &TrainingSchedule, steps: usize, karras_sigmas: bool) 
         let (max, min) = (sigmas[0], sigmas[sigmas.len() - 1]);
         sigmas = karras(min, max, steps);
         let logs = log_sigmas(schedule);
-        timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &logs) as f32 as f64).collect();
+        timesteps = sigmas
+            .iter()
+            .map(|&s| sigma_to_t(s, &logs) as f32 as f64)
+            .collect();
     }
     let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
     sigmas.push(0.0);
@@ -55,31 +73,43 @@ pub fn discrete(schedule: &TrainingSchedule, steps: usize, karras_sigmas: bool) 
 /// `steps + 1` points, or rounded Karras timesteps.
 pub fn multistep(schedule: &TrainingSchedule, steps: usize, karras_sigmas: bool) -> SigmaSchedule {
     let n = schedule.num_train_timesteps;
-    let spacing = schedule.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
+    let spacing = schedule
+        .timestep_spacing
+        .unwrap_or(TimestepSpacing::Linspace);
     let mut timesteps: Vec<f64> = match spacing {
         TimestepSpacing::Linspace => {
-            let mut t: Vec<f64> =
-                super::schedule::linspace_f64(0.0, (n - 1) as f64, steps + 1).into_iter().map(round_half_even).collect();
+            let mut t: Vec<f64> = super::schedule::linspace_f64(0.0, (n - 1) as f64, steps + 1)
+                .into_iter()
+                .map(round_half_even)
+                .collect();
             t.reverse();
             t.pop();
             t
         }
         TimestepSpacing::Leading => {
             let ratio = n / (steps + 1);
-            let mut t: Vec<f64> = (0..=steps).rev().map(|i| (i * ratio + schedule.steps_offset) as f64).collect();
+            let mut t: Vec<f64> = (0..=steps)
+                .rev()
+                .map(|i| (i * ratio + schedule.steps_offset) as f64)
+                .collect();
             t.pop();
             t
         }
         TimestepSpacing::Trailing => {
             let ratio = n as f64 / steps as f64;
-            (0..steps).map(|i| round_half_even(n as f64 - i as f64 * ratio) - 1.0).collect()
+            (0..steps)
+                .map(|i| round_half_even(n as f64 - i as f64 * ratio) - 1.0)
+                .collect()
         }
     };
     let table = schedule.sigmas();
     let sigmas: Vec<f64> = if karras_sigmas {
         let s = karras(table[0] as f64, table[n - 1] as f64, steps);
         let logs = log_sigmas(schedule);
-        timesteps = s.iter().map(|&sig| round_half_even(sigma_to_t(sig, &logs))).collect();
+        timesteps = s
+            .iter()
+            .map(|&sig| round_half_even(sigma_to_t(sig, &logs)))
+            .collect();
         s
     } else {
         timesteps.iter().map(|&t| interp(t, &table)).collect()
@@ -129,7 +159,10 @@ mod tests {
         let logs = log_sigmas(&schedule);
         let table = schedule.sigmas();
         for t in [0usize, 1, 500, 998, 999] {
-            assert!((sigma_to_t(table[t] as f64, &logs) - t as f64).abs() < 1e-3, "{t}");
+            assert!(
+                (sigma_to_t(table[t] as f64, &logs) - t as f64).abs() < 1e-3,
+                "{t}"
+            );
         }
     }
 }

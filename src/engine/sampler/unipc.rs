@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 use super::dpmpp_2m::{add_noise_vp, data_prediction};
 use super::schedule::{Prediction, TrainingSchedule};
 use super::sigmas::{alpha_sigma, lambda, multistep, SigmaSchedule};
-use super::{lin, Sampler};
+use super::{lin, NoiseLevel, Sampler};
 use crate::engine::rng::TorchRng;
 
 const SOLVER_ORDER: usize = 2;
@@ -23,7 +23,12 @@ pub struct UniPc {
 }
 
 impl UniPc {
-    pub fn new(schedule: &TrainingSchedule, steps: usize, prediction: Prediction, karras: bool) -> Self {
+    pub fn new(
+        schedule: &TrainingSchedule,
+        steps: usize,
+        prediction: Prediction,
+        karras: bool,
+    ) -> Self {
         Self {
             s: multistep(schedule, steps, karras),
             prediction,
@@ -76,7 +81,13 @@ impl UniPc {
 
     /// The corrector: refines the sample just predicted for step `i` using the model output
     /// there (`model_t`, as x̂₀).
-    fn correct(&self, model_t: &Tensor, last_sample: &Tensor, i: usize, order: usize) -> Result<Tensor> {
+    fn correct(
+        &self,
+        model_t: &Tensor,
+        last_sample: &Tensor,
+        i: usize,
+        order: usize,
+    ) -> Result<Tensor> {
         let m0 = &self.outputs[self.outputs.len() - 1];
         let (sigma_t, sigma_s0) = (self.sigma(i), self.sigma(i - 1));
         let (alpha_t, sig_t) = alpha_sigma(sigma_t);
@@ -118,7 +129,13 @@ impl Sampler for UniPc {
         Ok(x.clone())
     }
 
-    fn step(&mut self, model_output: &Tensor, i: usize, x: &Tensor, _rng: &mut TorchRng) -> Result<Tensor> {
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x: &Tensor,
+        _rng: &mut TorchRng,
+    ) -> Result<Tensor> {
         let x0 = data_prediction(model_output, x, self.sigma(i), self.prediction)?;
         let sample = match self.last_sample.take() {
             Some(last) if i > 0 => self.correct(&x0, &last, i, self.this_order)?,
@@ -136,6 +153,13 @@ impl Sampler for UniPc {
             self.lower_order_nums += 1;
         }
         Ok(out)
+    }
+
+    fn noise_level(&self, i: usize) -> Option<NoiseLevel> {
+        Some(NoiseLevel {
+            sigma: self.s.sigmas[i] as f64,
+            variance_preserving: true,
+        })
     }
 
     fn add_noise(&self, x0: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {

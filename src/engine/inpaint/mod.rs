@@ -1,0 +1,377 @@
+//! Inpainting: regenerate the masked region of an image and paste it back seamlessly.
+//!
+//! Inpainting checkpoints (9-channel UNet) are conditioned on the mask and the masked image's
+//! latents exactly as diffusers' `StableDiffusionInpaintPipeline`; ordinary checkpoints hold
+//! the known region with RePaint (see `repaint`). Outside the mask the output keeps the input
+//! pixels: the VAE never touches them.
+
+pub mod canvas;
+pub mod repaint;
+
+use std::ops::ControlFlow;
+
+use candle_core::{DType, Tensor};
+
+use self::repaint::{KnownRegion, Resampling};
+use super::denoise::{GuidedUNet, StepInfo};
+use super::error::{EngineError, Result, TensorContext};
+use super::generate::img2img_start;
+use super::image::RgbImage;
+use super::mask::{composite, Mask, Rect};
+use super::model::StableDiffusion;
+use super::params::GenerationParams;
+use super::rng::TorchRng;
+
+/// What an ordinary (4-channel) model starts from inside the mask, as AUTOMATIC1111 names it.
+/// It matters when the strength is below 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskedContent {
+    /// The image as it is.
+    #[default]
+    Original,
+    /// The surrounding colours, blurred into the hole.
+    Fill,
+    /// Random latents.
+    LatentNoise,
+    /// Zero latents.
+    LatentNothing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InpaintArea {
+    /// The whole image at the job's size.
+    #[default]
+    Whole,
+    /// A box around the mask plus `padding`, generated at the job's size and scaled back.
+    Masked { padding: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InpaintOptions {
+    /// Width in pixels of the feathered edge of the paste-back; 0 = hard edge.
+    pub mask_blur: usize,
+    pub resampling: Resampling,
+    pub area: InpaintArea,
+    pub masked_content: MaskedContent,
+}
+
+/// RePaint's default for ordinary models. See the measurement in `tests/repaint_gaussian.rs`.
+pub const DEFAULT_RESAMPLING: Resampling = Resampling::NONE;
+
+impl Default for InpaintOptions {
+    fn default() -> Self {
+        Self {
+            mask_blur: 4,
+            resampling: DEFAULT_RESAMPLING,
+            area: InpaintArea::Whole,
+            masked_content: MaskedContent::Original,
+        }
+    }
+}
+
+impl StableDiffusion {
+    /// Regenerates the masked part of `image`. `params.width/height` is the size the model
+    /// works at (the image is resized to it, or the crop is in only-masked mode); the result has
+    /// the size of `image`.
+    pub fn inpaint(
+        &self,
+        params: &GenerationParams,
+        image: &RgbImage,
+        mask: &Mask,
+        opts: &InpaintOptions,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<RgbImage> {
+        params.validate()?;
+        if (mask.width, mask.height) != (image.width, image.height) {
+            return Err(EngineError::InvalidParams(format!(
+                "the mask is {}×{} but the image is {}×{}",
+                mask.width, mask.height, image.width, image.height
+            )));
+        }
+        if mask.is_empty() {
+            return Ok(image.clone());
+        }
+        let (w, h) = (params.width, params.height);
+        let region = match opts.area {
+            InpaintArea::Whole => Rect {
+                x: 0,
+                y: 0,
+                width: image.width,
+                height: image.height,
+            },
+            InpaintArea::Masked { padding } => {
+                let bbox = mask.bounding_box().unwrap_or(Rect {
+                    x: 0,
+                    y: 0,
+                    width: image.width,
+                    height: image.height,
+                });
+                crop_region(bbox, padding, (w, h), (image.width, image.height))
+            }
+        };
+        let crop_image = image.crop(region).resized(w, h);
+        let crop_mask = resize_mask(&mask.crop(region), w, h);
+        let generated =
+            self.inpaint_at_model_size(params, &crop_image, &crop_mask, opts, on_step)?;
+
+        // Back to the image's pixels: everything outside the mask's feathered edge is the input.
+        let mut placed = image.clone();
+        placed.paste(
+            &generated.resized(region.width, region.height),
+            region.x,
+            region.y,
+        );
+        let mut weights = mask.feathered(opts.mask_blur);
+        for y in 0..weights.height {
+            for x in 0..weights.width {
+                let inside = x >= region.x
+                    && x < region.x + region.width
+                    && y >= region.y
+                    && y < region.y + region.height;
+                if !inside {
+                    weights.values[y * weights.width + x] = 0.0;
+                }
+            }
+        }
+        composite(image, &placed, &weights)
+    }
+
+    /// One inpainting job at the model's working size, returning the raw decode (no paste-back),
+    /// with diffusers' order of random draws: the image's latents (when an ordinary model or a
+    /// strength below 1 needs them), the noise, then the masked image's latents.
+    pub fn inpaint_at_model_size(
+        &self,
+        params: &GenerationParams,
+        image: &RgbImage,
+        mask: &Mask,
+        opts: &InpaintOptions,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<RgbImage> {
+        let kind = params.validate()?;
+        let settings = self.sampler_settings(params);
+        let make_sampler = || kind.build(&self.schedule, settings);
+        let probe = make_sampler();
+        let start = img2img_start(params.steps, params.strength, probe.order());
+        if start >= probe.timesteps().len() {
+            return Err(EngineError::InvalidParams(format!(
+                "strength {} with {} steps leaves no step to run",
+                params.strength, params.steps
+            )));
+        }
+        if opts.resampling.resample > 1 && probe.noise_level(0).is_none() {
+            return Err(EngineError::InvalidParams(format!(
+                "RePaint resampling cannot step back with {kind}; use DDIM, Euler, Euler a, LMS, DPM++ 2M, UniPC or DDPM"
+            )));
+        }
+        let context = self.prompt_context(params)?;
+        let dev = &self.device;
+        let inpainting_unet = self.info.inpainting;
+        let strength_max = params.strength >= 1.0;
+
+        let pixels = image.to_tensor(dev)?;
+        let hard = mask.binarized();
+        let mut rng = TorchRng::new(params.seed);
+        let image_latents = if !inpainting_unet || !strength_max {
+            Some(self.encode_sample(&pixels, &mut rng)?)
+        } else {
+            None
+        };
+        let shape = [
+            1,
+            self.vae.config().latent_channels,
+            params.height / 8,
+            params.width / 8,
+        ];
+        let noise = rng.randn_tensor(&shape, dev).context("initial noise")?;
+        let keep = (1.0 - hard.to_tensor(dev)?).context("mask")?;
+        let masked_pixels = pixels.broadcast_mul(&keep).context("masked image")?;
+        let masked_latents = self.encode_sample(&masked_pixels, &mut rng)?;
+
+        let latent_hard = hard
+            .resize_nearest(params.width / 8, params.height / 8)
+            .to_tensor(dev)?;
+        let latent_soft = mask.downsample_area(8).to_tensor(dev)?;
+        let start_latents = match (&image_latents, opts.masked_content) {
+            (None, _) => None,
+            (Some(l), MaskedContent::Original) => Some(l.clone()),
+            (Some(l), MaskedContent::LatentNothing) => Some(
+                (1.0 - &latent_hard)
+                    .and_then(|keep| l.broadcast_mul(&keep))
+                    .context("masked content")?,
+            ),
+            (Some(l), MaskedContent::LatentNoise) => {
+                let random = rng.randn_like(l).context("masked content")?;
+                Some(repaint::blend(&random, l, &latent_hard).context("masked content")?)
+            }
+            (Some(l), MaskedContent::Fill) => {
+                let filled =
+                    self.encode_mean(&canvas::fill_masked(image, &hard).to_tensor(dev)?)?;
+                Some(repaint::blend(&filled, l, &latent_hard).context("masked content")?)
+            }
+        };
+        let sampler = make_sampler();
+        let x = match (&start_latents, strength_max) {
+            (Some(l), false) => sampler
+                .add_noise(l, &noise, start)
+                .context("img2img noise")?,
+            _ => (&noise * sampler.init_noise_sigma()).context("initial noise")?,
+        };
+
+        // Soft masks are honoured while sampling: a cell at 30 % keeps 70 % of the input at each
+        // step. Hard masks blend exactly as diffusers' pipeline does (nearest-neighbour latent
+        // mask), and not at all for an inpainting UNet, which keeps the known region itself.
+        let soft = !mask.is_binary();
+        let blend = match (inpainting_unet, soft) {
+            (false, false) => Some(latent_hard.clone()),
+            (false, true) => Some(latent_soft.clone()),
+            (true, false) => None,
+            (true, true) => {
+                let fractional = latent_soft
+                    .gt(0.0)
+                    .and_then(|a| a.mul(&latent_soft.lt(1.0)?))
+                    .context("mask")?;
+                Some(
+                    fractional
+                        .where_cond(&latent_soft, &latent_soft.ones_like().context("mask")?)
+                        .context("mask")?,
+                )
+            }
+        };
+        let known_latents = match (&image_latents, &blend) {
+            (Some(l), _) => l.clone(),
+            (None, Some(_)) => self.encode_mean(&pixels)?,
+            (None, None) => noise.zeros_like().context("latents")?,
+        };
+        let conditioning = if inpainting_unet {
+            let c = Tensor::cat(&[&latent_hard, &masked_latents], 1)
+                .and_then(|c| c.to_dtype(self.dtype))
+                .context("conditioning")?;
+            Some(c)
+        } else {
+            None
+        };
+        let denoiser = GuidedUNet {
+            unet: &self.unet,
+            context,
+            scale: params.cfg_scale,
+            dtype: self.dtype,
+            conditioning,
+        };
+        let known = KnownRegion {
+            latents: &known_latents,
+            noise: &noise,
+            blend: blend.as_ref(),
+        };
+        let latents = repaint::repaint(
+            &denoiser,
+            &make_sampler,
+            x,
+            &known,
+            opts.resampling,
+            start,
+            &mut rng,
+            on_step,
+        )
+        .context("sampling")?
+        .ok_or(EngineError::Cancelled)?;
+        self.decode_latents(&latents)
+    }
+
+    /// A sample of the VAE's latent distribution with the job's generator, scaled for the UNet.
+    fn encode_sample(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+        let dist = self
+            .vae
+            .encode(&pixels.to_dtype(self.dtype).context("image")?)
+            .context("VAE encode")?;
+        let (mean, std) = (
+            dist.mean.to_dtype(DType::F32).context("VAE")?,
+            dist.std.to_dtype(DType::F32).context("VAE")?,
+        );
+        let draw = rng.randn_like(&mean).context("latent sample")?;
+        ((mean + (std * draw).context("latent sample")?).context("latent sample")?
+            * self.vae.config().scaling_factor)
+            .context("latent sample")
+    }
+
+    /// The mean of the VAE's latent distribution, scaled: for latents that must not consume
+    /// random numbers.
+    fn encode_mean(&self, pixels: &Tensor) -> Result<Tensor> {
+        let dist = self
+            .vae
+            .encode(&pixels.to_dtype(self.dtype).context("image")?)
+            .context("VAE encode")?;
+        (dist.mean.to_dtype(DType::F32).context("VAE")? * self.vae.config().scaling_factor)
+            .context("VAE")
+    }
+}
+
+fn resize_mask(mask: &Mask, width: usize, height: usize) -> Mask {
+    if mask.is_binary() {
+        mask.resize_linear(width, height).binarized()
+    } else {
+        mask.resize_linear(width, height)
+    }
+}
+
+/// The box around the mask plus `padding`, widened to the job's aspect ratio (so the crop is
+/// not distorted when scaled to the model's size) and kept inside the image.
+pub fn crop_region(bbox: Rect, padding: usize, job: (usize, usize), image: (usize, usize)) -> Rect {
+    let (iw, ih) = (image.0 as f64, image.1 as f64);
+    let x0 = bbox.x.saturating_sub(padding) as f64;
+    let y0 = bbox.y.saturating_sub(padding) as f64;
+    let x1 = ((bbox.x + bbox.width + padding) as f64).min(iw);
+    let y1 = ((bbox.y + bbox.height + padding) as f64).min(ih);
+    let (mut w, mut h) = (x1 - x0, y1 - y0);
+    let ratio = job.0 as f64 / job.1 as f64;
+    if w / h < ratio {
+        w = (h * ratio).min(iw);
+    } else {
+        h = (w / ratio).min(ih);
+    }
+    // Centre the widened box on the original one, then push it back inside the image.
+    let cx = (x0 + x1) / 2.0;
+    let cy = (y0 + y1) / 2.0;
+    let left = (cx - w / 2.0).clamp(0.0, iw - w);
+    let top = (cy - h / 2.0).clamp(0.0, ih - h);
+    Rect {
+        x: left.round() as usize,
+        y: top.round() as usize,
+        width: (w.round() as usize).clamp(1, image.0 - left.round() as usize),
+        height: (h.round() as usize).clamp(1, image.1 - top.round() as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_region_keeps_the_aspect_and_stays_inside() {
+        let r = crop_region(
+            Rect {
+                x: 100,
+                y: 100,
+                width: 20,
+                height: 10,
+            },
+            8,
+            (512, 512),
+            (1000, 800),
+        );
+        assert_eq!(r.width, r.height);
+        assert!(r.x <= 92 && r.x + r.width >= 128);
+        let r = crop_region(
+            Rect {
+                x: 0,
+                y: 0,
+                width: 10,
+                height: 10,
+            },
+            32,
+            (64, 32),
+            (100, 100),
+        );
+        assert_eq!((r.x, r.y), (0, 0));
+        assert_eq!(r.width, 2 * r.height);
+    }
+}
