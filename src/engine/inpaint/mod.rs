@@ -55,8 +55,27 @@ pub struct InpaintOptions {
     pub masked_content: MaskedContent,
 }
 
-/// RePaint's default for ordinary models. See the measurement in `tests/repaint_gaussian.rs`.
-pub const DEFAULT_RESAMPLING: Resampling = Resampling::NONE;
+/// RePaint's default for ordinary models, from the exact-model measurement in
+/// `tests/repaint_gaussian.rs` (Gaussian data, 30 steps, error of the unknown region's mean
+/// and covariance against the true conditional):
+///
+/// | setting   | calls | DDPM / Euler a mean, cov | DDIM / DPM++ 2M mean, cov |
+/// |-----------|-------|--------------------------|---------------------------|
+/// | R=1       |  30   | 0.25, 0.62               | 0.42–0.43, 0.80–0.86      |
+/// | R=2, J=1  |  59   | 0.06, 0.29               | 0.24, 0.61–0.69           |
+/// | R=4, J=1  | 117   | 0.02, 0.10               | 0.05, 0.29–0.40           |
+/// | R=4, J=5  | 105   | 0.01, 0.35               | 0.12, 0.60–0.70           |
+/// | R=4, J=10 |  90   | 0.15, 0.58               | 0.25, 0.77–0.85           |
+///
+/// Jumping back one step at a time (J=1) buys the most per model call with every sampler, so it
+/// is the default jump. Resampling stays off by default (R=1): each pass costs a full set of
+/// UNet calls — on a CPU a 512² SD 1.5 step takes seconds — and R=1 is exactly what diffusers'
+/// pipeline and the other tools compute, so results stay comparable. `--repaint-resample 2`
+/// roughly halves the error for twice the calls; 4 brings an ancestral sampler close to exact.
+pub const DEFAULT_RESAMPLING: Resampling = Resampling {
+    resample: 1,
+    jump: 1,
+};
 
 impl Default for InpaintOptions {
     fn default() -> Self {
