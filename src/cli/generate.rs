@@ -13,6 +13,7 @@ use pentimento::engine::inpaint::canvas::{self, Margins};
 use pentimento::engine::inpaint::repaint::{self, Resampling};
 use pentimento::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent, DEFAULT_RESAMPLING};
 use pentimento::engine::mask::Mask;
+use pentimento::engine::model::VaeChoice;
 use pentimento::engine::sampler::Prediction;
 use pentimento::engine::{GenerationParams, LoadOptions, RgbImage, StableDiffusion};
 
@@ -120,6 +121,14 @@ pub struct GenerateArgs {
     pub prediction: Option<PredictionArg>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// VAE to decode with: a .vae.pt/.vae.ckpt/.vae.safetensors file or a diffusers vae folder;
+    /// "automatic" (default) uses NAME.vae.* beside the checkpoint if present, "none" the
+    /// checkpoint's own.
+    #[arg(long, default_value = "automatic")]
+    pub vae: String,
+    /// Use the EMA weights of a training checkpoint that has both (model_ema.*).
+    #[arg(long)]
+    pub ema: bool,
     /// Where to write the PNG.
     #[arg(long)]
     pub out: PathBuf,
@@ -218,17 +227,24 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             PredictionArg::Epsilon => Prediction::Epsilon,
             PredictionArg::V => Prediction::V,
         }),
+        vae: vae_choice(&args.vae),
+        ema: args.ema,
     };
     let started = Instant::now();
     let model = StableDiffusion::load(&args.model, &opts)?;
     let info = &model.info;
     eprintln!(
-        "loaded {} ({}, {}{}, {}-prediction) in {:.1}s",
+        "loaded {} ({}, {}{}, {}-prediction{}), VAE: {}, in {:.1}s",
         info.path.display(),
         info.format,
         info.family,
         if info.inpainting { " inpainting" } else { "" },
         info.prediction,
+        if info.ema { ", EMA weights" } else { "" },
+        info.vae
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the model's own".into()),
         started.elapsed().as_secs_f64()
     );
 
@@ -300,6 +316,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+pub fn vae_choice(arg: &str) -> VaeChoice {
+    match arg.to_ascii_lowercase().as_str() {
+        "automatic" | "auto" => VaeChoice::Automatic,
+        "none" | "builtin" => VaeChoice::Builtin,
+        _ => VaeChoice::File(PathBuf::from(arg)),
+    }
 }
 
 fn check_output(out: &std::path::Path) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod generate;
+mod models;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -22,11 +23,17 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// List the sampler names `--sampler` accepts.
     Samplers,
+    /// Model files: inspect what a file is.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Models { command }) => models::run(command),
         Some(Command::Samplers) => {
             for kind in pentimento::engine::sampler::SamplerKind::all() {
                 println!("{}", kind.name());

@@ -32,13 +32,16 @@ impl std::fmt::Display for Family {
 pub struct SingleFileLayout {
     pub family: Family,
     pub unet: UNetConfig,
-    pub vae: VaeConfig,
+    /// `None` when the file holds no VAE (one must come from elsewhere).
+    pub vae: Option<VaeConfig>,
     pub clip: ClipConfig,
     pub clip_layout: ClipLayout,
     /// Prefix of the text model's tensors (`…text_model.` or the OpenCLIP root).
     pub text_prefix: String,
     /// The checkpoint marks itself as v-prediction (a `v_pred` key, as ComfyUI writes).
     pub marked_v_prediction: bool,
+    /// A training checkpoint's EMA copy of the UNet (`model_ema.*`) is present.
+    pub has_ema: bool,
 }
 
 /// A one-line description of what a file that is not an SD 1.x/2.x checkpoint looks like.
@@ -56,15 +59,19 @@ pub fn not_sd_reason(w: &WeightFile) -> String {
         "this is a VAE on its own, not a full model; use it as an external VAE".into()
     } else if any("first_stage_model.") && !any(UNET_PREFIX) {
         "the checkpoint has a VAE but no UNet (model.diffusion_model.*)".into()
+    } else if any("encoder.layers.") && any("decoder.layers.") {
+        "this is TAESD, the tiny preview autoencoder, not a full model".into()
     } else {
-        let mut names: Vec<&str> = w.names().take(3).collect();
+        let mut names: Vec<&str> = w.names().collect();
         names.sort();
+        names.truncate(3);
         format!("not a Stable Diffusion 1.x/2.x checkpoint (no model.diffusion_model.* tensors; it holds e.g. {})", names.join(", "))
     }
 }
 
 pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
-    if !w.contains(&format!("{UNET_PREFIX}input_blocks.0.0.weight")) {
+    let sdxl = w.names().any(|n| n.starts_with("conditioner.embedders"));
+    if sdxl || !w.contains(&format!("{UNET_PREFIX}input_blocks.0.0.weight")) {
         return Err(not_sd_reason(w));
     }
     let (clip, clip_layout, text_prefix) = detect_text(w)?;
@@ -79,7 +86,7 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
             unet.cross_attention_dim, clip.hidden_size
         ));
     }
-    let vae = detect_vae(w, VAE_PREFIX)?;
+    let vae = detect_vae(w, VAE_PREFIX).ok();
     Ok(SingleFileLayout {
         family,
         unet,
@@ -88,6 +95,7 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
         clip_layout,
         text_prefix,
         marked_v_prediction: w.contains("v_pred"),
+        has_ema: w.contains("model_ema.diffusion_modelinput_blocks00weight"),
     })
 }
 

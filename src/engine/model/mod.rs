@@ -5,6 +5,8 @@ pub mod blocks;
 pub mod clip;
 pub mod config;
 pub mod detect;
+pub mod external_vae;
+pub mod inspect;
 pub mod keymap;
 pub mod transformer;
 pub mod unet;
@@ -21,8 +23,10 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::sampler::{Prediction, TrainingSchedule};
 use crate::engine::text::{ClipTokenizer, TextEncoder, EOS};
 use clip::{ClipLayout, ClipTextModel};
-use config::{ClipConfig, UNetConfig, VaeConfig};
+pub use config::UNetConfig;
+use config::{ClipConfig, VaeConfig};
 pub use detect::Family;
+pub use external_vae::VaeChoice;
 use unet::UNet;
 use vae::Vae;
 use weights::WeightFile;
@@ -51,6 +55,9 @@ pub struct LoadOptions {
     pub dtype: Option<DType>,
     /// Overrides what the checkpoint says or implies.
     pub prediction: Option<Prediction>,
+    pub vae: VaeChoice,
+    /// Use the EMA copy of the UNet in a training checkpoint that holds both.
+    pub ema: bool,
 }
 
 impl LoadOptions {
@@ -59,6 +66,8 @@ impl LoadOptions {
             device: Device::Cpu,
             dtype: None,
             prediction: None,
+            vae: VaeChoice::Automatic,
+            ema: false,
         }
     }
 
@@ -80,6 +89,10 @@ pub struct ModelInfo {
     pub inpainting: bool,
     pub prediction: Prediction,
     pub dtype: DType,
+    /// The external VAE decoding, if not the model's own.
+    pub vae: Option<PathBuf>,
+    /// Whether the UNet's EMA weights are in use.
+    pub ema: bool,
 }
 
 pub struct StableDiffusion {
@@ -113,7 +126,7 @@ fn tensor_err<'a>(path: &'a Path, what: &str) -> impl Fn(candle_core::Error) -> 
     move |e| EngineError::bad_model(path, format!("{what}: {e}"))
 }
 
-fn read_json(path: &Path) -> Result<String> {
+pub(crate) fn read_json(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             EngineError::NotFound {
@@ -130,7 +143,7 @@ fn read_json(path: &Path) -> Result<String> {
 
 /// The one weights file of a diffusers component folder, preferring safetensors and full
 /// precision (`diffusion_pytorch_model.safetensors`, `model.fp16.safetensors`, `*.bin`).
-fn component_weights(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn component_weights(dir: &Path) -> Result<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| EngineError::Io {
             path: dir.to_path_buf(),
@@ -169,6 +182,36 @@ struct TokenizerJson {
     pad_token: Option<serde_json::Value>,
 }
 
+/// The external VAE a load should use, if any.
+fn chosen_vae(model: &Path, opts: &LoadOptions) -> Option<PathBuf> {
+    match &opts.vae {
+        VaeChoice::Automatic => external_vae::sibling_vae(model),
+        VaeChoice::Builtin => None,
+        VaeChoice::File(path) => Some(path.clone()),
+    }
+}
+
+/// A diffusers `vae/` folder: `config.json` and one weights file.
+pub(crate) fn load_diffusers_vae(dir: &Path, dtype: DType, device: &Device) -> Result<Vae> {
+    let cfg_path = dir.join("config.json");
+    let cfg = VaeConfig::from_diffusers_json(&read_json(&cfg_path)?)
+        .map_err(|m| EngineError::bad_model(&cfg_path, m))?;
+    let file = Arc::new(WeightFile::open(&component_weights(dir)?)?);
+    let legacy = !file.contains("decoder.mid_block.attentions.0.to_q.weight");
+    let vb = file.var_builder(dtype, device, move |n| diffusers_vae_name(n, legacy));
+    Vae::load(vb, &cfg).map_err(tensor_err(file.path(), "VAE"))
+}
+
+/// The stored name of a diffusers VAE tensor; folders written before diffusers 0.14 use the old
+/// attention names.
+pub(crate) fn diffusers_vae_name(name: &str, legacy: bool) -> String {
+    if legacy {
+        keymap::vae_legacy_attention(name).unwrap_or_else(|| name.to_string())
+    } else {
+        name.to_string()
+    }
+}
+
 fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let dtype = opts.compute_dtype();
     let device = &opts.device;
@@ -184,9 +227,6 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let unet_cfg_path = dir.join("unet/config.json");
     let unet_cfg = UNetConfig::from_diffusers_json(&read_json(&unet_cfg_path)?)
         .map_err(bad_cfg(unet_cfg_path))?;
-    let vae_cfg_path = dir.join("vae/config.json");
-    let vae_cfg = VaeConfig::from_diffusers_json(&read_json(&vae_cfg_path)?)
-        .map_err(bad_cfg(vae_cfg_path))?;
     let clip_cfg_path = dir.join("text_encoder/config.json");
     let clip_cfg = ClipConfig::from_transformers_json(&read_json(&clip_cfg_path)?)
         .map_err(bad_cfg(clip_cfg_path))?;
@@ -210,16 +250,10 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     let unet_vb = unet_file.var_builder(dtype, device, |n| n.to_string());
     let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(unet_file.path(), "UNet"))?;
 
-    let vae_file = Arc::new(WeightFile::open(&component_weights(&dir.join("vae"))?)?);
-    let legacy = !vae_file.contains("decoder.mid_block.attentions.0.to_q.weight");
-    let vae_vb = vae_file.var_builder(dtype, device, move |n| {
-        if legacy {
-            keymap::vae_legacy_attention(n).unwrap_or_else(|| n.to_string())
-        } else {
-            n.to_string()
-        }
-    });
-    let vae = Vae::load(vae_vb, &vae_cfg).map_err(tensor_err(vae_file.path(), "VAE"))?;
+    let (vae, vae_path) = match chosen_vae(dir, opts) {
+        Some(path) => (external_vae::load(&path, dtype, device)?, Some(path)),
+        None => (load_diffusers_vae(&dir.join("vae"), dtype, device)?, None),
+    };
 
     let text_file = Arc::new(WeightFile::open(&component_weights(
         &dir.join("text_encoder"),
@@ -253,6 +287,8 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
             inpainting: unet_cfg.is_inpainting(),
             prediction,
             dtype,
+            vae: vae_path,
+            ema: false,
         },
         unet,
         vae,
@@ -305,20 +341,43 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
 
     let unet_cfg = layout.unet.clone();
     let map_cfg = unet_cfg.clone();
+    if opts.ema && !layout.has_ema {
+        return Err(EngineError::bad_model(
+            path,
+            "the checkpoint holds no EMA weights (model_ema.*)",
+        ));
+    }
+    let ema = opts.ema;
     let unet_vb = file.var_builder(dtype, device, move |n| {
-        format!(
-            "{}{}",
-            detect::UNET_PREFIX,
-            keymap::unet_to_ldm(n, &map_cfg)
-        )
+        let ldm = keymap::unet_to_ldm(n, &map_cfg);
+        if ema {
+            // LDM's EMA keeps each parameter under its name with the dots removed.
+            format!("model_ema.diffusion_model{}", ldm.replace('.', ""))
+        } else {
+            format!("{}{}", detect::UNET_PREFIX, ldm)
+        }
     });
     let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(path, "UNet"))?;
 
-    let levels = layout.vae.block_out_channels.len();
-    let vae_vb = file.var_builder(dtype, device, move |n| {
-        format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
-    });
-    let vae = Vae::load(vae_vb, &layout.vae).map_err(tensor_err(path, "VAE"))?;
+    let (vae, vae_path) = match (chosen_vae(path, opts), &layout.vae) {
+        (Some(external), _) => (
+            external_vae::load(&external, dtype, device)?,
+            Some(external),
+        ),
+        (None, Some(cfg)) => {
+            let levels = cfg.block_out_channels.len();
+            let vb = file.var_builder(dtype, device, move |n| {
+                format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
+            });
+            (Vae::load(vb, cfg).map_err(tensor_err(path, "VAE"))?, None)
+        }
+        (None, None) => {
+            return Err(EngineError::bad_model(
+                path,
+                "the checkpoint has no VAE (first_stage_model.*); give one with --vae",
+            ))
+        }
+    };
 
     let prefix = layout.text_prefix.clone();
     let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
@@ -352,6 +411,8 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
             inpainting: unet_cfg.is_inpainting(),
             prediction: opts.prediction.unwrap_or(implied),
             dtype,
+            vae: vae_path,
+            ema: opts.ema,
         },
         unet,
         vae,
