@@ -13,9 +13,11 @@ use pentimento::engine::inpaint::canvas::{self, Margins};
 use pentimento::engine::inpaint::repaint::{self, Resampling};
 use pentimento::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent, DEFAULT_RESAMPLING};
 use pentimento::engine::mask::Mask;
+use pentimento::engine::model::hash::sha256_file;
 use pentimento::engine::model::VaeChoice;
 use pentimento::engine::sampler::Prediction;
 use pentimento::engine::{GenerationParams, LoadOptions, RgbImage, StableDiffusion};
+use pentimento::png_info::{write_png, ImageRecord, InpaintRecord, VERSION};
 
 use super::progress::StepProgress;
 
@@ -57,32 +59,48 @@ pub struct GenerateArgs {
     /// A diffusers folder or a single-file .safetensors / .ckpt checkpoint.
     #[arg(long)]
     pub model: PathBuf,
+    /// The prompt (required unless --params-from gives one).
     #[arg(long)]
-    pub prompt: String,
-    #[arg(long, default_value = "")]
-    pub negative_prompt: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 7.5)]
-    pub cfg: f64,
-    /// AUTOMATIC1111's sampler name, case-insensitive (see `pentimento samplers`).
-    #[arg(long, default_value = "Euler")]
-    pub sampler: String,
+    pub prompt: Option<String>,
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Seed of the initial noise [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampling steps [default: 20].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale [default: 7.5].
+    #[arg(long)]
+    pub cfg: Option<f64>,
+    /// AUTOMATIC1111's sampler name, case-insensitive (see `pentimento samplers`) [default: Euler].
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// Start from the parameters stored in a PNG (Pentimento, AUTOMATIC1111, Forge, Krita,
+    /// InvokeAI, ComfyUI); the other options given override them.
+    #[arg(long, value_name = "FILE.png")]
+    pub params_from: Option<PathBuf>,
+    /// Jobs to run one after another; image i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    pub batch_count: usize,
+    /// Blend the noise of this seed into the seed's (AUTOMATIC1111's variation seed).
+    #[arg(long)]
+    pub variation_seed: Option<u64>,
+    /// How far toward the variation seed's noise, 0 to 1.
+    #[arg(long)]
+    pub variation_strength: Option<f64>,
     /// Image width (multiple of 8); default 512, or the init image's width.
     #[arg(long)]
     pub width: Option<usize>,
     /// Image height (multiple of 8); default 512, or the init image's height.
     #[arg(long)]
     pub height: Option<usize>,
-    /// DDIM's η (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
-    /// Stop at the N-th last layer of the text encoder, as AUTOMATIC1111's "Clip skip".
-    #[arg(long, default_value_t = 1)]
-    pub clip_skip: usize,
+    /// DDIM's η (0: deterministic) [default: 0].
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Stop at the N-th last layer of the text encoder, as AUTOMATIC1111's "Clip skip" [default: 1].
+    #[arg(long)]
+    pub clip_skip: Option<usize>,
     /// Start from this image (img2img); it is resized to --width/--height when they differ.
     #[arg(long)]
     pub init_image: Option<PathBuf>,
@@ -198,23 +216,57 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let height = args
         .height
         .unwrap_or_else(|| default_size(source.map(|i| i.height)));
-    let strength = args.strength.unwrap_or(match job {
-        Job::Inpaint(..) => 1.0,
-        _ => 0.75,
-    });
-    let params = GenerationParams {
-        prompt: args.prompt,
-        negative_prompt: args.negative_prompt,
-        seed: args.seed,
-        steps: args.steps,
-        cfg_scale: args.cfg,
-        sampler: args.sampler,
-        width,
-        height,
-        eta: args.eta,
-        clip_skip: args.clip_skip,
-        strength,
+    let base = match &args.params_from {
+        Some(path) => params_from_png(path)?,
+        None => GenerationParams {
+            prompt: String::new(),
+            ..Default::default()
+        },
     };
+    let params = GenerationParams {
+        prompt: match (&args.prompt, &args.params_from) {
+            (Some(p), _) => p.clone(),
+            (None, Some(_)) => base.prompt.clone(),
+            (None, None) => bail!("--prompt is required (or --params-from FILE.png)"),
+        },
+        negative_prompt: args
+            .negative_prompt
+            .clone()
+            .unwrap_or(base.negative_prompt.clone()),
+        seed: args.seed.unwrap_or(base.seed),
+        steps: args.steps.unwrap_or(base.steps),
+        cfg_scale: args.cfg.unwrap_or(base.cfg_scale),
+        sampler: args.sampler.clone().unwrap_or(base.sampler.clone()),
+        width: args.width.unwrap_or(if args.params_from.is_some() {
+            base.width
+        } else {
+            width
+        }),
+        height: args.height.unwrap_or(if args.params_from.is_some() {
+            base.height
+        } else {
+            height
+        }),
+        eta: args.eta.unwrap_or(base.eta),
+        clip_skip: args.clip_skip.unwrap_or(base.clip_skip),
+        strength: args.strength.unwrap_or(match (&job, &args.params_from) {
+            (Job::Text, _) => base.strength,
+            (_, Some(_)) => base.strength,
+            (Job::Inpaint(..), None) => 1.0,
+            (Job::Image(_), None) => 0.75,
+        }),
+        variation_seed: args.variation_seed.or(base.variation_seed),
+        variation_strength: args
+            .variation_strength
+            .unwrap_or(if args.variation_seed.is_some() {
+                0.0
+            } else {
+                base.variation_strength
+            }),
+    };
+    if args.batch_count == 0 {
+        bail!("--batch-count must be at least 1");
+    }
     // Refuse bad settings and an unwritable destination before spending time on a model.
     params.validate()?;
     check_output(&args.out)?;
@@ -290,32 +342,116 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             inpaint.resampling.jump,
         );
     }
-    let progress = StepProgress::new(params.steps);
-    let mut on_step = |s: StepInfo| {
-        progress.step(s.step, s.total);
-        ControlFlow::Continue(())
+    let mut record = ImageRecord {
+        version: VERSION.into(),
+        kind: match (&job, args.outpaint) {
+            (Job::Text, _) => "txt2img",
+            (Job::Image(_), _) => "img2img",
+            (Job::Inpaint(..), Some(_)) => "outpaint",
+            (Job::Inpaint(..), None) => "inpaint",
+        }
+        .into(),
+        params: params.clone(),
+        model: model_name(&model.info.path),
+        model_hash: model_hash(&model.info.path),
+        vae: model
+            .info
+            .vae
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        inpaint: match &job {
+            Job::Inpaint(..) => Some(InpaintRecord {
+                mask_blur: inpaint.mask_blur,
+                repaint_resample: inpaint.resampling.resample,
+                repaint_jump: inpaint.resampling.jump,
+                area: if masked_area { "masked" } else { "whole" }.into(),
+                padding: args.padding,
+                masked_content: match args.masked_content {
+                    MaskedContentArg::Original => "original",
+                    MaskedContentArg::Fill => "fill",
+                    MaskedContentArg::LatentNoise => "latent-noise",
+                    MaskedContentArg::LatentNothing => "latent-nothing",
+                }
+                .into(),
+                mask_sha256: args.mask.as_deref().and_then(|m| sha256_file(m).ok()),
+            }),
+            _ => None,
+        },
+        source_image_sha256: args.init_image.as_deref().and_then(|p| sha256_file(p).ok()),
     };
-    let image = match &job {
-        Job::Text => model.txt2img(&params, &mut on_step),
-        Job::Image(init) => model.img2img(&params, init, &mut on_step),
-        Job::Inpaint(init, mask) => model.inpaint(&params, init, mask, &inpaint, &mut on_step),
-    };
-    progress.finish();
-    let image = image?;
-    image::save_buffer(
-        &args.out,
-        &image.pixels,
-        image.width as u32,
-        image.height as u32,
-        image::ExtendedColorType::Rgb8,
-    )
-    .with_context(|| format!("{}: cannot write PNG", args.out.display()))?;
-    eprintln!(
-        "wrote {} in {:.1}s",
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
+    for i in 0..args.batch_count {
+        let params = GenerationParams {
+            seed: params.seed.wrapping_add(i as u64),
+            ..params.clone()
+        };
+        let out = batch_path(&args.out, i, args.batch_count);
+        let progress = StepProgress::new(params.steps);
+        let mut on_step = |s: StepInfo| {
+            progress.step(s.step, s.total);
+            ControlFlow::Continue(())
+        };
+        let image = match &job {
+            Job::Text => model.txt2img(&params, &mut on_step),
+            Job::Image(init) => model.img2img(&params, init, &mut on_step),
+            Job::Inpaint(init, mask) => model.inpaint(&params, init, mask, &inpaint, &mut on_step),
+        };
+        progress.finish();
+        let image = image?;
+        record.params = params;
+        write_png(&out, &image, &record)
+            .with_context(|| format!("{}: cannot write PNG", out.display()))?;
+        eprintln!(
+            "wrote {} (seed {}) in {:.1}s",
+            out.display(),
+            record.params.seed,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// `out.png` for a single image; `out-1.png`, `out-2.png`, … for a batch.
+fn batch_path(out: &std::path::Path, i: usize, count: usize) -> PathBuf {
+    if count == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}-{}.png", i + 1))
+}
+
+/// AUTOMATIC1111 names a model by its file's stem; a diffusers folder by its name.
+fn model_name(path: &std::path::Path) -> Option<String> {
+    let name = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The model hash of a single-file checkpoint (cached); folders have none in AUTOMATIC1111.
+fn model_hash(path: &std::path::Path) -> Option<String> {
+    if path.is_dir() {
+        return None;
+    }
+    match pentimento::engine::model::hash::model_hash(path) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("warning: no model hash: {e}");
+            None
+        }
+    }
+}
+
+fn params_from_png(path: &std::path::Path) -> anyhow::Result<GenerationParams> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let info = pentimento::png_info::parse_png(&bytes)
+        .with_context(|| format!("{}: no generation parameters found", path.display()))?;
+    Ok(info.apply_to(&GenerationParams::default()))
 }
 
 pub fn vae_choice(arg: &str) -> VaeChoice {

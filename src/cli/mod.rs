@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod generate;
+mod info;
 mod models;
 mod progress;
 
@@ -21,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Generate an image from a prompt and save it as PNG.
     Generate(generate::GenerateArgs),
+    /// Print the generation parameters of a PNG (Pentimento, AUTOMATIC1111, Forge, Krita AI
+    /// Diffusion, InvokeAI, ComfyUI).
+    Info(info::InfoArgs),
     /// List the sampler names `--sampler` accepts.
     Samplers,
     /// Model files: inspect what a file is.
@@ -34,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Models { command }) => models::run(command),
+        Some(Command::Info(args)) => info::run(args),
         Some(Command::Samplers) => {
             for kind in pentimento::engine::sampler::SamplerKind::all() {
                 println!("{}", kind.name());

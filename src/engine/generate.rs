@@ -72,6 +72,7 @@ impl StableDiffusion {
         let noise = rng
             .randn_tensor(&shape, &self.device)
             .context("initial noise")?;
+        let noise = with_variation(params, noise)?;
         let x = (noise * sampler.init_noise_sigma()).context("initial noise")?;
 
         let denoiser = GuidedUNet {
@@ -122,7 +123,7 @@ impl StableDiffusion {
             .context("latent sample")?
             * self.vae.config().scaling_factor)
             .context("latent sample")?;
-        let noise = rng.randn_like(&latents).context("img2img noise")?;
+        let noise = with_variation(params, rng.randn_like(&latents).context("img2img noise")?)?;
         let x = sampler
             .add_noise(&latents, &noise, start)
             .context("img2img noise")?;
@@ -176,4 +177,45 @@ impl StableDiffusion {
 pub fn img2img_start(steps: usize, strength: f64, order: usize) -> usize {
     let run = ((steps as f64 * strength) as usize).min(steps);
     (steps - run) * order
+}
+
+/// AUTOMATIC1111's variation seed: the seed's noise slerped toward the variation seed's by the
+/// variation strength (0 = the seed's own noise).
+pub fn with_variation(params: &GenerationParams, noise: Tensor) -> Result<Tensor> {
+    match params.variation_seed {
+        Some(vs) if params.variation_strength > 0.0 => {
+            let other = TorchRng::new(vs)
+                .randn_like(&noise)
+                .context("variation noise")?;
+            slerp(params.variation_strength, &noise, &other).context("variation noise")
+        }
+        _ => Ok(noise),
+    }
+}
+
+/// AUTOMATIC1111's `slerp` on per-image noise `(c, h, w)`: vectors run along the height axis
+/// (its `dim=1`), which is axis 2 of our `(1, c, h, w)`.
+pub fn slerp(val: f64, low: &Tensor, high: &Tensor) -> candle_core::Result<Tensor> {
+    let axis = 2;
+    let low_norm = low.broadcast_div(&low.sqr()?.sum_keepdim(axis)?.sqrt()?)?;
+    let high_norm = high.broadcast_div(&high.sqr()?.sum_keepdim(axis)?.sqrt()?)?;
+    let dot = (low_norm * high_norm)?.sum_keepdim(axis)?;
+    if dot.mean_all()?.to_scalar::<f32>()? > 0.9995 {
+        // Nearly parallel: AUTOMATIC1111 falls back to this (weights as it writes them).
+        return (low * val)? + (high * (1.0 - val))?;
+    }
+    let dot: Vec<f32> = dot.flatten_all()?.to_vec1()?;
+    let (a, b): (Vec<f32>, Vec<f32>) = dot
+        .iter()
+        .map(|&d| {
+            let omega = (d as f64).clamp(-1.0, 1.0).acos();
+            let so = omega.sin();
+            (((1.0 - val) * omega).sin() / so, (val * omega).sin() / so)
+        })
+        .map(|(x, y)| (x as f32, y as f32))
+        .unzip();
+    let dims = low.sum_keepdim(axis)?.dims().to_vec();
+    let a = Tensor::from_vec(a, dims.clone(), low.device())?;
+    let b = Tensor::from_vec(b, dims, low.device())?;
+    low.broadcast_mul(&a)? + high.broadcast_mul(&b)?
 }

@@ -27,6 +27,11 @@ pub struct GenerationParams {
     /// img2img denoising strength: 1 replaces the image entirely, 0 keeps it.
     #[serde(default = "default_strength")]
     pub strength: f64,
+    /// AUTOMATIC1111's variation seed: its noise is blended (slerp) into the seed's.
+    #[serde(default)]
+    pub variation_seed: Option<u64>,
+    #[serde(default)]
+    pub variation_strength: f64,
 }
 
 fn one() -> usize {
@@ -51,6 +56,8 @@ impl Default for GenerationParams {
             strength: 0.75,
             width: 512,
             height: 512,
+            variation_seed: None,
+            variation_strength: 0.0,
         }
     }
 }
@@ -97,6 +104,12 @@ impl GenerationParams {
             return Err(EngineError::InvalidParams(format!(
                 "clip skip {} is not between 1 and 12",
                 self.clip_skip
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.variation_strength) {
+            return Err(EngineError::InvalidParams(format!(
+                "variation strength {} is not between 0 and 1",
+                self.variation_strength
             )));
         }
         if !(0.0..=1.0).contains(&self.strength) {

@@ -202,6 +202,7 @@ impl StableDiffusion {
             params.width / 8,
         ];
         let noise = rng.randn_tensor(&shape, dev).context("initial noise")?;
+        let noise = super::generate::with_variation(params, noise)?;
         let keep = (1.0 - hard.to_tensor(dev)?).context("mask")?;
         let masked_pixels = pixels.broadcast_mul(&keep).context("masked image")?;
         let masked_latents = self.encode_sample(&masked_pixels, &mut rng)?;

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod config;
 pub mod detect;
 pub mod external_vae;
+pub mod hash;
 pub mod inspect;
 pub mod keymap;
 pub mod transformer;

@@ -1,0 +1,36 @@
+//! `pentimento info FILE.png`: the generation parameters a PNG carries.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use pentimento::png_info::{a1111, parse_png};
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    pub file: PathBuf,
+    /// Print JSON: the tool, prompt, negative prompt and every field (and our full record).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("{}: cannot read", args.file.display()))?;
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        bail!("{}: not a PNG file", args.file.display());
+    }
+    let Some(info) = parse_png(&bytes) else {
+        bail!(
+            "{}: the PNG carries no generation parameters",
+            args.file.display()
+        );
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        eprintln!("written by: {:?}", info.tool);
+        println!("{}", a1111::format(&info.parameters));
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Text chunks of a PNG, read by walking the chunk list ourselves so that a malformed or
+//! hostile chunk is skipped, never fatal: the image is decoded separately and is never lost.
+
+/// Text from one tEXt, zTXt or iTXt chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextChunk {
+    pub keyword: String,
+    pub text: String,
+}
+
+/// Text longer than this (after decompression) is ignored: no tool writes megabytes of prompt.
+pub const MAX_TEXT: usize = 8 << 20;
+
+const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+pub fn is_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(SIGNATURE)
+}
+
+/// Every readable text chunk, in file order.
+pub fn read_text_chunks(bytes: &[u8]) -> Vec<TextChunk> {
+    let mut out = vec![];
+    if !is_png(bytes) {
+        return out;
+    }
+    let mut pos = SIGNATURE.len();
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
+        let kind = &bytes[pos + 4..pos + 8];
+        let start = pos + 8;
+        let Some(end) = start.checked_add(len).filter(|&e| e <= bytes.len()) else {
+            break;
+        };
+        let data = &bytes[start..end];
+        let chunk = match kind {
+            b"tEXt" => text(data),
+            b"zTXt" => ztxt(data),
+            b"iTXt" => itxt(data),
+            _ => None,
+        };
+        out.extend(chunk);
+        if kind == b"IEND" {
+            break;
+        }
+        pos = end + 4; // CRC
+    }
+    out
+}
+
+fn split_keyword(data: &[u8]) -> Option<(String, &[u8])> {
+    let nul = data.iter().position(|&b| b == 0)?;
+    if nul == 0 || nul > 79 {
+        return None;
+    }
+    Some((latin1(&data[..nul]), &data[nul + 1..]))
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// tEXt is Latin-1 by the standard, but some tools write UTF-8 into it: take it as UTF-8 when it
+/// is valid UTF-8, which Latin-1 text with accents almost never is.
+fn decode_text_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => latin1(bytes),
+    }
+}
+
+fn inflate(data: &[u8]) -> Option<Vec<u8>> {
+    fdeflate::decompress_to_vec_bounded(data, MAX_TEXT).ok()
+}
+
+fn text(data: &[u8]) -> Option<TextChunk> {
+    let (keyword, rest) = split_keyword(data)?;
+    (rest.len() <= MAX_TEXT).then(|| TextChunk {
+        keyword,
+        text: decode_text_bytes(rest),
+    })
+}
+
+fn ztxt(data: &[u8]) -> Option<TextChunk> {
+    let (keyword, rest) = split_keyword(data)?;
+    let (&method, compressed) = rest.split_first()?;
+    if method != 0 {
+        return None;
+    }
+    Some(TextChunk {
+        keyword,
+        text: decode_text_bytes(&inflate(compressed)?),
+    })
+}
+
+fn itxt(data: &[u8]) -> Option<TextChunk> {
+    let (keyword, rest) = split_keyword(data)?;
+    let (&compressed, rest) = rest.split_first()?;
+    let (&_method, rest) = rest.split_first()?;
+    let lang_end = rest.iter().position(|&b| b == 0)?;
+    let rest = &rest[lang_end + 1..];
+    let translated_end = rest.iter().position(|&b| b == 0)?;
+    let body = &rest[translated_end + 1..];
+    let raw = if compressed == 1 {
+        inflate(body)?
+    } else {
+        body.to_vec()
+    };
+    if raw.len() > MAX_TEXT {
+        return None;
+    }
+    // iTXt must be UTF-8; a broken sequence becomes U+FFFD rather than losing the whole text.
+    Some(TextChunk {
+        keyword,
+        text: String::from_utf8_lossy(&raw).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut v = (data.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(data);
+        v.extend_from_slice(&[0, 0, 0, 0]);
+        v
+    }
+
+    #[test]
+    fn reads_each_kind_and_survives_garbage() {
+        let mut png = SIGNATURE.to_vec();
+        png.extend(chunk(b"tEXt", b"parameters\0caf\xe9"));
+        png.extend(chunk(b"iTXt", "prompt\0\0\0\0\0\u{732b}".as_bytes()));
+        png.extend(chunk(b"tEXt", b"\0no keyword"));
+        png.extend(chunk(b"iTXt", b"broken\0\0\0\0\0\xff\xfeok"));
+        png.extend(chunk(b"zTXt", b"z\0\0not deflate"));
+        png.extend(chunk(b"IEND", b""));
+        let texts = read_text_chunks(&png);
+        assert_eq!(
+            texts[0],
+            TextChunk {
+                keyword: "parameters".into(),
+                text: "café".into()
+            }
+        );
+        assert_eq!(texts[1].text, "\u{732b}");
+        assert_eq!(texts[2].keyword, "broken");
+        assert!(texts[2].text.ends_with("ok"));
+        assert_eq!(texts.len(), 3);
+    }
+
+    #[test]
+    fn a_length_past_the_end_stops_reading() {
+        let mut png = SIGNATURE.to_vec();
+        png.extend_from_slice(&0xffff_fff0u32.to_be_bytes());
+        png.extend_from_slice(b"tEXtabc");
+        assert!(read_text_chunks(&png).is_empty());
+    }
+}
