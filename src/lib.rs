@@ -1,2 +1,4 @@
 pub mod engine;
 pub mod png_info;
+pub mod document;
+pub mod ui;

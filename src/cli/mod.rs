@@ -16,6 +16,9 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Without a subcommand: open the app with this model loaded.
+    #[arg(long, global = false)]
+    pub model: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,11 +48,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            println!();
-            Ok(())
-        }
+        None => pentimento::ui::run(cli.model),
     }
 }

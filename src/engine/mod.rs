@@ -8,10 +8,12 @@ pub mod inpaint;
 pub mod mask;
 pub mod model;
 pub mod params;
+pub mod preview;
 pub mod prompt;
 pub mod rng;
 pub mod sampler;
 pub mod text;
+pub mod worker;
 
 pub use error::{EngineError, Result};
 pub use image::RgbImage;

@@ -1,0 +1,169 @@
+//! The engine on its own thread: it owns the model and talks to the UI only through channels.
+//! Requests go in; progress, previews, results and errors come out, each tagged with its job id
+//! so that a late event of a cancelled job can be ignored. Cancelling takes effect at the next
+//! step; the worker survives every job.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::image::RgbImage;
+use super::inpaint::InpaintOptions;
+use super::mask::Mask;
+use super::model::{LoadOptions, ModelInfo, StableDiffusion};
+use super::params::GenerationParams;
+use super::preview::latent_to_rgb;
+use super::EngineError;
+
+pub type JobId = u64;
+
+/// What a job starts from.
+#[derive(Debug, Clone)]
+pub enum JobInput {
+    Text,
+    Image(RgbImage),
+    Inpaint { image: RgbImage, mask: Mask, options: InpaintOptions },
+}
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    LoadModel { path: PathBuf, options: LoadOptions },
+    Generate { id: JobId, params: GenerationParams, input: JobInput },
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    ModelLoading { path: PathBuf },
+    ModelLoaded { info: ModelInfo, seconds: f64 },
+    Progress { id: JobId, step: usize, total: usize },
+    Preview { id: JobId, image: RgbImage },
+    Done { id: JobId, image: RgbImage, params: GenerationParams, seconds: f64 },
+    Cancelled { id: JobId },
+    /// `id` is `None` for errors outside a job (loading a model).
+    Failed { id: Option<JobId>, message: String },
+}
+
+/// The UI's handle on the engine thread.
+pub struct Worker {
+    requests: Sender<Request>,
+    events: Receiver<Event>,
+    cancelled: Arc<AtomicU64>,
+    next_id: JobId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the engine thread. `wake` is called after each event (the UI asks for a repaint).
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
+        let (requests, rx) = unbounded();
+        let (tx, events) = unbounded();
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let flag = cancelled.clone();
+        let thread = std::thread::Builder::new()
+            .name("pentimento-engine".into())
+            .spawn(move || run(rx, tx, flag, wake))
+            .ok();
+        Self { requests, events, cancelled, next_id: 1, thread }
+    }
+
+    pub fn load_model(&self, path: PathBuf, options: LoadOptions) {
+        let _ = self.requests.send(Request::LoadModel { path, options });
+    }
+
+    /// Queues a job and returns its id.
+    pub fn generate(&mut self, params: GenerationParams, input: JobInput) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let _ = self.requests.send(Request::Generate { id, params, input });
+        id
+    }
+
+    /// Stops job `id` at its next step (or before it starts).
+    pub fn cancel(&self, id: JobId) {
+        self.cancelled.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Events that have arrived, without waiting.
+    pub fn poll(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits for the next event (for tests and the CLI).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.cancelled.store(u64::MAX, Ordering::SeqCst);
+        let _ = self.requests.send(Request::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(requests: Receiver<Request>, events: Sender<Event>, cancelled: Arc<AtomicU64>, wake: impl Fn()) {
+    let send = |e: Event| {
+        let _ = events.send(e);
+        wake();
+    };
+    let mut model: Option<StableDiffusion> = None;
+    for request in requests {
+        match request {
+            Request::Shutdown => break,
+            Request::LoadModel { path, options } => {
+                // Free the old model before loading the next, so two never share memory.
+                model = None;
+                send(Event::ModelLoading { path: path.clone() });
+                let started = Instant::now();
+                match StableDiffusion::load(&path, &options) {
+                    Ok(m) => {
+                        send(Event::ModelLoaded { info: m.info.clone(), seconds: started.elapsed().as_secs_f64() });
+                        model = Some(m);
+                    }
+                    Err(e) => send(Event::Failed { id: None, message: e.to_string() }),
+                }
+            }
+            Request::Generate { id, params, input } => {
+                if cancelled.load(Ordering::SeqCst) >= id {
+                    send(Event::Cancelled { id });
+                    continue;
+                }
+                let Some(m) = &model else {
+                    send(Event::Failed { id: Some(id), message: "no model is loaded: open a checkpoint first".into() });
+                    continue;
+                };
+                let started = Instant::now();
+                let mut on_step = |s: super::denoise::StepInfo| {
+                    send(Event::Progress { id, step: s.step, total: s.total });
+                    if let Ok(image) = latent_to_rgb(s.latents) {
+                        send(Event::Preview { id, image });
+                    }
+                    if cancelled.load(Ordering::SeqCst) >= id {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                };
+                let result = match &input {
+                    JobInput::Text => m.txt2img(&params, &mut on_step),
+                    JobInput::Image(image) => m.img2img(&params, image, &mut on_step),
+                    JobInput::Inpaint { image, mask, options } => m.inpaint(&params, image, mask, options, &mut on_step),
+                };
+                match result {
+                    Ok(image) => send(Event::Done { id, image, params, seconds: started.elapsed().as_secs_f64() }),
+                    Err(EngineError::Cancelled) => send(Event::Cancelled { id }),
+                    Err(e) => send(Event::Failed { id: Some(id), message: e.to_string() }),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The canvas view: zoom to the cursor, pan, fit and 1:1, the brush cursor, and pointer input
+//! turned into strokes on the document. Drawing itself is `canvas_gpu`.
+
+use std::sync::Arc;
+
+use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use eframe::egui_wgpu;
+
+use super::canvas_gpu::{CanvasCallback, CanvasFrame};
+use crate::document::brush::{BrushSettings, Tool};
+use crate::document::Document;
+
+/// Where the image sits in the canvas: screen points per image pixel and the image's top-left
+/// offset from the canvas centre.
+pub struct CanvasView {
+    pub zoom: f32,
+    pub offset: Vec2,
+    /// Fit the image to the window on the next frame.
+    pub fit_pending: bool,
+    image_cache: Option<(u64, Arc<Vec<u8>>)>,
+    mask_cache: Option<(u64, Arc<Vec<u8>>)>,
+}
+
+impl Default for CanvasView {
+    fn default() -> Self {
+        Self { zoom: 1.0, offset: Vec2::ZERO, fit_pending: true, image_cache: None, mask_cache: None }
+    }
+}
+
+/// The pixels the canvas shows instead of the document's image (a staged result, a preview).
+pub enum Shown<'a> {
+    Document,
+    Rgb { revision: u64, width: usize, height: usize, pixels: &'a [u8] },
+}
+
+impl CanvasView {
+    fn image_rect(&self, canvas: Rect, size: (usize, usize)) -> Rect {
+        let image_size = Vec2::new(size.0 as f32, size.1 as f32) * self.zoom;
+        Rect::from_min_size(canvas.center() + self.offset - image_size / 2.0, image_size)
+    }
+
+    fn fit(&mut self, canvas: Rect, size: (usize, usize)) {
+        let margin = 24.0;
+        let zx = (canvas.width() - margin) / size.0.max(1) as f32;
+        let zy = (canvas.height() - margin) / size.1.max(1) as f32;
+        self.zoom = zx.min(zy).clamp(0.02, 64.0);
+        self.offset = Vec2::ZERO;
+    }
+
+    pub fn one_to_one(&mut self) {
+        self.zoom = 1.0;
+        self.offset = Vec2::ZERO;
+    }
+
+    /// Shows the document and handles painting. Returns whether the canvas is hovered.
+    pub fn show(&mut self, ui: &mut egui::Ui, doc: &mut Document, shown: Shown, tool: Tool, brush: BrushSettings, paint_enabled: bool) {
+        let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+        let size = doc.size();
+        if self.fit_pending && rect.width() > 1.0 {
+            self.fit(rect, size);
+            self.fit_pending = false;
+        }
+        let space_down = ui.input(|i| i.key_down(egui::Key::Space));
+
+        // Zoom to the cursor (wheel or pinch); pan with the middle button or space + drag.
+        if response.hovered() {
+            let (scroll, pinch) = ui.input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
+            let factor = pinch * (scroll / 400.0).exp();
+            if (factor - 1.0).abs() > 1e-4 {
+                let pointer = ui.input(|i| i.pointer.hover_pos()).unwrap_or(rect.center());
+                let new_zoom = (self.zoom * factor).clamp(0.02, 64.0);
+                let anchor = pointer - rect.center() - self.offset;
+                self.offset -= anchor * (new_zoom / self.zoom - 1.0);
+                self.zoom = new_zoom;
+            }
+        }
+        let panning = response.dragged_by(egui::PointerButton::Middle) || (space_down && response.dragged());
+        if panning {
+            self.offset += response.drag_delta();
+        }
+
+        let image_rect = self.image_rect(rect, size);
+        let to_image = |p: Pos2| ((p.x - image_rect.min.x) / self.zoom, (p.y - image_rect.min.y) / self.zoom);
+        if paint_enabled && !panning && !space_down {
+            if response.drag_started_by(egui::PointerButton::Primary) || response.clicked_by(egui::PointerButton::Primary) {
+                if let Some(p) = response.interact_pointer_pos() {
+                    doc.begin_stroke(tool, brush, to_image(p));
+                }
+            }
+            if response.dragged_by(egui::PointerButton::Primary) && doc.stroke_active() {
+                if let Some(p) = response.interact_pointer_pos() {
+                    doc.continue_stroke(to_image(p));
+                }
+            }
+            if response.drag_stopped() || response.clicked() {
+                doc.end_stroke();
+            }
+        }
+
+        let (image, image_revision) = match shown {
+            Shown::Document => {
+                let rev = doc.image_revision;
+                (self.cached_image(rev, || doc.rgba().to_vec()), rev)
+            }
+            Shown::Rgb { revision, width, height, pixels } => {
+                let rev = revision | (1 << 63);
+                let data = self.cached_image(rev, || pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect());
+                let _ = (width, height);
+                (data, rev)
+            }
+        };
+        let (shown_w, shown_h) = match shown {
+            Shown::Rgb { width, height, .. } => (width, height),
+            Shown::Document => size,
+        };
+        let mask_rev = doc.mask_revision;
+        let mask = match &self.mask_cache {
+            Some((r, m)) if *r == mask_rev => m.clone(),
+            _ => {
+                let m = Arc::new(doc.mask_bytes().to_vec());
+                self.mask_cache = Some((mask_rev, m.clone()));
+                m
+            }
+        };
+        // A preview smaller than the document is stretched over the same rectangle.
+        let frame = CanvasFrame {
+            image: Some((image_revision, shown_w, shown_h, image)),
+            mask: if (shown_w, shown_h) == size { Some((mask_rev, size.0, size.1, mask)) } else { None },
+            image_rect,
+            show_mask: (shown_w, shown_h) == size,
+            dark: ui.visuals().dark_mode,
+        };
+        ui.painter().add(egui_wgpu::Callback::new_paint_callback(rect, CanvasCallback(Arc::new(frame))));
+
+        // The brush cursor shows the brush's size.
+        if paint_enabled && !space_down {
+            if let Some(p) = response.hover_pos() {
+                let color = if ui.visuals().dark_mode { Color32::WHITE } else { Color32::BLACK };
+                let radius = brush.size * self.zoom / 2.0;
+                ui.painter().circle_stroke(p, radius.max(1.5), Stroke::new(1.0, color));
+                ui.painter().circle_stroke(p, radius.max(1.5) + 1.0, Stroke::new(1.0, color.gamma_multiply(0.3)));
+            }
+        }
+    }
+
+    fn cached_image(&mut self, rev: u64, make: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
+        match &self.image_cache {
+            Some((r, data)) if *r == rev => data.clone(),
+            _ => {
+                let data = Arc::new(make());
+                self.image_cache = Some((rev, data.clone()));
+                data
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The canvas's GPU side: a WGSL pipeline (shaders/canvas.wgsl) drawn through an egui_wgpu paint
+//! callback, with the image and mask as textures that are uploaded when they change.
+
+use std::sync::Arc;
+
+use eframe::egui_wgpu::{self, wgpu, CallbackResources, CallbackTrait, ScreenDescriptor};
+
+/// What one frame of the canvas shows. Pixel data travels only when its revision changed.
+pub struct CanvasFrame {
+    pub image: Option<(u64, usize, usize, Arc<Vec<u8>>)>,
+    pub mask: Option<(u64, usize, usize, Arc<Vec<u8>>)>,
+    /// Image rectangle on screen, in points.
+    pub image_rect: eframe::egui::Rect,
+    pub show_mask: bool,
+    pub dark: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ViewUniform {
+    image_min: [f32; 2],
+    image_size: [f32; 2],
+    mask_tint: [f32; 4],
+    background: [f32; 4],
+    checker: f32,
+    show_mask: f32,
+    _pad: [f32; 2],
+}
+
+struct Textures {
+    size: (usize, usize),
+    image: wgpu::Texture,
+    mask: wgpu::Texture,
+    bind_group: wgpu::BindGroup,
+    image_revision: u64,
+    mask_revision: u64,
+}
+
+pub struct CanvasRenderer {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    sampler: wgpu::Sampler,
+    uniform: wgpu::Buffer,
+    textures: Option<Textures>,
+}
+
+impl CanvasRenderer {
+    pub fn install(render_state: &egui_wgpu::RenderState) {
+        let device = &render_state.device;
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("canvas"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/canvas.wgsl").into()),
+        });
+        let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("canvas"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                texture_entry(1),
+                texture_entry(2),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 3,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("canvas"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("canvas"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                buffers: &[],
+                compilation_options: Default::default(),
+            },
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_main"),
+                targets: &[Some(render_state.target_format.into())],
+                compilation_options: Default::default(),
+            }),
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            multiview_mask: None,
+            cache: None,
+        });
+        // Nearest when zoomed in, so a painter sees pixels; linear when zoomed out.
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("canvas"),
+            mag_filter: wgpu::FilterMode::Nearest,
+            min_filter: wgpu::FilterMode::Linear,
+            ..Default::default()
+        });
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("canvas view"),
+            size: std::mem::size_of::<ViewUniform>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        render_state.renderer.write().callback_resources.insert(CanvasRenderer {
+            pipeline,
+            layout,
+            sampler,
+            uniform,
+            textures: None,
+        });
+    }
+
+    fn ensure_textures(&mut self, device: &wgpu::Device, size: (usize, usize)) -> &mut Textures {
+        if self.textures.as_ref().map(|t| t.size) != Some(size) {
+            let make = |format, label| {
+                device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some(label),
+                    size: wgpu::Extent3d { width: size.0 as u32, height: size.1 as u32, depth_or_array_layers: 1 },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                })
+            };
+            // Unorm, not Srgb: the values go to the framebuffer as they are, as egui's do.
+            let image = make(wgpu::TextureFormat::Rgba8Unorm, "canvas image");
+            let mask = make(wgpu::TextureFormat::R8Unorm, "canvas mask");
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("canvas"),
+                layout: &self.layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: self.uniform.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: wgpu::BindingResource::TextureView(&image.create_view(&Default::default())),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: wgpu::BindingResource::TextureView(&mask.create_view(&Default::default())),
+                    },
+                    wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Sampler(&self.sampler) },
+                ],
+            });
+            self.textures = Some(Textures { size, image, mask, bind_group, image_revision: 0, mask_revision: 0 });
+        }
+        self.textures.as_mut().unwrap_or_else(|| unreachable!("created above"))
+    }
+}
+
+fn upload(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes_per_pixel: usize, (w, h): (usize, usize), data: &[u8]) {
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+        data,
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((w * bytes_per_pixel) as u32), rows_per_image: Some(h as u32) },
+        wgpu::Extent3d { width: w as u32, height: h as u32, depth_or_array_layers: 1 },
+    );
+}
+
+pub struct CanvasCallback(pub Arc<CanvasFrame>);
+
+impl CallbackTrait for CanvasCallback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        screen: &ScreenDescriptor,
+        _encoder: &mut wgpu::CommandEncoder,
+        resources: &mut CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        let Some(renderer) = resources.get_mut::<CanvasRenderer>() else { return vec![] };
+        let frame = &self.0;
+        let size = frame.image.as_ref().map(|(_, w, h, _)| (*w, *h)).unwrap_or((1, 1));
+        let uniform = ViewUniform {
+            image_min: [frame.image_rect.min.x * screen.pixels_per_point, frame.image_rect.min.y * screen.pixels_per_point],
+            image_size: [frame.image_rect.width() * screen.pixels_per_point, frame.image_rect.height() * screen.pixels_per_point],
+            mask_tint: [0.93, 0.25, 0.55, 0.5],
+            background: if frame.dark { [0.08, 0.08, 0.09, 1.0] } else { [0.78, 0.78, 0.8, 1.0] },
+            checker: 8.0 * screen.pixels_per_point,
+            show_mask: if frame.show_mask { 1.0 } else { 0.0 },
+            _pad: [0.0; 2],
+        };
+        queue.write_buffer(&renderer.uniform, 0, bytemuck::bytes_of(&uniform));
+        let textures = renderer.ensure_textures(device, size);
+        if let Some((rev, w, h, data)) = &frame.image {
+            if textures.image_revision != *rev && data.len() == w * h * 4 {
+                upload(queue, &textures.image, 4, (*w, *h), data);
+                textures.image_revision = *rev;
+            }
+        }
+        if let Some((rev, w, h, data)) = &frame.mask {
+            if textures.mask_revision != *rev && (*w, *h) == size && data.len() == w * h {
+                upload(queue, &textures.mask, 1, (*w, *h), data);
+                textures.mask_revision = *rev;
+            }
+        }
+        vec![]
+    }
+
+    fn paint(&self, _info: eframe::egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
+        let Some(renderer) = resources.get::<CanvasRenderer>() else { return };
+        let Some(textures) = &renderer.textures else { return };
+        pass.set_pipeline(&renderer.pipeline);
+        pass.set_bind_group(0, &textures.bind_group, &[]);
+        pass.draw(0..3, 0..1);
+    }
+}

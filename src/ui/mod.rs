@@ -1,0 +1,456 @@
+//! The painting app: views only. The document holds what is edited, the worker owns the model;
+//! this module turns input into document edits and requests, and events into what is shown.
+
+mod canvas;
+mod canvas_gpu;
+mod history;
+pub mod prompt_panel;
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, Key, KeyboardShortcut, Modifiers, RichText};
+
+use crate::document::brush::{BrushSettings, Tool};
+use crate::document::{Document, StagedResult};
+use crate::engine::image::RgbImage;
+use crate::engine::model::{LoadOptions, ModelInfo};
+use crate::engine::worker::{Event, JobId, JobInput, Worker};
+use crate::png_info::{write_png, ImageRecord, VERSION};
+use canvas::{CanvasView, Shown};
+use history::History;
+use prompt_panel::{PanelAction, PromptPanel};
+
+#[derive(Debug, Clone)]
+pub enum ModelStatus {
+    None,
+    Loading(PathBuf),
+    Loaded(ModelInfo),
+}
+
+struct RunningJob {
+    ids: Vec<JobId>,
+    step: usize,
+    total: usize,
+    preview: Option<(u64, RgbImage)>,
+}
+
+pub struct PentimentoApp {
+    pub doc: Document,
+    canvas: CanvasView,
+    pub panel: PromptPanel,
+    pub tool: Tool,
+    pub brush: BrushSettings,
+    pub color: [u8; 3],
+    worker: Worker,
+    pub model: ModelStatus,
+    job: Option<RunningJob>,
+    pub history: History,
+    /// The last message for the status bar (errors included).
+    pub status: String,
+    preview_revision: u64,
+}
+
+impl PentimentoApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, model: Option<PathBuf>) -> Self {
+        if let Some(rs) = cc.wgpu_render_state.as_ref() {
+            canvas_gpu::CanvasRenderer::install(rs);
+        }
+        let ctx = cc.egui_ctx.clone();
+        let worker = Worker::spawn(move || ctx.request_repaint());
+        let mut app = Self {
+            doc: Document::blank(512, 512),
+            canvas: CanvasView::default(),
+            panel: PromptPanel::default(),
+            tool: Tool::MaskBrush,
+            brush: BrushSettings::default(),
+            color: [220, 60, 40],
+            worker,
+            model: ModelStatus::None,
+            job: None,
+            history: History::default(),
+            status: String::new(),
+            preview_revision: 0,
+        };
+        if let Some(path) = model {
+            app.load_model(path);
+        }
+        app
+    }
+
+    pub fn load_model(&mut self, path: PathBuf) {
+        self.model = ModelStatus::Loading(path.clone());
+        self.worker.load_model(path, LoadOptions::cpu());
+    }
+
+    pub fn open_image(&mut self, path: &Path) {
+        match image::open(path) {
+            Ok(img) => {
+                let rgb = img.to_rgb8();
+                let (w, h) = rgb.dimensions();
+                match RgbImage::new(w as usize, h as usize, rgb.into_raw()) {
+                    Ok(image) => {
+                        self.doc.discard();
+                        self.doc.replace_image(&image);
+                        self.canvas.fit_pending = true;
+                        self.status = format!("opened {} ({w}×{h})", path.display());
+                        // A PNG that carries parameters fills the panel.
+                        if let Some(info) = std::fs::read(path).ok().and_then(|b| crate::png_info::parse_png(&b)) {
+                            self.panel.params = info.apply_to(&self.panel.params);
+                        }
+                    }
+                    Err(e) => self.status = e.to_string(),
+                }
+            }
+            Err(e) => self.status = format!("{}: cannot open: {e}", path.display()),
+        }
+    }
+
+    /// Saves what the canvas shows, with the parameters that made it when known.
+    pub fn save_png(&mut self, path: &Path) {
+        let (image, params) = match self.doc.shown_result() {
+            Some(r) => (r.image.clone(), Some(r.params.clone())),
+            None => (self.doc.rgb(), self.history.last_params()),
+        };
+        let record = ImageRecord {
+            version: VERSION.into(),
+            kind: "txt2img".into(),
+            params: params.unwrap_or_else(|| self.panel.params.clone()),
+            model: match &self.model {
+                ModelStatus::Loaded(info) => info.path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                _ => None,
+            },
+            model_hash: None,
+            vae: None,
+            inpaint: None,
+            source_image_sha256: None,
+        };
+        self.status = match write_png(path, &image, &record) {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => format!("{}: cannot save: {e}", path.display()),
+        };
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts a job from the panel: inpainting when there is a mask, img2img when there is an
+    /// image, text-to-image otherwise.
+    pub fn generate(&mut self) {
+        if self.job.is_some() {
+            return;
+        }
+        if !matches!(self.model, ModelStatus::Loaded(_)) {
+            self.status = "open a model first".into();
+            return;
+        }
+        let mut ids = vec![];
+        let first = self.panel.next_params();
+        for i in 0..self.panel.batch_count.max(1) {
+            let params = crate::engine::GenerationParams { seed: first.seed.wrapping_add(i as u64), ..first.clone() };
+            let input = if !self.doc.has_image() {
+                if self.doc.size() != (params.width, params.height) {
+                    self.doc = Document::blank(params.width, params.height);
+                    self.canvas.fit_pending = true;
+                }
+                JobInput::Text
+            } else if !self.doc.mask_is_empty() {
+                let mut params = params.clone();
+                let (w, h) = self.doc.size();
+                if matches!(self.panel.inpaint.area, crate::engine::inpaint::InpaintArea::Whole) {
+                    params.width = (w / 8 * 8).max(8);
+                    params.height = (h / 8 * 8).max(8);
+                }
+                ids.push(self.worker.generate(
+                    params,
+                    JobInput::Inpaint { image: self.doc.rgb(), mask: self.doc.mask(), options: self.panel.inpaint },
+                ));
+                continue;
+            } else {
+                let (w, h) = self.doc.size();
+                let params = crate::engine::GenerationParams { width: (w / 8 * 8).max(8), height: (h / 8 * 8).max(8), ..params.clone() };
+                ids.push(self.worker.generate(params, JobInput::Image(self.doc.rgb())));
+                continue;
+            };
+            ids.push(self.worker.generate(params, input));
+        }
+        self.status = format!("generating (seed {})", first.seed);
+        self.job = Some(RunningJob { ids, step: 0, total: first.steps, preview: None });
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(job) = &self.job {
+            if let Some(&last) = job.ids.last() {
+                self.worker.cancel(last);
+            }
+        }
+    }
+
+    /// Applies the worker's events. Public so tests can pump it.
+    pub fn handle_events(&mut self) {
+        for event in self.worker.poll() {
+            let mine = |id: JobId, job: &Option<RunningJob>| job.as_ref().is_some_and(|j| j.ids.contains(&id));
+            match event {
+                Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
+                Event::ModelLoaded { info, seconds } => {
+                    self.status = format!("loaded {} ({}, {}) in {seconds:.1}s", info.path.display(), info.family, info.format);
+                    self.model = ModelStatus::Loaded(info);
+                }
+                Event::Progress { id, step, total } if mine(id, &self.job) => {
+                    if let Some(j) = &mut self.job {
+                        j.step = step;
+                        j.total = total;
+                    }
+                }
+                Event::Preview { id, image } if mine(id, &self.job) => {
+                    self.preview_revision += 1;
+                    if let Some(j) = &mut self.job {
+                        j.preview = Some((self.preview_revision, image));
+                    }
+                }
+                Event::Done { id, image, params, seconds } if mine(id, &self.job) => {
+                    self.status = format!("done in {seconds:.1}s (seed {})", params.seed);
+                    self.history.push(image.clone(), params.clone());
+                    self.doc.stage(StagedResult { image, params });
+                    self.finish_job(id);
+                }
+                Event::Cancelled { id } if mine(id, &self.job) => {
+                    self.status = "cancelled".into();
+                    self.job = None;
+                }
+                Event::Failed { id, message } => {
+                    self.status = format!("error: {message}");
+                    match id {
+                        None => self.model = ModelStatus::None,
+                        Some(id) if mine(id, &self.job) => self.job = None,
+                        Some(_) => {}
+                    }
+                }
+                // Late events of a cancelled job.
+                _ => {}
+            }
+        }
+    }
+
+    fn finish_job(&mut self, id: JobId) {
+        if let Some(j) = &mut self.job {
+            j.ids.retain(|&x| x != id);
+            j.preview = None;
+            j.step = 0;
+            if j.ids.is_empty() {
+                self.job = None;
+            }
+        }
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+        let undo = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
+        if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
+            self.doc.redo();
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
+            self.doc.undo();
+        }
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        ctx.input(|i| {
+            if i.key_pressed(Key::B) {
+                self.tool = Tool::MaskBrush;
+            }
+            if i.key_pressed(Key::E) {
+                self.tool = Tool::MaskEraser;
+            }
+            if i.key_pressed(Key::X) {
+                self.tool = match self.tool {
+                    Tool::MaskBrush => Tool::MaskEraser,
+                    _ => Tool::MaskBrush,
+                };
+            }
+            if i.key_pressed(Key::OpenBracket) {
+                self.brush.size = (self.brush.size / 1.25).max(1.0);
+            }
+            if i.key_pressed(Key::CloseBracket) {
+                self.brush.size = (self.brush.size * 1.25).min(1000.0);
+            }
+        });
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("Open image…").clicked() {
+                if let Some(path) = rfd::FileDialog::new().add_filter("Images", &["png", "jpg", "jpeg", "webp"]).pick_file() {
+                    self.open_image(&path);
+                }
+            }
+            if ui.button("Save PNG…").clicked() {
+                if let Some(path) = rfd::FileDialog::new().add_filter("PNG", &["png"]).set_file_name("pentimento.png").save_file() {
+                    self.save_png(&path);
+                }
+            }
+            if ui.button("Open model…").clicked() {
+                if let Some(path) = rfd::FileDialog::new().add_filter("Checkpoints", &["safetensors", "ckpt"]).pick_file() {
+                    self.load_model(path);
+                }
+            }
+            ui.separator();
+            if ui.add_enabled(self.doc.can_undo(), egui::Button::new("Undo")).clicked() {
+                self.doc.undo();
+            }
+            if ui.add_enabled(self.doc.can_redo(), egui::Button::new("Redo")).clicked() {
+                self.doc.redo();
+            }
+            ui.separator();
+            ui.selectable_value(&mut self.tool, Tool::MaskBrush, "Mask brush").on_hover_text("B");
+            ui.selectable_value(&mut self.tool, Tool::MaskEraser, "Eraser").on_hover_text("E");
+            let color_tool = Tool::ColorBrush(self.color);
+            if ui.selectable_label(matches!(self.tool, Tool::ColorBrush(_)), "Colour").clicked() {
+                self.tool = color_tool;
+            }
+            if ui.color_edit_button_srgb(&mut self.color).changed() {
+                self.tool = Tool::ColorBrush(self.color);
+            }
+            ui.add(egui::Slider::new(&mut self.brush.size, 1.0..=400.0).logarithmic(true).text("Size"));
+            ui.add(egui::Slider::new(&mut self.brush.hardness, 0.0..=1.0).text("Hardness"));
+            ui.separator();
+            if ui.button("Fill mask").clicked() {
+                self.doc.fill_mask();
+            }
+            if ui.button("Clear mask").clicked() {
+                self.doc.clear_mask();
+            }
+            if ui.button("Invert mask").clicked() {
+                self.doc.invert_mask();
+            }
+            ui.separator();
+            if ui.button("Fit").clicked() {
+                self.canvas.fit_pending = true;
+            }
+            if ui.button("1:1").clicked() {
+                self.canvas.one_to_one();
+            }
+        });
+    }
+
+    fn staging_bar(&mut self, ui: &mut egui::Ui) {
+        if self.doc.staged.is_empty() {
+            return;
+        }
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("Result {} of {}", self.doc.staged_index + 1, self.doc.staged.len())).strong());
+            if ui.add_enabled(self.doc.staged_index > 0, egui::Button::new("Previous")).clicked() {
+                self.doc.select_staged(self.doc.staged_index - 1);
+            }
+            if ui.add_enabled(self.doc.staged_index + 1 < self.doc.staged.len(), egui::Button::new("Next")).clicked() {
+                self.doc.select_staged(self.doc.staged_index + 1);
+            }
+            if ui.toggle_value(&mut self.doc.show_original, "Before").changed() {
+                self.doc.image_revision += 1;
+            }
+            if ui.button("Accept").clicked() {
+                self.doc.accept();
+            }
+            if ui.button("Discard").clicked() {
+                self.doc.discard();
+            }
+        });
+    }
+
+    fn first_run(&mut self, ui: &mut egui::Ui) {
+        let text = "No model is loaded.\n\nOpen a Stable Diffusion checkpoint (.safetensors or .ckpt, SD 1.x or 2.x, \
+            inpainting or not) with \"Open model…\", or start Pentimento with --model PATH \
+            (a diffusers folder works too). You can paint and save without one.";
+        egui::Frame::popup(ui.style()).show(ui, |ui| {
+            ui.set_max_width(380.0);
+            ui.label(RichText::new("Welcome to Pentimento").heading());
+            ui.label(text);
+        });
+    }
+}
+
+impl eframe::App for PentimentoApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.handle_events();
+        self.shortcuts(&ctx);
+        // Files dropped on the window open as the image.
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        if let Some(path) = dropped.first() {
+            self.open_image(path);
+        }
+
+        egui::Panel::top("tools").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let model = match &self.model {
+                    ModelStatus::None => "no model".to_string(),
+                    ModelStatus::Loading(p) => format!("loading {}…", p.display()),
+                    ModelStatus::Loaded(info) => format!("{} · {}", info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), info.family),
+                };
+                ui.label(model);
+                ui.separator();
+                ui.label(&self.status);
+            });
+        });
+        egui::Panel::bottom("history").resizable(false).show(ui, |ui| {
+            self.staging_bar(ui);
+            if let Some(params) = self.history.show(ui) {
+                self.panel.params = params;
+                self.panel.seed_locked = true;
+            }
+        });
+        egui::Panel::left("prompt").resizable(true).default_size(320.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                let running = self.job.as_ref().map(|j| (j.step, j.total));
+                let can_generate = matches!(self.model, ModelStatus::Loaded(_));
+                match self.panel.show(ui, running, can_generate) {
+                    PanelAction::Generate => self.generate(),
+                    PanelAction::Cancel => self.cancel(),
+                    PanelAction::None => {}
+                }
+            });
+        });
+        egui::CentralPanel::default().frame(egui::Frame::NONE).show(ui, |ui| {
+            let preview = self.job.as_ref().and_then(|j| j.preview.as_ref());
+            let staged = self.doc.shown_result().map(|r| r.image.clone());
+            let shown_result_rev = self.doc.image_revision;
+            let shown = match (preview, &staged) {
+                (Some((rev, img)), _) => Shown::Rgb { revision: *rev, width: img.width, height: img.height, pixels: &img.pixels },
+                (None, Some(img)) => Shown::Rgb { revision: shown_result_rev | (1 << 62), width: img.width, height: img.height, pixels: &img.pixels },
+                (None, None) => Shown::Document,
+            };
+            let paint = staged.is_none() && preview.is_none();
+            let tool = match self.tool {
+                Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
+                t => t,
+            };
+            // Split borrows: the preview lives in self.job, the canvas needs &mut doc.
+            let preview_owned = preview.map(|(r, i)| (*r, i.clone()));
+            let shown = match (&preview_owned, shown) {
+                (Some((rev, img)), _) => Shown::Rgb { revision: *rev, width: img.width, height: img.height, pixels: &img.pixels },
+                (None, s) => s,
+            };
+            self.canvas.show(ui, &mut self.doc, shown, tool, self.brush, paint);
+            if matches!(self.model, ModelStatus::None) {
+                let area = ui.max_rect();
+                let mut child = ui.new_child(egui::UiBuilder::new().max_rect(area.shrink(24.0)));
+                self.first_run(&mut child);
+            }
+        });
+        if self.job.is_some() {
+            ctx.request_repaint();
+        }
+    }
+}
+
+/// Runs the app in a native window.
+pub fn run(model: Option<PathBuf>) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_inner_size([1280.0, 820.0]).with_title("Pentimento").with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native("Pentimento", options, Box::new(move |cc| Ok(Box::new(PentimentoApp::new(cc, model)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
