@@ -252,6 +252,10 @@ impl PentimentoApp {
         if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
             self.doc.undo();
         }
+        let quit = KeyboardShortcut::new(Modifiers::COMMAND, Key::Q);
+        if ctx.input_mut(|i| i.consume_shortcut(&quit)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         if ctx.egui_wants_keyboard_input() {
             return;
         }
@@ -434,7 +438,8 @@ impl eframe::App for PentimentoApp {
             self.canvas.show(ui, &mut self.doc, shown, tool, self.brush, paint);
             if matches!(self.model, ModelStatus::None) {
                 let area = ui.max_rect();
-                let mut child = ui.new_child(egui::UiBuilder::new().max_rect(area.shrink(24.0)));
+                let panel = egui::Rect::from_center_size(egui::pos2(area.center().x, area.top() + 120.0), egui::vec2(400.0, 200.0));
+                let mut child = ui.new_child(egui::UiBuilder::new().max_rect(panel));
                 self.first_run(&mut child);
             }
         });
