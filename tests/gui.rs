@@ -155,3 +155,13 @@ fn open_and_save_an_image() {
     let bytes = std::fs::read(&out).unwrap();
     assert!(pentimento::png_info::parse_png(&bytes).is_some(), "the saved PNG carries parameters");
 }
+
+#[test]
+fn the_vae_picker_reloads_with_an_external_vae() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| matches!(app.model, ModelStatus::Loaded(_)));
+    h.get_by_label("VAE");
+    h.state_mut().set_vae(pentimento::engine::model::VaeChoice::File(fixture("tiny-sd15-extvae.vae.pt")));
+    pump_until(&mut h, 60, |app| matches!(&app.model, ModelStatus::Loaded(info) if info.vae.is_some()));
+    h.get_by_label_contains("VAE: tiny-sd15-extvae.vae.pt");
+}

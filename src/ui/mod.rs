@@ -47,6 +47,9 @@ pub struct PentimentoApp {
     pub history: History,
     /// The last message for the status bar (errors included).
     pub status: String,
+    /// How the next model load picks its VAE and UNet weights.
+    pub load_options: LoadOptions,
+    model_path: Option<PathBuf>,
     preview_revision: u64,
 }
 
@@ -69,6 +72,8 @@ impl PentimentoApp {
             job: None,
             history: History::default(),
             status: String::new(),
+            load_options: LoadOptions::cpu(),
+            model_path: None,
             preview_revision: 0,
         };
         if let Some(path) = model {
@@ -79,7 +84,16 @@ impl PentimentoApp {
 
     pub fn load_model(&mut self, path: PathBuf) {
         self.model = ModelStatus::Loading(path.clone());
-        self.worker.load_model(path, LoadOptions::cpu());
+        self.model_path = Some(path.clone());
+        self.worker.load_model(path, self.load_options.clone());
+    }
+
+    /// Decodes with another VAE (a .vae.pt/.vae.safetensors file), reloading the model.
+    pub fn set_vae(&mut self, choice: crate::engine::model::VaeChoice) {
+        self.load_options.vae = choice;
+        if let Some(path) = self.model_path.clone() {
+            self.load_model(path);
+        }
     }
 
     pub fn open_image(&mut self, path: &Path) {
@@ -120,7 +134,10 @@ impl PentimentoApp {
                 _ => None,
             },
             model_hash: None,
-            vae: None,
+            vae: match &self.model {
+                ModelStatus::Loaded(info) => info.vae.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+                _ => None,
+            },
             inpaint: None,
             source_image_sha256: None,
         };
@@ -298,6 +315,30 @@ impl PentimentoApp {
                     self.load_model(path);
                 }
             }
+            ui.menu_button("VAE", |ui| {
+                use crate::engine::model::VaeChoice;
+                if ui.button("Automatic (NAME.vae.* beside the model)").clicked() {
+                    self.set_vae(VaeChoice::Automatic);
+                    ui.close();
+                }
+                if ui.button("The model's own").clicked() {
+                    self.set_vae(VaeChoice::Builtin);
+                    ui.close();
+                }
+                if ui.button("File…").clicked() {
+                    if let Some(path) = rfd::FileDialog::new().add_filter("VAE", &["pt", "ckpt", "safetensors"]).pick_file() {
+                        self.set_vae(VaeChoice::File(path));
+                    }
+                    ui.close();
+                }
+                let mut ema = self.load_options.ema;
+                if ui.checkbox(&mut ema, "EMA weights (training checkpoints)").changed() {
+                    self.load_options.ema = ema;
+                    if let Some(path) = self.model_path.clone() {
+                        self.load_model(path);
+                    }
+                }
+            });
             ui.separator();
             if ui.add_enabled(self.doc.can_undo(), egui::Button::new("Undo")).clicked() {
                 self.doc.undo();
@@ -390,7 +431,13 @@ impl eframe::App for PentimentoApp {
                 let model = match &self.model {
                     ModelStatus::None => "no model".to_string(),
                     ModelStatus::Loading(p) => format!("loading {}…", p.display()),
-                    ModelStatus::Loaded(info) => format!("{} · {}", info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), info.family),
+                    ModelStatus::Loaded(info) => format!(
+                        "{} · {} · VAE: {}{}",
+                        info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        info.family,
+                        info.vae.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model's own".into()),
+                        if info.ema { " · EMA" } else { "" }
+                    ),
                 };
                 ui.label(model);
                 ui.separator();
