@@ -220,7 +220,7 @@ fn errors_are_one_line_with_status_2() {
     let taesd = fixture("taesd/diffusion_pytorch_model.safetensors");
     assert_usage_error(
         &gen_args(taesd.to_str().unwrap(), &[], out),
-        "not a Stable Diffusion",
+        "not a full model",
     );
 
     // A folder that is not a model.
