@@ -165,3 +165,58 @@ fn the_vae_picker_reloads_with_an_external_vae() {
     pump_until(&mut h, 60, |app| matches!(&app.model, ModelStatus::Loaded(info) if info.vae.is_some()));
     h.get_by_label_contains("VAE: tiny-sd15-extvae.vae.pt");
 }
+
+fn large_image() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("pentimento-large-{}.png", std::process::id()));
+    if !path.exists() {
+        let src = image::open(fixture("tiny-sd15-img2img.3-image.png")).unwrap();
+        src.resize_exact(4000, 3000, image::imageops::FilterType::Triangle).to_rgb8().save(&path).unwrap();
+    }
+    path
+}
+
+fn stroke(h: &mut Harness<'static, PentimentoApp>, frames: usize) {
+    let c = canvas_centre();
+    h.hover_at(c);
+    h.step();
+    h.drag_at(c);
+    h.step();
+    for i in 1..=frames {
+        h.hover_at(c + egui::vec2(i as f32 * 4.0, (i as f32 * 0.3).sin() * 40.0));
+        h.step();
+    }
+    h.drop_at(c + egui::vec2(frames as f32 * 4.0, 0.0));
+    h.step();
+}
+
+#[test]
+fn a_4000_by_3000_photo_opens_and_paints() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.state_mut().open_image(&large_image());
+    h.run_steps(3);
+    assert_eq!(h.state().doc.size(), (4000, 3000));
+    h.state_mut().brush.size = 200.0;
+    stroke(&mut h, 12);
+    assert!(!h.state().doc.mask_is_empty());
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert!(h.state().doc.mask_is_empty());
+}
+
+/// Not a check: frame time while painting on a 4000×3000 image
+/// (`cargo test --release --test gui measure_large_image_painting -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_large_image_painting() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.state_mut().open_image(&large_image());
+    h.run_steps(3);
+    h.state_mut().brush.size = 200.0;
+    let frames = 60;
+    let start = Instant::now();
+    stroke(&mut h, frames);
+    let per_frame = start.elapsed().as_secs_f64() * 1000.0 / (frames + 4) as f64;
+    eprintln!("4000x3000 painting: {per_frame:.1} ms per frame (kittest, lavapipe)");
+}

@@ -62,6 +62,9 @@ pub struct Document {
     /// Bumped on every change of the image or the mask, for the canvas to upload.
     pub image_revision: u64,
     pub mask_revision: u64,
+    /// What changed since the canvas last asked, so that it uploads only that.
+    image_dirty: Option<Region>,
+    mask_dirty: Option<Region>,
 }
 
 impl Document {
@@ -80,6 +83,8 @@ impl Document {
             show_original: false,
             image_revision: 1,
             mask_revision: 1,
+            image_dirty: None,
+            mask_dirty: None,
         }
     }
 
@@ -230,9 +235,11 @@ impl Document {
             None => region,
             Some(d) => union(d, region),
         });
-        match stroke.tool {
-            Tool::ColorBrush(_) => self.image_revision += 1,
-            _ => self.mask_revision += 1,
+        let color = matches!(stroke.tool, Tool::ColorBrush(_));
+        if color {
+            self.touch_image(Some(region));
+        } else {
+            self.touch_mask(Some(region));
         }
     }
 
@@ -247,7 +254,7 @@ impl Document {
             let region = Region { x: 0, y: 0, w: self.width, h: self.height };
             let after = self.mask.clone();
             self.push(Edit::Mask { region, before, after });
-            self.mask_revision += 1;
+            self.touch_mask(None);
         }
     }
 
@@ -292,11 +299,11 @@ impl Document {
         match edit {
             Edit::Mask { region, before, after } => {
                 paste_region(&mut self.mask, self.width, 1, *region, if backwards { before } else { after });
-                self.mask_revision += 1;
+                self.touch_mask(Some(*region));
             }
             Edit::Image { region, before, after } => {
                 paste_region(&mut self.rgba, self.width, 4, *region, if backwards { before } else { after });
-                self.image_revision += 1;
+                self.touch_image(Some(*region));
             }
             Edit::Replace { before, after } => {
                 let (w, h, rgba, mask) = if backwards { before } else { after };
@@ -304,8 +311,8 @@ impl Document {
                 self.height = *h;
                 self.rgba = rgba.clone();
                 self.mask = mask.clone();
-                self.image_revision += 1;
-                self.mask_revision += 1;
+                self.touch_image(None);
+                self.touch_mask(None);
             }
         }
     }
@@ -324,7 +331,7 @@ impl Document {
         self.staged.push(result);
         self.staged_index = self.staged.len() - 1;
         self.show_original = false;
-        self.image_revision += 1;
+        self.touch_image(None);
     }
 
     /// The staged result being shown, if any (and not flipped to the original).
@@ -338,7 +345,7 @@ impl Document {
     pub fn select_staged(&mut self, index: usize) {
         if index < self.staged.len() {
             self.staged_index = index;
-            self.image_revision += 1;
+            self.touch_image(None);
         }
     }
 
@@ -350,7 +357,7 @@ impl Document {
         // Keep the mask: a painter often refines the same region again.
         if mask.len() == self.mask.len() {
             self.mask = mask;
-            self.mask_revision += 1;
+            self.touch_mask(None);
         }
         self.staged.clear();
         self.show_original = false;
@@ -360,7 +367,48 @@ impl Document {
     pub fn discard(&mut self) {
         self.staged.clear();
         self.show_original = false;
+        self.touch_image(None);
+    }
+
+    /// Flips between the staged result and the original.
+    pub fn set_show_original(&mut self, show: bool) {
+        self.show_original = show;
+        self.touch_image(None);
+    }
+
+    fn whole(&self) -> Region {
+        Region { x: 0, y: 0, w: self.width, h: self.height }
+    }
+
+    /// Records a change of the image (`None`: all of it).
+    fn touch_image(&mut self, region: Option<Region>) {
+        let r = region.unwrap_or_else(|| self.whole());
         self.image_revision += 1;
+        self.image_dirty = Some(self.image_dirty.map_or(r, |d| union(d, r)));
+    }
+
+    fn touch_mask(&mut self, region: Option<Region>) {
+        let r = region.unwrap_or_else(|| self.whole());
+        self.mask_revision += 1;
+        self.mask_dirty = Some(self.mask_dirty.map_or(r, |d| union(d, r)));
+    }
+
+    /// The part of the image changed since the last call.
+    pub fn take_image_dirty(&mut self) -> Option<Region> {
+        self.image_dirty.take()
+    }
+
+    pub fn take_mask_dirty(&mut self) -> Option<Region> {
+        self.mask_dirty.take()
+    }
+
+    /// The bytes of a region of the image (RGBA) or the mask.
+    pub fn image_region(&self, r: Region) -> Vec<u8> {
+        copy_region(&self.rgba, self.width, 4, r)
+    }
+
+    pub fn mask_region(&self, r: Region) -> Vec<u8> {
+        copy_region(&self.mask, self.width, 1, r)
     }
 }
 

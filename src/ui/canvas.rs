@@ -6,7 +6,7 @@ use std::sync::Arc;
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use eframe::egui_wgpu;
 
-use super::canvas_gpu::{CanvasCallback, CanvasFrame};
+use super::canvas_gpu::{CanvasCallback, CanvasFrame, GpuRevisions, Upload};
 use crate::document::brush::{BrushSettings, Tool};
 use crate::document::Document;
 
@@ -17,13 +17,15 @@ pub struct CanvasView {
     pub offset: Vec2,
     /// Fit the image to the window on the next frame.
     pub fit_pending: bool,
-    image_cache: Option<(u64, Arc<Vec<u8>>)>,
-    mask_cache: Option<(u64, Arc<Vec<u8>>)>,
+    revisions: Arc<GpuRevisions>,
+    /// The revisions last sent to the GPU.
+    sent_image: u64,
+    sent_mask: u64,
 }
 
 impl Default for CanvasView {
     fn default() -> Self {
-        Self { zoom: 1.0, offset: Vec2::ZERO, fit_pending: true, image_cache: None, mask_cache: None }
+        Self { zoom: 1.0, offset: Vec2::ZERO, fit_pending: true, revisions: Arc::default(), sent_image: 0, sent_mask: 0 }
     }
 }
 
@@ -97,37 +99,62 @@ impl CanvasView {
             }
         }
 
-        let (image, image_revision) = match shown {
+        // Only what changed goes to the GPU: a brush stroke on a 4000×3000 image uploads the
+        // stroke's rectangle, not 48 MB a frame. Previews and staged results (job-sized) go whole.
+        let (shown_size, image) = match shown {
             Shown::Document => {
                 let rev = doc.image_revision;
-                (self.cached_image(rev, || doc.rgba().to_vec()), rev)
+                let dirty = doc.take_image_dirty();
+                let gpu = self.revisions.image.load(std::sync::atomic::Ordering::SeqCst);
+                let upload = if gpu == rev {
+                    Upload::None
+                } else if gpu != 0 && gpu == self.sent_image && gpu & (1 << 63) == 0 && dirty.is_some() {
+                    let region = dirty.unwrap_or(crate::document::Region { x: 0, y: 0, w: 0, h: 0 });
+                    Upload::Patch { from: gpu, to: rev, region, data: doc.image_region(region) }
+                } else {
+                    Upload::Full { revision: rev, data: Arc::new(doc.rgba().to_vec()) }
+                };
+                self.sent_image = rev;
+                (size, upload)
             }
             Shown::Rgb { revision, width, height, pixels } => {
                 let rev = revision | (1 << 63);
-                let data = self.cached_image(rev, || pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect());
-                let _ = (width, height);
-                (data, rev)
+                let gpu = self.revisions.image.load(std::sync::atomic::Ordering::SeqCst);
+                let upload = if gpu == rev {
+                    Upload::None
+                } else {
+                    Upload::Full { revision: rev, data: Arc::new(pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()) }
+                };
+                self.sent_image = rev;
+                ((width, height), upload)
             }
         };
-        let (shown_w, shown_h) = match shown {
-            Shown::Rgb { width, height, .. } => (width, height),
-            Shown::Document => size,
+        let mask = if shown_size == size {
+            let rev = doc.mask_revision;
+            let dirty = doc.take_mask_dirty();
+            let gpu = self.revisions.mask.load(std::sync::atomic::Ordering::SeqCst);
+            let upload = if gpu == rev {
+                Upload::None
+            } else if gpu != 0 && gpu == self.sent_mask && dirty.is_some() {
+                let region = dirty.unwrap_or(crate::document::Region { x: 0, y: 0, w: 0, h: 0 });
+                Upload::Patch { from: gpu, to: rev, region, data: doc.mask_region(region) }
+            } else {
+                Upload::Full { revision: rev, data: Arc::new(doc.mask_bytes().to_vec()) }
+            };
+            self.sent_mask = rev;
+            upload
+        } else {
+            // Textures of another size (a preview): the mask is sent whole when the document shows again.
+            self.sent_mask = 0;
+            Upload::None
         };
-        let mask_rev = doc.mask_revision;
-        let mask = match &self.mask_cache {
-            Some((r, m)) if *r == mask_rev => m.clone(),
-            _ => {
-                let m = Arc::new(doc.mask_bytes().to_vec());
-                self.mask_cache = Some((mask_rev, m.clone()));
-                m
-            }
-        };
-        // A preview smaller than the document is stretched over the same rectangle.
         let frame = CanvasFrame {
-            image: Some((image_revision, shown_w, shown_h, image)),
-            mask: if (shown_w, shown_h) == size { Some((mask_rev, size.0, size.1, mask)) } else { None },
+            size: shown_size,
+            image,
+            mask,
+            revisions: self.revisions.clone(),
             image_rect,
-            show_mask: (shown_w, shown_h) == size,
+            show_mask: shown_size == size,
             dark: ui.visuals().dark_mode,
         };
         ui.painter().add(egui_wgpu::Callback::new_paint_callback(rect, CanvasCallback(Arc::new(frame))));
@@ -143,14 +170,4 @@ impl CanvasView {
         }
     }
 
-    fn cached_image(&mut self, rev: u64, make: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
-        match &self.image_cache {
-            Some((r, data)) if *r == rev => data.clone(),
-            _ => {
-                let data = Arc::new(make());
-                self.image_cache = Some((rev, data.clone()));
-                data
-            }
-        }
-    }
 }

@@ -1,14 +1,36 @@
 //! The canvas's GPU side: a WGSL pipeline (shaders/canvas.wgsl) drawn through an egui_wgpu paint
 //! callback, with the image and mask as textures that are uploaded when they change.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use crate::document::Region;
 
 use eframe::egui_wgpu::{self, wgpu, CallbackResources, CallbackTrait, ScreenDescriptor};
 
-/// What one frame of the canvas shows. Pixel data travels only when its revision changed.
+/// Pixels for a texture: all of it, a changed region, or nothing new.
+pub enum Upload {
+    None,
+    Full { revision: u64, data: Arc<Vec<u8>> },
+    /// Valid only over the texture at revision `from`.
+    Patch { from: u64, to: u64, region: Region, data: Vec<u8> },
+}
+
+/// The revisions the GPU textures hold, written by the render side and read by the view to
+/// decide between a patch and a full upload.
+#[derive(Default)]
+pub struct GpuRevisions {
+    pub image: AtomicU64,
+    pub mask: AtomicU64,
+}
+
+/// What one frame of the canvas shows.
 pub struct CanvasFrame {
-    pub image: Option<(u64, usize, usize, Arc<Vec<u8>>)>,
-    pub mask: Option<(u64, usize, usize, Arc<Vec<u8>>)>,
+    /// Texture size: the shown image's.
+    pub size: (usize, usize),
+    pub image: Upload,
+    pub mask: Upload,
+    pub revisions: Arc<GpuRevisions>,
     /// Image rectangle on screen, in points.
     pub image_rect: eframe::egui::Rect,
     pub show_mask: bool,
@@ -171,13 +193,43 @@ impl CanvasRenderer {
     }
 }
 
-fn upload(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes_per_pixel: usize, (w, h): (usize, usize), data: &[u8]) {
+fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes_per_pixel: usize, r: Region, data: &[u8]) {
     queue.write_texture(
-        wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+        wgpu::TexelCopyTextureInfo {
+            texture,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x: r.x as u32, y: r.y as u32, z: 0 },
+            aspect: wgpu::TextureAspect::All,
+        },
         data,
-        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((w * bytes_per_pixel) as u32), rows_per_image: Some(h as u32) },
-        wgpu::Extent3d { width: w as u32, height: h as u32, depth_or_array_layers: 1 },
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((r.w * bytes_per_pixel) as u32), rows_per_image: Some(r.h as u32) },
+        wgpu::Extent3d { width: r.w as u32, height: r.h as u32, depth_or_array_layers: 1 },
     );
+}
+
+/// Applies an upload to a texture holding `held`; returns the revision it holds afterwards.
+fn apply(queue: &wgpu::Queue, texture: &wgpu::Texture, bpp: usize, size: (usize, usize), held: u64, upload: &Upload) -> u64 {
+    match upload {
+        Upload::None => held,
+        Upload::Full { revision, data } => {
+            if *revision != held && data.len() == size.0 * size.1 * bpp {
+                write(queue, texture, bpp, Region { x: 0, y: 0, w: size.0, h: size.1 }, data);
+                *revision
+            } else {
+                held
+            }
+        }
+        Upload::Patch { from, to, region, data } => {
+            let fits = region.x + region.w <= size.0 && region.y + region.h <= size.1 && data.len() == region.w * region.h * bpp;
+            if *from == held && fits && region.w > 0 && region.h > 0 {
+                write(queue, texture, bpp, *region, data);
+                *to
+            } else {
+                // Out of step: hold nothing, and the view sends everything next frame.
+                0
+            }
+        }
+    }
 }
 
 pub struct CanvasCallback(pub Arc<CanvasFrame>);
@@ -193,7 +245,7 @@ impl CallbackTrait for CanvasCallback {
     ) -> Vec<wgpu::CommandBuffer> {
         let Some(renderer) = resources.get_mut::<CanvasRenderer>() else { return vec![] };
         let frame = &self.0;
-        let size = frame.image.as_ref().map(|(_, w, h, _)| (*w, *h)).unwrap_or((1, 1));
+        let size = (frame.size.0.max(1), frame.size.1.max(1));
         let uniform = ViewUniform {
             image_min: [frame.image_rect.min.x * screen.pixels_per_point, frame.image_rect.min.y * screen.pixels_per_point],
             image_size: [frame.image_rect.width() * screen.pixels_per_point, frame.image_rect.height() * screen.pixels_per_point],
@@ -205,18 +257,10 @@ impl CallbackTrait for CanvasCallback {
         };
         queue.write_buffer(&renderer.uniform, 0, bytemuck::bytes_of(&uniform));
         let textures = renderer.ensure_textures(device, size);
-        if let Some((rev, w, h, data)) = &frame.image {
-            if textures.image_revision != *rev && data.len() == w * h * 4 {
-                upload(queue, &textures.image, 4, (*w, *h), data);
-                textures.image_revision = *rev;
-            }
-        }
-        if let Some((rev, w, h, data)) = &frame.mask {
-            if textures.mask_revision != *rev && (*w, *h) == size && data.len() == w * h {
-                upload(queue, &textures.mask, 1, (*w, *h), data);
-                textures.mask_revision = *rev;
-            }
-        }
+        textures.image_revision = apply(queue, &textures.image, 4, size, textures.image_revision, &frame.image);
+        textures.mask_revision = apply(queue, &textures.mask, 1, size, textures.mask_revision, &frame.mask);
+        frame.revisions.image.store(textures.image_revision, Ordering::SeqCst);
+        frame.revisions.mask.store(textures.mask_revision, Ordering::SeqCst);
         vec![]
     }
 

@@ -315,6 +315,11 @@ impl PentimentoApp {
                     self.load_model(path);
                 }
             }
+            if ui.button("Open model folder…").on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)").clicked() {
+                if let Some(path) = rfd::FileDialog::new().pick_folder() {
+                    self.load_model(path);
+                }
+            }
             ui.menu_button("VAE", |ui| {
                 use crate::engine::model::VaeChoice;
                 if ui.button("Automatic (NAME.vae.* beside the model)").clicked() {
@@ -390,8 +395,9 @@ impl PentimentoApp {
             if ui.add_enabled(self.doc.staged_index + 1 < self.doc.staged.len(), egui::Button::new("Next")).clicked() {
                 self.doc.select_staged(self.doc.staged_index + 1);
             }
-            if ui.toggle_value(&mut self.doc.show_original, "Before").changed() {
-                self.doc.image_revision += 1;
+            let mut before = self.doc.show_original;
+            if ui.toggle_value(&mut before, "Before").changed() {
+                self.doc.set_show_original(before);
             }
             if ui.button("Accept").clicked() {
                 self.doc.accept();
