@@ -1,4 +1,4 @@
+pub mod document;
 pub mod engine;
 pub mod png_info;
-pub mod document;
 pub mod ui;

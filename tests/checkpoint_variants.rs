@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
-use common::{fixture, max_abs_diff};
+use common::{fixture, max_abs_diff, png_tensor};
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pentimento"))
@@ -21,22 +21,6 @@ fn tmp_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("pentimento-variants-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn png(path: &Path) -> Tensor {
-    let img = image::open(path).unwrap().to_rgb8();
-    let (w, h) = img.dimensions();
-    let data: Vec<f32> = img
-        .into_raw()
-        .into_iter()
-        .map(|v| v as f32 / 255.0)
-        .collect();
-    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu)
-        .unwrap()
-        .permute((2, 0, 1))
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap()
 }
 
 /// The external-VAE case of the fixtures (DDIM, 12 steps, seed 42).
@@ -66,7 +50,7 @@ fn generate(model: &Path, extra: &[&str], out: &Path) -> (Tensor, String) {
     let o = cli(&args);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{stderr}");
-    (png(out), stderr)
+    (png_tensor(out), stderr)
 }
 
 fn extvae_reference() -> Tensor {

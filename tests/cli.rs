@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use candle_core::{Device, Tensor};
-use common::{fixture, reference};
+use candle_core::Tensor;
+use common::{fixture, png_tensor, reference};
 
 fn pentimento(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pentimento"))
@@ -19,25 +19,6 @@ fn tmp_png(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pentimento-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
-}
-
-/// The PNG as a `(1, 3, h, w)` tensor in [0, 1], like diffusers' float output.
-fn png_tensor(path: &Path) -> Tensor {
-    let img = image::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    let data: Vec<f32> = img
-        .into_raw()
-        .into_iter()
-        .map(|v| v as f32 / 255.0)
-        .collect();
-    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu)
-        .unwrap()
-        .permute((2, 0, 1))
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap()
 }
 
 #[derive(serde::Deserialize)]

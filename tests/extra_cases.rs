@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use common::{fixture, max_abs_diff};
+use common::{fixture, max_abs_diff, png_tensor};
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -39,22 +39,6 @@ fn cases() -> Vec<Case> {
 
 fn reference() -> std::collections::HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture("extra/extra-reference.safetensors"), &Device::Cpu)
-        .unwrap()
-}
-
-fn png_tensor(path: &Path) -> Tensor {
-    let img = image::open(path).unwrap().to_rgb8();
-    let (w, h) = img.dimensions();
-    let data: Vec<f32> = img
-        .into_raw()
-        .into_iter()
-        .map(|v| v as f32 / 255.0)
-        .collect();
-    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu)
-        .unwrap()
-        .permute((2, 0, 1))
-        .unwrap()
-        .unsqueeze(0)
         .unwrap()
 }
 

@@ -20,10 +20,18 @@ fn harness(model: Option<&str>) -> Harness<'static, PentimentoApp> {
 }
 
 /// Steps the UI until `done` holds (the engine works on its own thread), at most `secs`.
-fn pump_until(h: &mut Harness<'static, PentimentoApp>, secs: u64, mut done: impl FnMut(&PentimentoApp) -> bool) {
+fn pump_until(
+    h: &mut Harness<'static, PentimentoApp>,
+    secs: u64,
+    mut done: impl FnMut(&PentimentoApp) -> bool,
+) {
     let start = Instant::now();
     while !done(h.state()) {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out; status: {}", h.state().status);
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out; status: {}",
+            h.state().status
+        );
         h.step();
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -48,7 +56,9 @@ fn first_run_panel_without_a_model() {
 #[test]
 fn type_a_prompt_generate_and_see_the_result() {
     let mut h = harness(Some("tiny-sd15.safetensors"));
-    pump_until(&mut h, 60, |app| matches!(app.model, ModelStatus::Loaded(_)));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
     {
         let app = h.state_mut();
         app.panel.params.width = 64;
@@ -73,8 +83,15 @@ fn type_a_prompt_generate_and_see_the_result() {
     let app = h.state();
     assert_eq!(app.history.items.len(), 1);
     assert_eq!(app.history.items[0].params.seed, 42);
-    assert_eq!(app.doc.staged.len(), 1, "the result lands in the staging area over the canvas");
-    assert!(!app.doc.has_image(), "the original is untouched until accepted");
+    assert_eq!(
+        app.doc.staged.len(),
+        1,
+        "the result lands in the staging area over the canvas"
+    );
+    assert!(
+        !app.doc.has_image(),
+        "the original is untouched until accepted"
+    );
     h.get_by_label("Accept").click();
     h.step();
     assert!(h.state().doc.has_image());
@@ -99,7 +116,10 @@ fn paint_a_stroke_and_undo_it() {
     }
     h.drop_at(c + egui::vec2(80.0, 30.0));
     h.step();
-    assert!(!h.state().doc.mask_is_empty(), "the stroke painted the mask");
+    assert!(
+        !h.state().doc.mask_is_empty(),
+        "the stroke painted the mask"
+    );
     h.state_mut().status = String::new();
     h.run_steps(2);
     h.snapshot("mask_stroke");
@@ -112,7 +132,10 @@ fn paint_a_stroke_and_undo_it() {
     // Tool shortcuts.
     h.key_press(Key::E);
     h.step();
-    assert_eq!(h.state().tool, pentimento::document::brush::Tool::MaskEraser);
+    assert_eq!(
+        h.state().tool,
+        pentimento::document::brush::Tool::MaskEraser
+    );
     let size = h.state().brush.size;
     h.key_press(Key::CloseBracket);
     h.step();
@@ -122,7 +145,9 @@ fn paint_a_stroke_and_undo_it() {
 #[test]
 fn cancel_stops_a_running_job() {
     let mut h = harness(Some("tiny-sd15.safetensors"));
-    pump_until(&mut h, 60, |app| matches!(app.model, ModelStatus::Loaded(_)));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
     {
         let app = h.state_mut();
         app.panel.params.width = 128;
@@ -143,26 +168,41 @@ fn cancel_stops_a_running_job() {
 fn open_and_save_an_image() {
     let mut h = harness(None);
     h.run_steps(2);
-    h.state_mut().open_image(&fixture("tiny-sd15-img2img.3-image.png"));
+    h.state_mut()
+        .open_image(&fixture("tiny-sd15-img2img.3-image.png"));
     h.run_steps(3);
     assert_eq!(h.state().doc.size(), (128, 128));
     assert!(h.state().doc.has_image());
     let out = std::env::temp_dir().join(format!("pentimento-gui-{}.png", std::process::id()));
     h.state_mut().save_png(&out);
     let saved = image::open(&out).unwrap().to_rgb8();
-    let original = image::open(fixture("tiny-sd15-img2img.3-image.png")).unwrap().to_rgb8();
+    let original = image::open(fixture("tiny-sd15-img2img.3-image.png"))
+        .unwrap()
+        .to_rgb8();
     assert_eq!(saved, original);
     let bytes = std::fs::read(&out).unwrap();
-    assert!(pentimento::png_info::parse_png(&bytes).is_some(), "the saved PNG carries parameters");
+    assert!(
+        pentimento::png_info::parse_png(&bytes).is_some(),
+        "the saved PNG carries parameters"
+    );
 }
 
 #[test]
 fn the_vae_picker_reloads_with_an_external_vae() {
     let mut h = harness(Some("tiny-sd15.safetensors"));
-    pump_until(&mut h, 60, |app| matches!(app.model, ModelStatus::Loaded(_)));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
     h.get_by_label("VAE");
-    h.state_mut().set_vae(pentimento::engine::model::VaeChoice::File(fixture("tiny-sd15-extvae.vae.pt")));
-    pump_until(&mut h, 60, |app| matches!(&app.model, ModelStatus::Loaded(info) if info.vae.is_some()));
+    h.state_mut()
+        .set_vae(pentimento::engine::model::VaeChoice::File(fixture(
+            "tiny-sd15-extvae.vae.pt",
+        )));
+    pump_until(
+        &mut h,
+        60,
+        |app| matches!(&app.model, ModelStatus::Loaded(info) if info.vae.is_some()),
+    );
     h.get_by_label_contains("VAE: tiny-sd15-extvae.vae.pt");
 }
 
@@ -170,7 +210,10 @@ fn large_image() -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("pentimento-large-{}.png", std::process::id()));
     if !path.exists() {
         let src = image::open(fixture("tiny-sd15-img2img.3-image.png")).unwrap();
-        src.resize_exact(4000, 3000, image::imageops::FilterType::Triangle).to_rgb8().save(&path).unwrap();
+        src.resize_exact(4000, 3000, image::imageops::FilterType::Triangle)
+            .to_rgb8()
+            .save(&path)
+            .unwrap();
     }
     path
 }

@@ -22,7 +22,10 @@ pub struct BrushSettings {
 
 impl Default for BrushSettings {
     fn default() -> Self {
-        Self { size: 32.0, hardness: 0.7 }
+        Self {
+            size: 32.0,
+            hardness: 0.7,
+        }
     }
 }
 
@@ -47,11 +50,12 @@ pub fn dab_centres(from: (f32, f32), to: (f32, f32), size: f32) -> Vec<(f32, f32
     let (dx, dy) = (to.0 - from.0, to.1 - from.1);
     let len = (dx * dx + dy * dy).sqrt();
     let n = (len / spacing).ceil().max(1.0) as usize;
-    (1..=n).map(|i| {
-        let t = i as f32 / n as f32;
-        (from.0 + dx * t, from.1 + dy * t)
-    })
-    .collect()
+    (1..=n)
+        .map(|i| {
+            let t = i as f32 / n as f32;
+            (from.0 + dx * t, from.1 + dy * t)
+        })
+        .collect()
 }
 
 #[cfg(test)]

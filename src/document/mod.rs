@@ -20,10 +20,21 @@ pub struct Region {
 /// One undoable change: the pixels of a region of the image (RGBA) or the mask, before and after.
 #[derive(Debug, Clone)]
 enum Edit {
-    Mask { region: Region, before: Vec<u8>, after: Vec<u8> },
-    Image { region: Region, before: Vec<u8>, after: Vec<u8> },
+    Mask {
+        region: Region,
+        before: Vec<u8>,
+        after: Vec<u8>,
+    },
+    Image {
+        region: Region,
+        before: Vec<u8>,
+        after: Vec<u8>,
+    },
     /// A whole new image (accepting a result, opening a file).
-    Replace { before: (usize, usize, Vec<u8>, Vec<u8>), after: (usize, usize, Vec<u8>, Vec<u8>) },
+    Replace {
+        before: (usize, usize, Vec<u8>, Vec<u8>),
+        after: (usize, usize, Vec<u8>, Vec<u8>),
+    },
 }
 
 /// A generated image waiting in the staging area: shown over the original until accepted.
@@ -118,14 +129,26 @@ impl Document {
             .chunks_exact(4)
             .flat_map(|p| {
                 let a = p[3] as u32;
-                [(p[0] as u32 * a / 255) as u8, (p[1] as u32 * a / 255) as u8, (p[2] as u32 * a / 255) as u8]
+                [
+                    (p[0] as u32 * a / 255) as u8,
+                    (p[1] as u32 * a / 255) as u8,
+                    (p[2] as u32 * a / 255) as u8,
+                ]
             })
             .collect();
-        RgbImage { width: self.width, height: self.height, pixels }
+        RgbImage {
+            width: self.width,
+            height: self.height,
+            pixels,
+        }
     }
 
     pub fn mask(&self) -> Mask {
-        Mask { width: self.width, height: self.height, values: self.mask.iter().map(|&v| v as f32 / 255.0).collect() }
+        Mask {
+            width: self.width,
+            height: self.height,
+            values: self.mask.iter().map(|&v| v as f32 / 255.0).collect(),
+        }
     }
 
     pub fn mask_is_empty(&self) -> bool {
@@ -169,7 +192,9 @@ impl Document {
     }
 
     pub fn end_stroke(&mut self) {
-        let Some(stroke) = self.stroke.take() else { return };
+        let Some(stroke) = self.stroke.take() else {
+            return;
+        };
         let Some(region) = stroke.dirty else { return };
         let edit = match stroke.tool {
             Tool::ColorBrush(_) => Edit::Image {
@@ -192,7 +217,9 @@ impl Document {
 
     fn stamp(&mut self, (cx, cy): (f32, f32)) {
         let (w, h) = (self.width, self.height);
-        let Some(stroke) = &mut self.stroke else { return };
+        let Some(stroke) = &mut self.stroke else {
+            return;
+        };
         let r = (stroke.brush.size / 2.0).max(0.5);
         let x0 = (cx - r).floor().max(0.0) as usize;
         let y0 = (cy - r).floor().max(0.0) as usize;
@@ -230,7 +257,12 @@ impl Document {
                 }
             }
         }
-        let region = Region { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+        let region = Region {
+            x: x0,
+            y: y0,
+            w: x1 - x0,
+            h: y1 - y0,
+        };
         stroke.dirty = Some(match stroke.dirty {
             None => region,
             Some(d) => union(d, region),
@@ -251,9 +283,18 @@ impl Document {
             *v = f(*v);
         }
         if before != self.mask {
-            let region = Region { x: 0, y: 0, w: self.width, h: self.height };
+            let region = Region {
+                x: 0,
+                y: 0,
+                w: self.width,
+                h: self.height,
+            };
             let after = self.mask.clone();
-            self.push(Edit::Mask { region, before, after });
+            self.push(Edit::Mask {
+                region,
+                before,
+                after,
+            });
             self.touch_mask(None);
         }
     }
@@ -282,14 +323,18 @@ impl Document {
     }
 
     pub fn undo(&mut self) -> bool {
-        let Some(edit) = self.undo.pop() else { return false };
+        let Some(edit) = self.undo.pop() else {
+            return false;
+        };
         self.apply(&edit, true);
         self.redo.push(edit);
         true
     }
 
     pub fn redo(&mut self) -> bool {
-        let Some(edit) = self.redo.pop() else { return false };
+        let Some(edit) = self.redo.pop() else {
+            return false;
+        };
         self.apply(&edit, false);
         self.undo.push(edit);
         true
@@ -297,12 +342,32 @@ impl Document {
 
     fn apply(&mut self, edit: &Edit, backwards: bool) {
         match edit {
-            Edit::Mask { region, before, after } => {
-                paste_region(&mut self.mask, self.width, 1, *region, if backwards { before } else { after });
+            Edit::Mask {
+                region,
+                before,
+                after,
+            } => {
+                paste_region(
+                    &mut self.mask,
+                    self.width,
+                    1,
+                    *region,
+                    if backwards { before } else { after },
+                );
                 self.touch_mask(Some(*region));
             }
-            Edit::Image { region, before, after } => {
-                paste_region(&mut self.rgba, self.width, 4, *region, if backwards { before } else { after });
+            Edit::Image {
+                region,
+                before,
+                after,
+            } => {
+                paste_region(
+                    &mut self.rgba,
+                    self.width,
+                    4,
+                    *region,
+                    if backwards { before } else { after },
+                );
                 self.touch_image(Some(*region));
             }
             Edit::Replace { before, after } => {
@@ -319,9 +384,25 @@ impl Document {
 
     /// Replaces the whole image (and clears the mask), undoably.
     pub fn replace_image(&mut self, image: &RgbImage) {
-        let before = (self.width, self.height, self.rgba.clone(), self.mask.clone());
-        let after = (image.width, image.height, rgb_to_rgba(image), vec![0; image.width * image.height]);
-        self.apply(&Edit::Replace { before: before.clone(), after: after.clone() }, false);
+        let before = (
+            self.width,
+            self.height,
+            self.rgba.clone(),
+            self.mask.clone(),
+        );
+        let after = (
+            image.width,
+            image.height,
+            rgb_to_rgba(image),
+            vec![0; image.width * image.height],
+        );
+        self.apply(
+            &Edit::Replace {
+                before: before.clone(),
+                after: after.clone(),
+            },
+            false,
+        );
         self.push(Edit::Replace { before, after });
     }
 
@@ -351,7 +432,9 @@ impl Document {
 
     /// Makes the shown result the image (undoable) and empties the staging area.
     pub fn accept(&mut self) -> bool {
-        let Some(result) = self.staged.get(self.staged_index).cloned() else { return false };
+        let Some(result) = self.staged.get(self.staged_index).cloned() else {
+            return false;
+        };
         let mask = self.mask.clone();
         self.replace_image(&result.image);
         // Keep the mask: a painter often refines the same region again.
@@ -377,7 +460,12 @@ impl Document {
     }
 
     fn whole(&self) -> Region {
-        Region { x: 0, y: 0, w: self.width, h: self.height }
+        Region {
+            x: 0,
+            y: 0,
+            w: self.width,
+            h: self.height,
+        }
     }
 
     /// Records a change of the image (`None`: all of it).
@@ -413,7 +501,11 @@ impl Document {
 }
 
 fn rgb_to_rgba(image: &RgbImage) -> Vec<u8> {
-    image.pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+    image
+        .pixels
+        .chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect()
 }
 
 fn union(a: Region, b: Region) -> Region {
@@ -421,7 +513,12 @@ fn union(a: Region, b: Region) -> Region {
     let y = a.y.min(b.y);
     let x1 = (a.x + a.w).max(b.x + b.w);
     let y1 = (a.y + a.h).max(b.y + b.h);
-    Region { x, y, w: x1 - x, h: y1 - y }
+    Region {
+        x,
+        y,
+        w: x1 - x,
+        h: y1 - y,
+    }
 }
 
 fn copy_region(data: &[u8], width: usize, bpp: usize, r: Region) -> Vec<u8> {
@@ -436,7 +533,8 @@ fn copy_region(data: &[u8], width: usize, bpp: usize, r: Region) -> Vec<u8> {
 fn paste_region(data: &mut [u8], width: usize, bpp: usize, r: Region, src: &[u8]) {
     for (row, y) in (r.y..r.y + r.h).enumerate() {
         let start = (y * width + r.x) * bpp;
-        data[start..start + r.w * bpp].copy_from_slice(&src[row * r.w * bpp..(row + 1) * r.w * bpp]);
+        data[start..start + r.w * bpp]
+            .copy_from_slice(&src[row * r.w * bpp..(row + 1) * r.w * bpp]);
     }
 }
 
@@ -447,7 +545,14 @@ mod tests {
     #[test]
     fn a_stroke_undoes_and_redoes() {
         let mut doc = Document::blank(64, 64);
-        doc.begin_stroke(Tool::MaskBrush, BrushSettings { size: 8.0, hardness: 1.0 }, (10.0, 10.0));
+        doc.begin_stroke(
+            Tool::MaskBrush,
+            BrushSettings {
+                size: 8.0,
+                hardness: 1.0,
+            },
+            (10.0, 10.0),
+        );
         doc.continue_stroke((50.0, 10.0));
         doc.end_stroke();
         let painted = doc.mask_bytes().to_vec();
@@ -463,11 +568,25 @@ mod tests {
     fn colour_strokes_and_accepting_are_undoable() {
         let img = RgbImage::new(16, 16, vec![10; 16 * 16 * 3]).unwrap();
         let mut doc = Document::from_rgb(&img);
-        doc.begin_stroke(Tool::ColorBrush([200, 0, 0]), BrushSettings { size: 4.0, hardness: 1.0 }, (8.0, 8.0));
+        doc.begin_stroke(
+            Tool::ColorBrush([200, 0, 0]),
+            BrushSettings {
+                size: 4.0,
+                hardness: 1.0,
+            },
+            (8.0, 8.0),
+        );
         doc.end_stroke();
         assert_eq!(doc.rgba()[(8 * 16 + 8) * 4], 200);
-        doc.stage(StagedResult { image: RgbImage::new(16, 16, vec![99; 16 * 16 * 3]).unwrap(), params: Default::default() });
-        assert_eq!(doc.rgba()[0], 10, "a staged result does not touch the image");
+        doc.stage(StagedResult {
+            image: RgbImage::new(16, 16, vec![99; 16 * 16 * 3]).unwrap(),
+            params: Default::default(),
+        });
+        assert_eq!(
+            doc.rgba()[0],
+            10,
+            "a staged result does not touch the image"
+        );
         assert!(doc.accept());
         assert_eq!(doc.rgba()[0], 99);
         assert!(doc.undo());

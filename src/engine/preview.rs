@@ -27,7 +27,9 @@ pub fn latent_to_rgb(latents: &Tensor) -> Result<RgbImage> {
     let mut pixels = Vec::with_capacity(w * h * 3);
     for i in 0..w * h {
         for rgb in 0..3 {
-            let v: f32 = (0..c.min(4)).map(|ch| data[ch * w * h + i] * FACTORS[ch][rgb]).sum();
+            let v: f32 = (0..c.min(4))
+                .map(|ch| data[ch * w * h + i] * FACTORS[ch][rgb])
+                .sum();
             pixels.push(((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8);
         }
     }
@@ -40,7 +42,12 @@ mod tests {
 
     #[test]
     fn projects_each_cell() {
-        let t = Tensor::from_vec(vec![1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], (1, 4, 1, 2), &candle_core::Device::Cpu).unwrap();
+        let t = Tensor::from_vec(
+            vec![1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            (1, 4, 1, 2),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let img = latent_to_rgb(&t).unwrap();
         assert_eq!((img.width, img.height), (2, 1));
         assert_eq!(&img.pixels[0..3], &[172, 156, 168]);

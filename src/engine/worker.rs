@@ -27,26 +27,59 @@ pub type JobId = u64;
 pub enum JobInput {
     Text,
     Image(RgbImage),
-    Inpaint { image: RgbImage, mask: Mask, options: InpaintOptions },
+    Inpaint {
+        image: RgbImage,
+        mask: Mask,
+        options: InpaintOptions,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum Request {
-    LoadModel { path: PathBuf, options: LoadOptions },
-    Generate { id: JobId, params: GenerationParams, input: JobInput },
+    LoadModel {
+        path: PathBuf,
+        options: LoadOptions,
+    },
+    Generate {
+        id: JobId,
+        params: GenerationParams,
+        input: JobInput,
+    },
     Shutdown,
 }
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    ModelLoading { path: PathBuf },
-    ModelLoaded { info: ModelInfo, seconds: f64 },
-    Progress { id: JobId, step: usize, total: usize },
-    Preview { id: JobId, image: RgbImage },
-    Done { id: JobId, image: RgbImage, params: GenerationParams, seconds: f64 },
-    Cancelled { id: JobId },
+    ModelLoading {
+        path: PathBuf,
+    },
+    ModelLoaded {
+        info: ModelInfo,
+        seconds: f64,
+    },
+    Progress {
+        id: JobId,
+        step: usize,
+        total: usize,
+    },
+    Preview {
+        id: JobId,
+        image: RgbImage,
+    },
+    Done {
+        id: JobId,
+        image: RgbImage,
+        params: GenerationParams,
+        seconds: f64,
+    },
+    Cancelled {
+        id: JobId,
+    },
     /// `id` is `None` for errors outside a job (loading a model).
-    Failed { id: Option<JobId>, message: String },
+    Failed {
+        id: Option<JobId>,
+        message: String,
+    },
 }
 
 /// The UI's handle on the engine thread.
@@ -69,7 +102,13 @@ impl Worker {
             .name("pentimento-engine".into())
             .spawn(move || run(rx, tx, flag, wake))
             .ok();
-        Self { requests, events, cancelled, next_id: 1, thread }
+        Self {
+            requests,
+            events,
+            cancelled,
+            next_id: 1,
+            thread,
+        }
     }
 
     pub fn load_model(&self, path: PathBuf, options: LoadOptions) {
@@ -110,7 +149,12 @@ impl Drop for Worker {
     }
 }
 
-fn run(requests: Receiver<Request>, events: Sender<Event>, cancelled: Arc<AtomicU64>, wake: impl Fn()) {
+fn run(
+    requests: Receiver<Request>,
+    events: Sender<Event>,
+    cancelled: Arc<AtomicU64>,
+    wake: impl Fn(),
+) {
     let send = |e: Event| {
         let _ = events.send(e);
         wake();
@@ -126,10 +170,16 @@ fn run(requests: Receiver<Request>, events: Sender<Event>, cancelled: Arc<Atomic
                 let started = Instant::now();
                 match StableDiffusion::load(&path, &options) {
                     Ok(m) => {
-                        send(Event::ModelLoaded { info: m.info.clone(), seconds: started.elapsed().as_secs_f64() });
+                        send(Event::ModelLoaded {
+                            info: m.info.clone(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        });
                         model = Some(m);
                     }
-                    Err(e) => send(Event::Failed { id: None, message: e.to_string() }),
+                    Err(e) => send(Event::Failed {
+                        id: None,
+                        message: e.to_string(),
+                    }),
                 }
             }
             Request::Generate { id, params, input } => {
@@ -138,12 +188,19 @@ fn run(requests: Receiver<Request>, events: Sender<Event>, cancelled: Arc<Atomic
                     continue;
                 }
                 let Some(m) = &model else {
-                    send(Event::Failed { id: Some(id), message: "no model is loaded: open a checkpoint first".into() });
+                    send(Event::Failed {
+                        id: Some(id),
+                        message: "no model is loaded: open a checkpoint first".into(),
+                    });
                     continue;
                 };
                 let started = Instant::now();
                 let mut on_step = |s: super::denoise::StepInfo| {
-                    send(Event::Progress { id, step: s.step, total: s.total });
+                    send(Event::Progress {
+                        id,
+                        step: s.step,
+                        total: s.total,
+                    });
                     if let Ok(image) = latent_to_rgb(s.latents) {
                         send(Event::Preview { id, image });
                     }
@@ -156,12 +213,24 @@ fn run(requests: Receiver<Request>, events: Sender<Event>, cancelled: Arc<Atomic
                 let result = match &input {
                     JobInput::Text => m.txt2img(&params, &mut on_step),
                     JobInput::Image(image) => m.img2img(&params, image, &mut on_step),
-                    JobInput::Inpaint { image, mask, options } => m.inpaint(&params, image, mask, options, &mut on_step),
+                    JobInput::Inpaint {
+                        image,
+                        mask,
+                        options,
+                    } => m.inpaint(&params, image, mask, options, &mut on_step),
                 };
                 match result {
-                    Ok(image) => send(Event::Done { id, image, params, seconds: started.elapsed().as_secs_f64() }),
+                    Ok(image) => send(Event::Done {
+                        id,
+                        image,
+                        params,
+                        seconds: started.elapsed().as_secs_f64(),
+                    }),
                     Err(EngineError::Cancelled) => send(Event::Cancelled { id }),
-                    Err(e) => send(Event::Failed { id: Some(id), message: e.to_string() }),
+                    Err(e) => send(Event::Failed {
+                        id: Some(id),
+                        message: e.to_string(),
+                    }),
                 }
             }
         }

@@ -25,14 +25,26 @@ pub struct CanvasView {
 
 impl Default for CanvasView {
     fn default() -> Self {
-        Self { zoom: 1.0, offset: Vec2::ZERO, fit_pending: true, revisions: Arc::default(), sent_image: 0, sent_mask: 0 }
+        Self {
+            zoom: 1.0,
+            offset: Vec2::ZERO,
+            fit_pending: true,
+            revisions: Arc::default(),
+            sent_image: 0,
+            sent_mask: 0,
+        }
     }
 }
 
 /// The pixels the canvas shows instead of the document's image (a staged result, a preview).
 pub enum Shown<'a> {
     Document,
-    Rgb { revision: u64, width: usize, height: usize, pixels: &'a [u8] },
+    Rgb {
+        revision: u64,
+        width: usize,
+        height: usize,
+        pixels: &'a [u8],
+    },
 }
 
 impl CanvasView {
@@ -55,7 +67,15 @@ impl CanvasView {
     }
 
     /// Shows the document and handles painting. Returns whether the canvas is hovered.
-    pub fn show(&mut self, ui: &mut egui::Ui, doc: &mut Document, shown: Shown, tool: Tool, brush: BrushSettings, paint_enabled: bool) {
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        doc: &mut Document,
+        shown: Shown,
+        tool: Tool,
+        brush: BrushSettings,
+        paint_enabled: bool,
+    ) {
         let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         let size = doc.size();
         if self.fit_pending && rect.width() > 1.0 {
@@ -76,15 +96,23 @@ impl CanvasView {
                 self.zoom = new_zoom;
             }
         }
-        let panning = response.dragged_by(egui::PointerButton::Middle) || (space_down && response.dragged());
+        let panning =
+            response.dragged_by(egui::PointerButton::Middle) || (space_down && response.dragged());
         if panning {
             self.offset += response.drag_delta();
         }
 
         let image_rect = self.image_rect(rect, size);
-        let to_image = |p: Pos2| ((p.x - image_rect.min.x) / self.zoom, (p.y - image_rect.min.y) / self.zoom);
+        let to_image = |p: Pos2| {
+            (
+                (p.x - image_rect.min.x) / self.zoom,
+                (p.y - image_rect.min.y) / self.zoom,
+            )
+        };
         if paint_enabled && !panning && !space_down {
-            if response.drag_started_by(egui::PointerButton::Primary) || response.clicked_by(egui::PointerButton::Primary) {
+            if response.drag_started_by(egui::PointerButton::Primary)
+                || response.clicked_by(egui::PointerButton::Primary)
+            {
                 if let Some(p) = response.interact_pointer_pos() {
                     doc.begin_stroke(tool, brush, to_image(p));
                 }
@@ -105,25 +133,61 @@ impl CanvasView {
             Shown::Document => {
                 let rev = doc.image_revision;
                 let dirty = doc.take_image_dirty();
-                let gpu = self.revisions.image.load(std::sync::atomic::Ordering::SeqCst);
+                let gpu = self
+                    .revisions
+                    .image
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 let upload = if gpu == rev {
                     Upload::None
-                } else if gpu != 0 && gpu == self.sent_image && gpu & (1 << 63) == 0 && dirty.is_some() {
-                    let region = dirty.unwrap_or(crate::document::Region { x: 0, y: 0, w: 0, h: 0 });
-                    Upload::Patch { from: gpu, to: rev, region, data: doc.image_region(region) }
+                } else if gpu != 0
+                    && gpu == self.sent_image
+                    && gpu & (1 << 63) == 0
+                    && dirty.is_some()
+                {
+                    let region = dirty.unwrap_or(crate::document::Region {
+                        x: 0,
+                        y: 0,
+                        w: 0,
+                        h: 0,
+                    });
+                    Upload::Patch {
+                        from: gpu,
+                        to: rev,
+                        region,
+                        data: doc.image_region(region),
+                    }
                 } else {
-                    Upload::Full { revision: rev, data: Arc::new(doc.rgba().to_vec()) }
+                    Upload::Full {
+                        revision: rev,
+                        data: Arc::new(doc.rgba().to_vec()),
+                    }
                 };
                 self.sent_image = rev;
                 (size, upload)
             }
-            Shown::Rgb { revision, width, height, pixels } => {
+            Shown::Rgb {
+                revision,
+                width,
+                height,
+                pixels,
+            } => {
                 let rev = revision | (1 << 63);
-                let gpu = self.revisions.image.load(std::sync::atomic::Ordering::SeqCst);
+                let gpu = self
+                    .revisions
+                    .image
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 let upload = if gpu == rev {
                     Upload::None
                 } else {
-                    Upload::Full { revision: rev, data: Arc::new(pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()) }
+                    Upload::Full {
+                        revision: rev,
+                        data: Arc::new(
+                            pixels
+                                .chunks_exact(3)
+                                .flat_map(|p| [p[0], p[1], p[2], 255])
+                                .collect(),
+                        ),
+                    }
                 };
                 self.sent_image = rev;
                 ((width, height), upload)
@@ -132,14 +196,30 @@ impl CanvasView {
         let mask = if shown_size == size {
             let rev = doc.mask_revision;
             let dirty = doc.take_mask_dirty();
-            let gpu = self.revisions.mask.load(std::sync::atomic::Ordering::SeqCst);
+            let gpu = self
+                .revisions
+                .mask
+                .load(std::sync::atomic::Ordering::SeqCst);
             let upload = if gpu == rev {
                 Upload::None
             } else if gpu != 0 && gpu == self.sent_mask && dirty.is_some() {
-                let region = dirty.unwrap_or(crate::document::Region { x: 0, y: 0, w: 0, h: 0 });
-                Upload::Patch { from: gpu, to: rev, region, data: doc.mask_region(region) }
+                let region = dirty.unwrap_or(crate::document::Region {
+                    x: 0,
+                    y: 0,
+                    w: 0,
+                    h: 0,
+                });
+                Upload::Patch {
+                    from: gpu,
+                    to: rev,
+                    region,
+                    data: doc.mask_region(region),
+                }
             } else {
-                Upload::Full { revision: rev, data: Arc::new(doc.mask_bytes().to_vec()) }
+                Upload::Full {
+                    revision: rev,
+                    data: Arc::new(doc.mask_bytes().to_vec()),
+                }
             };
             self.sent_mask = rev;
             upload
@@ -157,17 +237,28 @@ impl CanvasView {
             show_mask: shown_size == size,
             dark: ui.visuals().dark_mode,
         };
-        ui.painter().add(egui_wgpu::Callback::new_paint_callback(rect, CanvasCallback(Arc::new(frame))));
+        ui.painter().add(egui_wgpu::Callback::new_paint_callback(
+            rect,
+            CanvasCallback(Arc::new(frame)),
+        ));
 
         // The brush cursor shows the brush's size.
         if paint_enabled && !space_down {
             if let Some(p) = response.hover_pos() {
-                let color = if ui.visuals().dark_mode { Color32::WHITE } else { Color32::BLACK };
+                let color = if ui.visuals().dark_mode {
+                    Color32::WHITE
+                } else {
+                    Color32::BLACK
+                };
                 let radius = brush.size * self.zoom / 2.0;
-                ui.painter().circle_stroke(p, radius.max(1.5), Stroke::new(1.0, color));
-                ui.painter().circle_stroke(p, radius.max(1.5) + 1.0, Stroke::new(1.0, color.gamma_multiply(0.3)));
+                ui.painter()
+                    .circle_stroke(p, radius.max(1.5), Stroke::new(1.0, color));
+                ui.painter().circle_stroke(
+                    p,
+                    radius.max(1.5) + 1.0,
+                    Stroke::new(1.0, color.gamma_multiply(0.3)),
+                );
             }
         }
     }
-
 }

@@ -11,9 +11,17 @@ use eframe::egui_wgpu::{self, wgpu, CallbackResources, CallbackTrait, ScreenDesc
 /// Pixels for a texture: all of it, a changed region, or nothing new.
 pub enum Upload {
     None,
-    Full { revision: u64, data: Arc<Vec<u8>> },
+    Full {
+        revision: u64,
+        data: Arc<Vec<u8>>,
+    },
     /// Valid only over the texture at revision `from`.
-    Patch { from: u64, to: u64, region: Region, data: Vec<u8> },
+    Patch {
+        from: u64,
+        to: u64,
+        region: Region,
+        data: Vec<u8>,
+    },
 }
 
 /// The revisions the GPU textures hold, written by the render side and read by the view to
@@ -145,13 +153,17 @@ impl CanvasRenderer {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        render_state.renderer.write().callback_resources.insert(CanvasRenderer {
-            pipeline,
-            layout,
-            sampler,
-            uniform,
-            textures: None,
-        });
+        render_state
+            .renderer
+            .write()
+            .callback_resources
+            .insert(CanvasRenderer {
+                pipeline,
+                layout,
+                sampler,
+                uniform,
+                textures: None,
+            });
     }
 
     fn ensure_textures(&mut self, device: &wgpu::Device, size: (usize, usize)) -> &mut Textures {
@@ -159,7 +171,11 @@ impl CanvasRenderer {
             let make = |format, label| {
                 device.create_texture(&wgpu::TextureDescriptor {
                     label: Some(label),
-                    size: wgpu::Extent3d { width: size.0 as u32, height: size.1 as u32, depth_or_array_layers: 1 },
+                    size: wgpu::Extent3d {
+                        width: size.0 as u32,
+                        height: size.1 as u32,
+                        depth_or_array_layers: 1,
+                    },
                     mip_level_count: 1,
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D2,
@@ -175,52 +191,114 @@ impl CanvasRenderer {
                 label: Some("canvas"),
                 layout: &self.layout,
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: self.uniform.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: self.uniform.as_entire_binding(),
+                    },
                     wgpu::BindGroupEntry {
                         binding: 1,
-                        resource: wgpu::BindingResource::TextureView(&image.create_view(&Default::default())),
+                        resource: wgpu::BindingResource::TextureView(
+                            &image.create_view(&Default::default()),
+                        ),
                     },
                     wgpu::BindGroupEntry {
                         binding: 2,
-                        resource: wgpu::BindingResource::TextureView(&mask.create_view(&Default::default())),
+                        resource: wgpu::BindingResource::TextureView(
+                            &mask.create_view(&Default::default()),
+                        ),
                     },
-                    wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Sampler(&self.sampler) },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: wgpu::BindingResource::Sampler(&self.sampler),
+                    },
                 ],
             });
-            self.textures = Some(Textures { size, image, mask, bind_group, image_revision: 0, mask_revision: 0 });
+            self.textures = Some(Textures {
+                size,
+                image,
+                mask,
+                bind_group,
+                image_revision: 0,
+                mask_revision: 0,
+            });
         }
-        self.textures.as_mut().unwrap_or_else(|| unreachable!("created above"))
+        self.textures
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("created above"))
     }
 }
 
-fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, bytes_per_pixel: usize, r: Region, data: &[u8]) {
+fn write(
+    queue: &wgpu::Queue,
+    texture: &wgpu::Texture,
+    bytes_per_pixel: usize,
+    r: Region,
+    data: &[u8],
+) {
     queue.write_texture(
         wgpu::TexelCopyTextureInfo {
             texture,
             mip_level: 0,
-            origin: wgpu::Origin3d { x: r.x as u32, y: r.y as u32, z: 0 },
+            origin: wgpu::Origin3d {
+                x: r.x as u32,
+                y: r.y as u32,
+                z: 0,
+            },
             aspect: wgpu::TextureAspect::All,
         },
         data,
-        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((r.w * bytes_per_pixel) as u32), rows_per_image: Some(r.h as u32) },
-        wgpu::Extent3d { width: r.w as u32, height: r.h as u32, depth_or_array_layers: 1 },
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some((r.w * bytes_per_pixel) as u32),
+            rows_per_image: Some(r.h as u32),
+        },
+        wgpu::Extent3d {
+            width: r.w as u32,
+            height: r.h as u32,
+            depth_or_array_layers: 1,
+        },
     );
 }
 
 /// Applies an upload to a texture holding `held`; returns the revision it holds afterwards.
-fn apply(queue: &wgpu::Queue, texture: &wgpu::Texture, bpp: usize, size: (usize, usize), held: u64, upload: &Upload) -> u64 {
+fn apply(
+    queue: &wgpu::Queue,
+    texture: &wgpu::Texture,
+    bpp: usize,
+    size: (usize, usize),
+    held: u64,
+    upload: &Upload,
+) -> u64 {
     match upload {
         Upload::None => held,
         Upload::Full { revision, data } => {
             if *revision != held && data.len() == size.0 * size.1 * bpp {
-                write(queue, texture, bpp, Region { x: 0, y: 0, w: size.0, h: size.1 }, data);
+                write(
+                    queue,
+                    texture,
+                    bpp,
+                    Region {
+                        x: 0,
+                        y: 0,
+                        w: size.0,
+                        h: size.1,
+                    },
+                    data,
+                );
                 *revision
             } else {
                 held
             }
         }
-        Upload::Patch { from, to, region, data } => {
-            let fits = region.x + region.w <= size.0 && region.y + region.h <= size.1 && data.len() == region.w * region.h * bpp;
+        Upload::Patch {
+            from,
+            to,
+            region,
+            data,
+        } => {
+            let fits = region.x + region.w <= size.0
+                && region.y + region.h <= size.1
+                && data.len() == region.w * region.h * bpp;
             if *from == held && fits && region.w > 0 && region.h > 0 {
                 write(queue, texture, bpp, *region, data);
                 *to
@@ -243,30 +321,71 @@ impl CallbackTrait for CanvasCallback {
         _encoder: &mut wgpu::CommandEncoder,
         resources: &mut CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
-        let Some(renderer) = resources.get_mut::<CanvasRenderer>() else { return vec![] };
+        let Some(renderer) = resources.get_mut::<CanvasRenderer>() else {
+            return vec![];
+        };
         let frame = &self.0;
         let size = (frame.size.0.max(1), frame.size.1.max(1));
         let uniform = ViewUniform {
-            image_min: [frame.image_rect.min.x * screen.pixels_per_point, frame.image_rect.min.y * screen.pixels_per_point],
-            image_size: [frame.image_rect.width() * screen.pixels_per_point, frame.image_rect.height() * screen.pixels_per_point],
+            image_min: [
+                frame.image_rect.min.x * screen.pixels_per_point,
+                frame.image_rect.min.y * screen.pixels_per_point,
+            ],
+            image_size: [
+                frame.image_rect.width() * screen.pixels_per_point,
+                frame.image_rect.height() * screen.pixels_per_point,
+            ],
             mask_tint: [0.93, 0.25, 0.55, 0.5],
-            background: if frame.dark { [0.08, 0.08, 0.09, 1.0] } else { [0.78, 0.78, 0.8, 1.0] },
+            background: if frame.dark {
+                [0.08, 0.08, 0.09, 1.0]
+            } else {
+                [0.78, 0.78, 0.8, 1.0]
+            },
             checker: 8.0 * screen.pixels_per_point,
             show_mask: if frame.show_mask { 1.0 } else { 0.0 },
             _pad: [0.0; 2],
         };
         queue.write_buffer(&renderer.uniform, 0, bytemuck::bytes_of(&uniform));
         let textures = renderer.ensure_textures(device, size);
-        textures.image_revision = apply(queue, &textures.image, 4, size, textures.image_revision, &frame.image);
-        textures.mask_revision = apply(queue, &textures.mask, 1, size, textures.mask_revision, &frame.mask);
-        frame.revisions.image.store(textures.image_revision, Ordering::SeqCst);
-        frame.revisions.mask.store(textures.mask_revision, Ordering::SeqCst);
+        textures.image_revision = apply(
+            queue,
+            &textures.image,
+            4,
+            size,
+            textures.image_revision,
+            &frame.image,
+        );
+        textures.mask_revision = apply(
+            queue,
+            &textures.mask,
+            1,
+            size,
+            textures.mask_revision,
+            &frame.mask,
+        );
+        frame
+            .revisions
+            .image
+            .store(textures.image_revision, Ordering::SeqCst);
+        frame
+            .revisions
+            .mask
+            .store(textures.mask_revision, Ordering::SeqCst);
         vec![]
     }
 
-    fn paint(&self, _info: eframe::egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
-        let Some(renderer) = resources.get::<CanvasRenderer>() else { return };
-        let Some(textures) = &renderer.textures else { return };
+    fn paint(
+        &self,
+        _info: eframe::egui::PaintCallbackInfo,
+        pass: &mut wgpu::RenderPass<'static>,
+        resources: &CallbackResources,
+    ) {
+        let Some(renderer) = resources.get::<CanvasRenderer>() else {
+            return;
+        };
+        let Some(textures) = &renderer.textures else {
+            return;
+        };
         pass.set_pipeline(&renderer.pipeline);
         pass.set_bind_group(0, &textures.bind_group, &[]);
         pass.draw(0..3, 0..1);

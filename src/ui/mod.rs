@@ -108,7 +108,10 @@ impl PentimentoApp {
                         self.canvas.fit_pending = true;
                         self.status = format!("opened {} ({w}×{h})", path.display());
                         // A PNG that carries parameters fills the panel.
-                        if let Some(info) = std::fs::read(path).ok().and_then(|b| crate::png_info::parse_png(&b)) {
+                        if let Some(info) = std::fs::read(path)
+                            .ok()
+                            .and_then(|b| crate::png_info::parse_png(&b))
+                        {
                             self.panel.params = info.apply_to(&self.panel.params);
                         }
                     }
@@ -130,12 +133,19 @@ impl PentimentoApp {
             kind: "txt2img".into(),
             params: params.unwrap_or_else(|| self.panel.params.clone()),
             model: match &self.model {
-                ModelStatus::Loaded(info) => info.path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                ModelStatus::Loaded(info) => info
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned()),
                 _ => None,
             },
             model_hash: None,
             vae: match &self.model {
-                ModelStatus::Loaded(info) => info.vae.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+                ModelStatus::Loaded(info) => info
+                    .vae
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned()),
                 _ => None,
             },
             inpaint: None,
@@ -164,7 +174,10 @@ impl PentimentoApp {
         let mut ids = vec![];
         let first = self.panel.next_params();
         for i in 0..self.panel.batch_count.max(1) {
-            let params = crate::engine::GenerationParams { seed: first.seed.wrapping_add(i as u64), ..first.clone() };
+            let params = crate::engine::GenerationParams {
+                seed: first.seed.wrapping_add(i as u64),
+                ..first.clone()
+            };
             let input = if !self.doc.has_image() {
                 if self.doc.size() != (params.width, params.height) {
                     self.doc = Document::blank(params.width, params.height);
@@ -174,25 +187,44 @@ impl PentimentoApp {
             } else if !self.doc.mask_is_empty() {
                 let mut params = params.clone();
                 let (w, h) = self.doc.size();
-                if matches!(self.panel.inpaint.area, crate::engine::inpaint::InpaintArea::Whole) {
+                if matches!(
+                    self.panel.inpaint.area,
+                    crate::engine::inpaint::InpaintArea::Whole
+                ) {
                     params.width = (w / 8 * 8).max(8);
                     params.height = (h / 8 * 8).max(8);
                 }
                 ids.push(self.worker.generate(
                     params,
-                    JobInput::Inpaint { image: self.doc.rgb(), mask: self.doc.mask(), options: self.panel.inpaint },
+                    JobInput::Inpaint {
+                        image: self.doc.rgb(),
+                        mask: self.doc.mask(),
+                        options: self.panel.inpaint,
+                    },
                 ));
                 continue;
             } else {
                 let (w, h) = self.doc.size();
-                let params = crate::engine::GenerationParams { width: (w / 8 * 8).max(8), height: (h / 8 * 8).max(8), ..params.clone() };
-                ids.push(self.worker.generate(params, JobInput::Image(self.doc.rgb())));
+                let params = crate::engine::GenerationParams {
+                    width: (w / 8 * 8).max(8),
+                    height: (h / 8 * 8).max(8),
+                    ..params.clone()
+                };
+                ids.push(
+                    self.worker
+                        .generate(params, JobInput::Image(self.doc.rgb())),
+                );
                 continue;
             };
             ids.push(self.worker.generate(params, input));
         }
         self.status = format!("generating (seed {})", first.seed);
-        self.job = Some(RunningJob { ids, step: 0, total: first.steps, preview: None });
+        self.job = Some(RunningJob {
+            ids,
+            step: 0,
+            total: first.steps,
+            preview: None,
+        });
     }
 
     pub fn cancel(&mut self) {
@@ -206,11 +238,18 @@ impl PentimentoApp {
     /// Applies the worker's events. Public so tests can pump it.
     pub fn handle_events(&mut self) {
         for event in self.worker.poll() {
-            let mine = |id: JobId, job: &Option<RunningJob>| job.as_ref().is_some_and(|j| j.ids.contains(&id));
+            let mine = |id: JobId, job: &Option<RunningJob>| {
+                job.as_ref().is_some_and(|j| j.ids.contains(&id))
+            };
             match event {
                 Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
                 Event::ModelLoaded { info, seconds } => {
-                    self.status = format!("loaded {} ({}, {}) in {seconds:.1}s", info.path.display(), info.family, info.format);
+                    self.status = format!(
+                        "loaded {} ({}, {}) in {seconds:.1}s",
+                        info.path.display(),
+                        info.family,
+                        info.format
+                    );
                     self.model = ModelStatus::Loaded(info);
                 }
                 Event::Progress { id, step, total } if mine(id, &self.job) => {
@@ -225,7 +264,12 @@ impl PentimentoApp {
                         j.preview = Some((self.preview_revision, image));
                     }
                 }
-                Event::Done { id, image, params, seconds } if mine(id, &self.job) => {
+                Event::Done {
+                    id,
+                    image,
+                    params,
+                    seconds,
+                } if mine(id, &self.job) => {
                     self.status = format!("done in {seconds:.1}s (seed {})", params.seed);
                     self.history.push(image.clone(), params.clone());
                     self.doc.stage(StagedResult { image, params });
@@ -301,28 +345,45 @@ impl PentimentoApp {
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
             if ui.button("Open image…").clicked() {
-                if let Some(path) = rfd::FileDialog::new().add_filter("Images", &["png", "jpg", "jpeg", "webp"]).pick_file() {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
+                    .pick_file()
+                {
                     self.open_image(&path);
                 }
             }
             if ui.button("Save PNG…").clicked() {
-                if let Some(path) = rfd::FileDialog::new().add_filter("PNG", &["png"]).set_file_name("pentimento.png").save_file() {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("PNG", &["png"])
+                    .set_file_name("pentimento.png")
+                    .save_file()
+                {
                     self.save_png(&path);
                 }
             }
             if ui.button("Open model…").clicked() {
-                if let Some(path) = rfd::FileDialog::new().add_filter("Checkpoints", &["safetensors", "ckpt"]).pick_file() {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("Checkpoints", &["safetensors", "ckpt"])
+                    .pick_file()
+                {
                     self.load_model(path);
                 }
             }
-            if ui.button("Open model folder…").on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)").clicked() {
+            if ui
+                .button("Open model folder…")
+                .on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)")
+                .clicked()
+            {
                 if let Some(path) = rfd::FileDialog::new().pick_folder() {
                     self.load_model(path);
                 }
             }
             ui.menu_button("VAE", |ui| {
                 use crate::engine::model::VaeChoice;
-                if ui.button("Automatic (NAME.vae.* beside the model)").clicked() {
+                if ui
+                    .button("Automatic (NAME.vae.* beside the model)")
+                    .clicked()
+                {
                     self.set_vae(VaeChoice::Automatic);
                     ui.close();
                 }
@@ -331,13 +392,19 @@ impl PentimentoApp {
                     ui.close();
                 }
                 if ui.button("File…").clicked() {
-                    if let Some(path) = rfd::FileDialog::new().add_filter("VAE", &["pt", "ckpt", "safetensors"]).pick_file() {
+                    if let Some(path) = rfd::FileDialog::new()
+                        .add_filter("VAE", &["pt", "ckpt", "safetensors"])
+                        .pick_file()
+                    {
                         self.set_vae(VaeChoice::File(path));
                     }
                     ui.close();
                 }
                 let mut ema = self.load_options.ema;
-                if ui.checkbox(&mut ema, "EMA weights (training checkpoints)").changed() {
+                if ui
+                    .checkbox(&mut ema, "EMA weights (training checkpoints)")
+                    .changed()
+                {
                     self.load_options.ema = ema;
                     if let Some(path) = self.model_path.clone() {
                         self.load_model(path);
@@ -345,23 +412,38 @@ impl PentimentoApp {
                 }
             });
             ui.separator();
-            if ui.add_enabled(self.doc.can_undo(), egui::Button::new("Undo")).clicked() {
+            if ui
+                .add_enabled(self.doc.can_undo(), egui::Button::new("Undo"))
+                .clicked()
+            {
                 self.doc.undo();
             }
-            if ui.add_enabled(self.doc.can_redo(), egui::Button::new("Redo")).clicked() {
+            if ui
+                .add_enabled(self.doc.can_redo(), egui::Button::new("Redo"))
+                .clicked()
+            {
                 self.doc.redo();
             }
             ui.separator();
-            ui.selectable_value(&mut self.tool, Tool::MaskBrush, "Mask brush").on_hover_text("B");
-            ui.selectable_value(&mut self.tool, Tool::MaskEraser, "Eraser").on_hover_text("E");
+            ui.selectable_value(&mut self.tool, Tool::MaskBrush, "Mask brush")
+                .on_hover_text("B");
+            ui.selectable_value(&mut self.tool, Tool::MaskEraser, "Eraser")
+                .on_hover_text("E");
             let color_tool = Tool::ColorBrush(self.color);
-            if ui.selectable_label(matches!(self.tool, Tool::ColorBrush(_)), "Colour").clicked() {
+            if ui
+                .selectable_label(matches!(self.tool, Tool::ColorBrush(_)), "Colour")
+                .clicked()
+            {
                 self.tool = color_tool;
             }
             if ui.color_edit_button_srgb(&mut self.color).changed() {
                 self.tool = Tool::ColorBrush(self.color);
             }
-            ui.add(egui::Slider::new(&mut self.brush.size, 1.0..=400.0).logarithmic(true).text("Size"));
+            ui.add(
+                egui::Slider::new(&mut self.brush.size, 1.0..=400.0)
+                    .logarithmic(true)
+                    .text("Size"),
+            );
             ui.add(egui::Slider::new(&mut self.brush.hardness, 0.0..=1.0).text("Hardness"));
             ui.separator();
             if ui.button("Fill mask").clicked() {
@@ -388,11 +470,27 @@ impl PentimentoApp {
             return;
         }
         ui.horizontal(|ui| {
-            ui.label(RichText::new(format!("Result {} of {}", self.doc.staged_index + 1, self.doc.staged.len())).strong());
-            if ui.add_enabled(self.doc.staged_index > 0, egui::Button::new("Previous")).clicked() {
+            ui.label(
+                RichText::new(format!(
+                    "Result {} of {}",
+                    self.doc.staged_index + 1,
+                    self.doc.staged.len()
+                ))
+                .strong(),
+            );
+            if ui
+                .add_enabled(self.doc.staged_index > 0, egui::Button::new("Previous"))
+                .clicked()
+            {
                 self.doc.select_staged(self.doc.staged_index - 1);
             }
-            if ui.add_enabled(self.doc.staged_index + 1 < self.doc.staged.len(), egui::Button::new("Next")).clicked() {
+            if ui
+                .add_enabled(
+                    self.doc.staged_index + 1 < self.doc.staged.len(),
+                    egui::Button::new("Next"),
+                )
+                .clicked()
+            {
                 self.doc.select_staged(self.doc.staged_index + 1);
             }
             let mut before = self.doc.show_original;
@@ -426,7 +524,14 @@ impl eframe::App for PentimentoApp {
         self.handle_events();
         self.shortcuts(&ctx);
         // Files dropped on the window open as the image.
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
         if let Some(path) = dropped.first() {
             self.open_image(path);
         }
@@ -439,9 +544,16 @@ impl eframe::App for PentimentoApp {
                     ModelStatus::Loading(p) => format!("loading {}…", p.display()),
                     ModelStatus::Loaded(info) => format!(
                         "{} · {} · VAE: {}{}",
-                        info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        info.path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
                         info.family,
-                        info.vae.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model's own".into()),
+                        info.vae
+                            .as_ref()
+                            .and_then(|p| p.file_name())
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "model's own".into()),
                         if info.ema { " · EMA" } else { "" }
                     ),
                 };
@@ -450,52 +562,78 @@ impl eframe::App for PentimentoApp {
                 ui.label(&self.status);
             });
         });
-        egui::Panel::bottom("history").resizable(false).show(ui, |ui| {
-            self.staging_bar(ui);
-            if let Some(params) = self.history.show(ui) {
-                self.panel.params = params;
-                self.panel.seed_locked = true;
-            }
-        });
-        egui::Panel::left("prompt").resizable(true).default_size(320.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| {
-                let running = self.job.as_ref().map(|j| (j.step, j.total));
-                let can_generate = matches!(self.model, ModelStatus::Loaded(_));
-                match self.panel.show(ui, running, can_generate) {
-                    PanelAction::Generate => self.generate(),
-                    PanelAction::Cancel => self.cancel(),
-                    PanelAction::None => {}
+        egui::Panel::bottom("history")
+            .resizable(false)
+            .show(ui, |ui| {
+                self.staging_bar(ui);
+                if let Some(params) = self.history.show(ui) {
+                    self.panel.params = params;
+                    self.panel.seed_locked = true;
                 }
             });
-        });
-        egui::CentralPanel::default().frame(egui::Frame::NONE).show(ui, |ui| {
-            let preview = self.job.as_ref().and_then(|j| j.preview.as_ref());
-            let staged = self.doc.shown_result().map(|r| r.image.clone());
-            let shown_result_rev = self.doc.image_revision;
-            let shown = match (preview, &staged) {
-                (Some((rev, img)), _) => Shown::Rgb { revision: *rev, width: img.width, height: img.height, pixels: &img.pixels },
-                (None, Some(img)) => Shown::Rgb { revision: shown_result_rev | (1 << 62), width: img.width, height: img.height, pixels: &img.pixels },
-                (None, None) => Shown::Document,
-            };
-            let paint = staged.is_none() && preview.is_none();
-            let tool = match self.tool {
-                Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
-                t => t,
-            };
-            // Split borrows: the preview lives in self.job, the canvas needs &mut doc.
-            let preview_owned = preview.map(|(r, i)| (*r, i.clone()));
-            let shown = match (&preview_owned, shown) {
-                (Some((rev, img)), _) => Shown::Rgb { revision: *rev, width: img.width, height: img.height, pixels: &img.pixels },
-                (None, s) => s,
-            };
-            self.canvas.show(ui, &mut self.doc, shown, tool, self.brush, paint);
-            if matches!(self.model, ModelStatus::None) {
-                let area = ui.max_rect();
-                let panel = egui::Rect::from_center_size(egui::pos2(area.center().x, area.top() + 120.0), egui::vec2(400.0, 200.0));
-                let mut child = ui.new_child(egui::UiBuilder::new().max_rect(panel));
-                self.first_run(&mut child);
-            }
-        });
+        egui::Panel::left("prompt")
+            .resizable(true)
+            .default_size(320.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    let running = self.job.as_ref().map(|j| (j.step, j.total));
+                    let can_generate = matches!(self.model, ModelStatus::Loaded(_));
+                    match self.panel.show(ui, running, can_generate) {
+                        PanelAction::Generate => self.generate(),
+                        PanelAction::Cancel => self.cancel(),
+                        PanelAction::None => {}
+                    }
+                });
+            });
+        egui::CentralPanel::default()
+            .frame(egui::Frame::NONE)
+            .show(ui, |ui| {
+                let preview = self.job.as_ref().and_then(|j| j.preview.as_ref());
+                let staged = self.doc.shown_result().map(|r| r.image.clone());
+                let shown_result_rev = self.doc.image_revision;
+                let shown = match (preview, &staged) {
+                    (Some((rev, img)), _) => Shown::Rgb {
+                        revision: *rev,
+                        width: img.width,
+                        height: img.height,
+                        pixels: &img.pixels,
+                    },
+                    (None, Some(img)) => Shown::Rgb {
+                        revision: shown_result_rev | (1 << 62),
+                        width: img.width,
+                        height: img.height,
+                        pixels: &img.pixels,
+                    },
+                    (None, None) => Shown::Document,
+                };
+                let paint = staged.is_none() && preview.is_none();
+                let tool = match self.tool {
+                    Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
+                    t => t,
+                };
+                // Split borrows: the preview lives in self.job, the canvas needs &mut doc.
+                let preview_owned = preview.map(|(r, i)| (*r, i.clone()));
+                let shown = match (&preview_owned, shown) {
+                    (Some((rev, img)), _) => Shown::Rgb {
+                        revision: *rev,
+                        width: img.width,
+                        height: img.height,
+                        pixels: &img.pixels,
+                    },
+                    (None, s) => s,
+                };
+                self.canvas
+                    .show(ui, &mut self.doc, shown, tool, self.brush, paint);
+                if matches!(self.model, ModelStatus::None) {
+                    let area = ui.max_rect();
+                    let panel = egui::Rect::from_center_size(
+                        egui::pos2(area.center().x, area.top() + 120.0),
+                        egui::vec2(400.0, 200.0),
+                    );
+                    let mut child = ui.new_child(egui::UiBuilder::new().max_rect(panel));
+                    self.first_run(&mut child);
+                }
+            });
         if self.job.is_some() {
             ctx.request_repaint();
         }
@@ -505,10 +643,17 @@ impl eframe::App for PentimentoApp {
 /// Runs the app in a native window.
 pub fn run(model: Option<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_inner_size([1280.0, 820.0]).with_title("Pentimento").with_drag_and_drop(true),
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 820.0])
+            .with_title("Pentimento")
+            .with_drag_and_drop(true),
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
-    eframe::run_native("Pentimento", options, Box::new(move |cc| Ok(Box::new(PentimentoApp::new(cc, model)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native(
+        "Pentimento",
+        options,
+        Box::new(move |cc| Ok(Box::new(PentimentoApp::new(cc, model)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

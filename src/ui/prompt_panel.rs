@@ -25,7 +25,12 @@ pub enum PanelAction {
 impl Default for PromptPanel {
     fn default() -> Self {
         Self {
-            params: GenerationParams { steps: 20, width: 512, height: 512, ..Default::default() },
+            params: GenerationParams {
+                steps: 20,
+                width: 512,
+                height: 512,
+                ..Default::default()
+            },
             inpaint: InpaintOptions::default(),
             seed_locked: false,
             batch_count: 1,
@@ -34,75 +39,112 @@ impl Default for PromptPanel {
 }
 
 impl PromptPanel {
-    pub fn show(&mut self, ui: &mut egui::Ui, running: Option<(usize, usize)>, can_generate: bool) -> PanelAction {
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        running: Option<(usize, usize)>,
+        can_generate: bool,
+    ) -> PanelAction {
         let mut action = PanelAction::None;
         let p = &mut self.params;
         ui.add_space(4.0);
         let label = ui.label(RichText::new("Prompt").strong());
-        ui.add(egui::TextEdit::multiline(&mut p.prompt).desired_rows(4).desired_width(f32::INFINITY).hint_text("a watercolor of a lighthouse"))
-            .labelled_by(label.id);
+        ui.add(
+            egui::TextEdit::multiline(&mut p.prompt)
+                .desired_rows(4)
+                .desired_width(f32::INFINITY)
+                .hint_text("a watercolor of a lighthouse"),
+        )
+        .labelled_by(label.id);
         let label = ui.label(RichText::new("Negative prompt").strong());
-        ui.add(egui::TextEdit::multiline(&mut p.negative_prompt).desired_rows(2).desired_width(f32::INFINITY).hint_text("blurry, lowres"))
-            .labelled_by(label.id);
+        ui.add(
+            egui::TextEdit::multiline(&mut p.negative_prompt)
+                .desired_rows(2)
+                .desired_width(f32::INFINITY)
+                .hint_text("blurry, lowres"),
+        )
+        .labelled_by(label.id);
         ui.add_space(6.0);
 
-        egui::Grid::new("settings").num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
-            let label = ui.label("Seed");
-            ui.horizontal(|ui| {
-                ui.add(egui::DragValue::new(&mut p.seed).speed(1.0)).labelled_by(label.id);
-                if ui.button("Random").on_hover_text("Roll a random seed").clicked() {
-                    p.seed = random_seed();
-                }
-                if ui.button("+1").on_hover_text("Next seed").clicked() {
-                    p.seed = p.seed.wrapping_add(1);
-                }
-                ui.checkbox(&mut self.seed_locked, "Lock").on_hover_text("Keep this seed; unlocked, every Generate rolls a new one");
-            });
-            ui.end_row();
-
-            let label = ui.label("Steps");
-            ui.add(egui::Slider::new(&mut p.steps, 1..=150)).labelled_by(label.id);
-            ui.end_row();
-
-            let label = ui.label("CFG scale");
-            ui.add(egui::Slider::new(&mut p.cfg_scale, 1.0..=20.0).step_by(0.5)).labelled_by(label.id);
-            ui.end_row();
-
-            let label = ui.label("Sampler");
-            egui::ComboBox::from_id_salt("sampler")
-                .selected_text(p.sampler.clone())
-                .width(160.0)
-                .show_ui(ui, |ui| {
-                    for kind in SamplerKind::all() {
-                        let name = kind.name();
-                        ui.selectable_value(&mut p.sampler, name.clone(), name);
+        egui::Grid::new("settings")
+            .num_columns(2)
+            .spacing([8.0, 6.0])
+            .show(ui, |ui| {
+                let label = ui.label("Seed");
+                ui.horizontal(|ui| {
+                    ui.add(egui::DragValue::new(&mut p.seed).speed(1.0))
+                        .labelled_by(label.id);
+                    if ui
+                        .button("Random")
+                        .on_hover_text("Roll a random seed")
+                        .clicked()
+                    {
+                        p.seed = random_seed();
                     }
-                })
-                .response
-                .labelled_by(label.id);
-            ui.end_row();
+                    if ui.button("+1").on_hover_text("Next seed").clicked() {
+                        p.seed = p.seed.wrapping_add(1);
+                    }
+                    ui.checkbox(&mut self.seed_locked, "Lock")
+                        .on_hover_text("Keep this seed; unlocked, every Generate rolls a new one");
+                });
+                ui.end_row();
 
-            ui.label("Size");
-            ui.horizontal(|ui| {
-                let w = ui.label("W");
-                ui.add(egui::DragValue::new(&mut p.width).range(64..=2048).speed(8.0)).labelled_by(w.id);
-                let h = ui.label("H");
-                ui.add(egui::DragValue::new(&mut p.height).range(64..=2048).speed(8.0)).labelled_by(h.id);
-                p.width = p.width / 8 * 8;
-                p.height = p.height / 8 * 8;
+                let label = ui.label("Steps");
+                ui.add(egui::Slider::new(&mut p.steps, 1..=150))
+                    .labelled_by(label.id);
+                ui.end_row();
+
+                let label = ui.label("CFG scale");
+                ui.add(egui::Slider::new(&mut p.cfg_scale, 1.0..=20.0).step_by(0.5))
+                    .labelled_by(label.id);
+                ui.end_row();
+
+                let label = ui.label("Sampler");
+                egui::ComboBox::from_id_salt("sampler")
+                    .selected_text(p.sampler.clone())
+                    .width(160.0)
+                    .show_ui(ui, |ui| {
+                        for kind in SamplerKind::all() {
+                            let name = kind.name();
+                            ui.selectable_value(&mut p.sampler, name.clone(), name);
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+
+                ui.label("Size");
+                ui.horizontal(|ui| {
+                    let w = ui.label("W");
+                    ui.add(
+                        egui::DragValue::new(&mut p.width)
+                            .range(64..=2048)
+                            .speed(8.0),
+                    )
+                    .labelled_by(w.id);
+                    let h = ui.label("H");
+                    ui.add(
+                        egui::DragValue::new(&mut p.height)
+                            .range(64..=2048)
+                            .speed(8.0),
+                    )
+                    .labelled_by(h.id);
+                    p.width = p.width / 8 * 8;
+                    p.height = p.height / 8 * 8;
+                });
+                ui.end_row();
+
+                let label = ui.label("Strength");
+                ui.add(egui::Slider::new(&mut p.strength, 0.0..=1.0))
+                    .labelled_by(label.id)
+                    .on_hover_text("img2img and inpainting: how much may change");
+                ui.end_row();
+
+                let label = ui.label("Batch");
+                ui.add(egui::Slider::new(&mut self.batch_count, 1..=8))
+                    .labelled_by(label.id);
+                ui.end_row();
             });
-            ui.end_row();
-
-            let label = ui.label("Strength");
-            ui.add(egui::Slider::new(&mut p.strength, 0.0..=1.0))
-                .labelled_by(label.id)
-                .on_hover_text("img2img and inpainting: how much may change");
-            ui.end_row();
-
-            let label = ui.label("Batch");
-            ui.add(egui::Slider::new(&mut self.batch_count, 1..=8)).labelled_by(label.id);
-            ui.end_row();
-        });
 
         ui.add_space(4.0);
         egui::CollapsingHeader::new("Inpainting").default_open(false).show(ui, |ui| {
@@ -138,16 +180,30 @@ impl PromptPanel {
 
         ui.add_space(10.0);
         ui.horizontal(|ui| {
-            let generate = ui.add_enabled(running.is_none() && can_generate, egui::Button::new(RichText::new("Generate").strong()).min_size(egui::vec2(120.0, 30.0)));
+            let generate = ui.add_enabled(
+                running.is_none() && can_generate,
+                egui::Button::new(RichText::new("Generate").strong())
+                    .min_size(egui::vec2(120.0, 30.0)),
+            );
             if generate.clicked() {
                 action = PanelAction::Generate;
             }
-            if ui.add_enabled(running.is_some(), egui::Button::new("Cancel").min_size(egui::vec2(80.0, 30.0))).clicked() {
+            if ui
+                .add_enabled(
+                    running.is_some(),
+                    egui::Button::new("Cancel").min_size(egui::vec2(80.0, 30.0)),
+                )
+                .clicked()
+            {
                 action = PanelAction::Cancel;
             }
         });
         if let Some((step, total)) = running {
-            let fraction = if total > 0 { step as f32 / total as f32 } else { 0.0 };
+            let fraction = if total > 0 {
+                step as f32 / total as f32
+            } else {
+                0.0
+            };
             ui.add(egui::ProgressBar::new(fraction).text(format!("step {step}/{total}")));
         }
         action
@@ -165,6 +221,11 @@ impl PromptPanel {
 pub fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish() % 4_294_967_296
 }

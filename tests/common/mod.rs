@@ -34,3 +34,20 @@ pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
     let d = max_abs_diff(got, want);
     assert!(d <= tol, "{name}: max abs diff {d:e} exceeds {tol:e}");
 }
+
+/// A PNG as a `(1, 3, h, w)` tensor in [0, 1], like diffusers' float output.
+pub fn png_tensor(path: &std::path::Path) -> Tensor {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let data: Vec<f32> = img
+        .into_raw()
+        .into_iter()
+        .map(|v| v as f32 / 255.0)
+        .collect();
+    Tensor::from_vec(data, (h as usize, w as usize, 3), &Device::Cpu)
+        .and_then(|t| t.permute((2, 0, 1)))
+        .and_then(|t| t.unsqueeze(0))
+        .unwrap()
+}
