@@ -321,3 +321,21 @@ fn files_that_are_not_sd_checkpoints_say_what_they_are() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+#[test]
+fn sd2_prediction_follows_the_global_step() {
+    use pentimento::engine::model::detect::{detect, SD2_BASE_GLOBAL_STEP};
+    use pentimento::engine::model::weights::WeightFile;
+    use pentimento::engine::sampler::Prediction;
+    let ckpt = WeightFile::open(&fixture("tiny-sd15-inpainting.ckpt")).unwrap();
+    assert_eq!(
+        ckpt.global_step(),
+        Some(0),
+        "read from the pickle beside state_dict"
+    );
+    let sd2 = WeightFile::open(&fixture("extra/tiny-sd2.safetensors")).unwrap();
+    let mut layout = detect(&sd2).unwrap();
+    assert_eq!(layout.implied_prediction().0, Prediction::V);
+    layout.global_step = Some(SD2_BASE_GLOBAL_STEP);
+    assert_eq!(layout.implied_prediction().0, Prediction::Epsilon);
+}

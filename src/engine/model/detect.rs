@@ -42,6 +42,32 @@ pub struct SingleFileLayout {
     pub marked_v_prediction: bool,
     /// A training checkpoint's EMA copy of the UNet (`model_ema.*`) is present.
     pub has_ema: bool,
+    pub global_step: Option<i64>,
+}
+
+/// The SD 2.x 512-base checkpoint was saved at this step; the 768-v ones later (diffusers' rule).
+pub const SD2_BASE_GLOBAL_STEP: i64 = 875_000;
+
+impl SingleFileLayout {
+    /// What the file implies about its prediction type, and why.
+    pub fn implied_prediction(&self) -> (crate::engine::sampler::Prediction, &'static str) {
+        use crate::engine::sampler::Prediction;
+        if self.marked_v_prediction {
+            (Prediction::V, "v (marked by a v_pred key)")
+        } else if self.family != Family::Sd2 || self.unet.is_inpainting() {
+            (Prediction::Epsilon, "epsilon")
+        } else if self.global_step == Some(SD2_BASE_GLOBAL_STEP) {
+            (
+                Prediction::Epsilon,
+                "epsilon (SD 2.x 512-base, by its global_step)",
+            )
+        } else {
+            (
+                Prediction::V,
+                "v (assumed for SD 2.x text-to-image; override with --prediction)",
+            )
+        }
+    }
 }
 
 /// A one-line description of what a file that is not an SD 1.x/2.x checkpoint looks like.
@@ -96,6 +122,7 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
         text_prefix,
         marked_v_prediction: w.contains("v_pred"),
         has_ema: w.contains("model_ema.diffusion_modelinput_blocks00weight"),
+        global_step: w.global_step(),
     })
 }
 

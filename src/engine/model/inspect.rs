@@ -83,16 +83,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             out.family = Some(layout.family.to_string());
             out.unet_in_channels = Some(layout.unet.in_channels);
             out.inpainting = Some(layout.unet.is_inpainting());
-            out.prediction = Some(
-                if layout.marked_v_prediction {
-                    "v (marked by a v_pred key)"
-                } else if layout.family == Family::Sd2 && !layout.unet.is_inpainting() {
-                    "v (assumed for SD 2.x text-to-image; override with --prediction)"
-                } else {
-                    "epsilon"
-                }
-                .into(),
-            );
+            out.prediction = Some(layout.implied_prediction().1.into());
             out.components.push("UNet".into());
             if layout.vae.is_some() {
                 out.components.push("VAE".into());

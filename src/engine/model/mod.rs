@@ -391,15 +391,8 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     };
     let tokenizer = ClipTokenizer::bundled(pad)?;
 
-    // v-prediction cannot be read off the weights: a file may say so; otherwise SD 2.x
-    // text-to-image checkpoints are taken as v (the 768-v models), as diffusers does.
-    let implied = if layout.marked_v_prediction
-        || (layout.family == Family::Sd2 && !unet_cfg.is_inpainting())
-    {
-        Prediction::V
-    } else {
-        Prediction::Epsilon
-    };
+    // v-prediction cannot be read off the weights: see `implied_prediction`.
+    let (implied, _) = layout.implied_prediction();
     let format = match file.kind() {
         weights::ContainerKind::Safetensors => ModelFormat::Safetensors,
         weights::ContainerKind::Pickle => ModelFormat::Ckpt,

@@ -30,6 +30,8 @@ pub struct WeightFile {
     kind: ContainerKind,
     container: Container,
     index: HashMap<String, (Vec<usize>, DType)>,
+    /// A training checkpoint's `global_step`, beside its `state_dict`.
+    global_step: Option<i64>,
 }
 
 impl WeightFile {
@@ -67,11 +69,16 @@ impl WeightFile {
         if index.is_empty() {
             return Err(EngineError::bad_model(path, "the file holds no tensors"));
         }
+        let global_step = match kind {
+            ContainerKind::Pickle => read_global_step(path),
+            ContainerKind::Safetensors => None,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             kind,
             container,
             index,
+            global_step,
         })
     }
 
@@ -81,6 +88,10 @@ impl WeightFile {
 
     pub fn kind(&self) -> ContainerKind {
         self.kind
+    }
+
+    pub fn global_step(&self) -> Option<i64> {
+        self.global_step
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -198,4 +209,28 @@ fn sniff(path: &Path) -> Result<ContainerKind> {
         path,
         "neither a safetensors file nor a PyTorch zip checkpoint",
     ))
+}
+
+/// The `global_step` entry of a `.ckpt`'s top-level dict, read from its pickle without
+/// executing anything. Best effort: `None` when absent or unreadable.
+fn read_global_step(path: &Path) -> Option<i64> {
+    use candle_core::pickle::{Object, Stack};
+    let file = std::fs::File::open(path).ok()?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).ok()?;
+    let name = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .find(|n| n.ends_with("data.pkl"))?;
+    let entry = zip.by_name(&name).ok()?;
+    let mut reader = std::io::BufReader::new(entry);
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut reader).ok()?;
+    match stack.finalize().ok()? {
+        Object::Dict(entries) => entries.into_iter().find_map(|(k, v)| match (k, v) {
+            (Object::Unicode(k), Object::Int(v)) if k == "global_step" => Some(v as i64),
+            (Object::Unicode(k), Object::Long(v)) if k == "global_step" => Some(v),
+            _ => None,
+        }),
+        _ => None,
+    }
 }
