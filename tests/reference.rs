@@ -192,3 +192,15 @@ fn schedules_match_diffusers() {
         .count();
     assert_eq!(checked, tables);
 }
+
+#[test]
+fn taesd_reproduces_diffusers() {
+    use pentimento::engine::model::taesd::Taesd;
+    let r = candle_core::safetensors::load(fixture("taesd-reference.safetensors"), &Device::Cpu)
+        .unwrap();
+    let taesd = Taesd::open(&fixture("taesd"), &Device::Cpu).unwrap();
+    let decoded = taesd.decode(&r["taesd.decode.in"]).unwrap();
+    assert_close("taesd.decode", &decoded, &r["taesd.decode.out"], TOL);
+    let encoded = taesd.encode(&r["taesd.encode.in"]).unwrap();
+    assert_close("taesd.encode", &encoded, &r["taesd.encode.out"], TOL);
+}

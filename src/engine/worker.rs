@@ -15,6 +15,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use super::image::RgbImage;
 use super::inpaint::InpaintOptions;
 use super::mask::Mask;
+use super::model::taesd::Taesd;
 use super::model::{LoadOptions, ModelInfo, StableDiffusion};
 use super::params::GenerationParams;
 use super::preview::latent_to_rgb;
@@ -40,6 +41,9 @@ pub enum Request {
         path: PathBuf,
         options: LoadOptions,
     },
+    /// Decode previews with TAESD from this folder (or weights file); `None`: the fast
+    /// latent-to-RGB projection.
+    SetPreviewDecoder(Option<PathBuf>),
     Generate {
         id: JobId,
         params: GenerationParams,
@@ -115,6 +119,10 @@ impl Worker {
         let _ = self.requests.send(Request::LoadModel { path, options });
     }
 
+    pub fn set_preview_decoder(&self, path: Option<PathBuf>) {
+        let _ = self.requests.send(Request::SetPreviewDecoder(path));
+    }
+
     /// Queues a job and returns its id.
     pub fn generate(&mut self, params: GenerationParams, input: JobInput) -> JobId {
         let id = self.next_id;
@@ -160,9 +168,22 @@ fn run(
         wake();
     };
     let mut model: Option<StableDiffusion> = None;
+    let mut taesd: Option<Taesd> = None;
     for request in requests {
         match request {
             Request::Shutdown => break,
+            Request::SetPreviewDecoder(path) => {
+                taesd = None;
+                if let Some(path) = path {
+                    match Taesd::open(&path, &candle_core::Device::Cpu) {
+                        Ok(t) => taesd = Some(t),
+                        Err(e) => send(Event::Failed {
+                            id: None,
+                            message: format!("TAESD: {e}"),
+                        }),
+                    }
+                }
+            }
             Request::LoadModel { path, options } => {
                 // Free the old model before loading the next, so two never share memory.
                 model = None;
@@ -201,7 +222,20 @@ fn run(
                         step: s.step,
                         total: s.total,
                     });
-                    if let Ok(image) = latent_to_rgb(s.latents) {
+                    let preview = match &taesd {
+                        Some(t) => s
+                            .latents
+                            .to_device(&candle_core::Device::Cpu)
+                            .and_then(|l| l.to_dtype(candle_core::DType::F32))
+                            .and_then(|l| t.decode(&l))
+                            .map_err(|e| EngineError::Tensor {
+                                context: "TAESD preview".into(),
+                                source: e,
+                            })
+                            .and_then(|d| RgbImage::from_vae_output(&d)),
+                        None => latent_to_rgb(s.latents),
+                    };
+                    if let Ok(image) = preview {
                         send(Event::Preview { id, image });
                     }
                     if cancelled.load(Ordering::SeqCst) >= id {

@@ -400,6 +400,19 @@ impl PentimentoApp {
                     }
                     ui.close();
                 }
+                if ui
+                    .button("Preview decoder (TAESD folder)…")
+                    .on_hover_text(
+                        "madebyollin/taesd in diffusers layout: full-quality previews every step",
+                    )
+                    .clicked()
+                {
+                    if let Some(path) = rfd::FileDialog::new().pick_folder() {
+                        self.worker.set_preview_decoder(Some(path));
+                        self.status = "previews decoded with TAESD".into();
+                    }
+                    ui.close();
+                }
                 let mut ema = self.load_options.ema;
                 if ui
                     .checkbox(&mut ema, "EMA weights (training checkpoints)")

@@ -9,6 +9,7 @@ pub mod external_vae;
 pub mod hash;
 pub mod inspect;
 pub mod keymap;
+pub mod taesd;
 pub mod transformer;
 pub mod unet;
 pub mod vae;
