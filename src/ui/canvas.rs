@@ -1,6 +1,7 @@
 //! The canvas view: zoom to the cursor, pan, fit and 1:1, the brush cursor, and pointer input
 //! turned into strokes on the document. Drawing itself is `canvas_gpu`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
@@ -8,7 +9,37 @@ use eframe::egui_wgpu;
 
 use super::canvas_gpu::{CanvasCallback, CanvasFrame, GpuRevisions, Upload};
 use crate::document::brush::{BrushSettings, Tool};
-use crate::document::Document;
+use crate::document::{Document, Region};
+
+/// Marks the revision of pixels that are not the document's (a preview, a staged result).
+const SHOWN_OTHER: u64 = 1 << 63;
+
+/// What a document texture needs: nothing when the GPU holds `rev`; the changed rectangle when
+/// the GPU holds what was sent last (and it was the document's); else everything.
+fn document_upload(
+    gpu: u64,
+    sent: u64,
+    rev: u64,
+    dirty: Option<Region>,
+    region_bytes: impl FnOnce(Region) -> Vec<u8>,
+    all: impl FnOnce() -> Vec<u8>,
+) -> Upload {
+    if gpu == rev {
+        return Upload::None;
+    }
+    match dirty {
+        Some(region) if gpu != 0 && gpu == sent && gpu & SHOWN_OTHER == 0 => Upload::Patch {
+            from: gpu,
+            to: rev,
+            region,
+            data: region_bytes(region),
+        },
+        _ => Upload::Full {
+            revision: rev,
+            data: Arc::new(all()),
+        },
+    }
+}
 
 /// Where the image sits in the canvas: screen points per image pixel and the image's top-left
 /// offset from the canvas centre.
@@ -133,35 +164,15 @@ impl CanvasView {
             Shown::Document => {
                 let rev = doc.image_revision;
                 let dirty = doc.take_image_dirty();
-                let gpu = self
-                    .revisions
-                    .image
-                    .load(std::sync::atomic::Ordering::SeqCst);
-                let upload = if gpu == rev {
-                    Upload::None
-                } else if gpu != 0
-                    && gpu == self.sent_image
-                    && gpu & (1 << 63) == 0
-                    && dirty.is_some()
-                {
-                    let region = dirty.unwrap_or(crate::document::Region {
-                        x: 0,
-                        y: 0,
-                        w: 0,
-                        h: 0,
-                    });
-                    Upload::Patch {
-                        from: gpu,
-                        to: rev,
-                        region,
-                        data: doc.image_region(region),
-                    }
-                } else {
-                    Upload::Full {
-                        revision: rev,
-                        data: Arc::new(doc.rgba().to_vec()),
-                    }
-                };
+                let gpu = self.revisions.image.load(Ordering::SeqCst);
+                let upload = document_upload(
+                    gpu,
+                    self.sent_image,
+                    rev,
+                    dirty,
+                    |r| doc.image_region(r),
+                    || doc.rgba().to_vec(),
+                );
                 self.sent_image = rev;
                 (size, upload)
             }
@@ -171,11 +182,8 @@ impl CanvasView {
                 height,
                 pixels,
             } => {
-                let rev = revision | (1 << 63);
-                let gpu = self
-                    .revisions
-                    .image
-                    .load(std::sync::atomic::Ordering::SeqCst);
+                let rev = revision | SHOWN_OTHER;
+                let gpu = self.revisions.image.load(Ordering::SeqCst);
                 let upload = if gpu == rev {
                     Upload::None
                 } else {
@@ -196,31 +204,15 @@ impl CanvasView {
         let mask = if shown_size == size {
             let rev = doc.mask_revision;
             let dirty = doc.take_mask_dirty();
-            let gpu = self
-                .revisions
-                .mask
-                .load(std::sync::atomic::Ordering::SeqCst);
-            let upload = if gpu == rev {
-                Upload::None
-            } else if gpu != 0 && gpu == self.sent_mask && dirty.is_some() {
-                let region = dirty.unwrap_or(crate::document::Region {
-                    x: 0,
-                    y: 0,
-                    w: 0,
-                    h: 0,
-                });
-                Upload::Patch {
-                    from: gpu,
-                    to: rev,
-                    region,
-                    data: doc.mask_region(region),
-                }
-            } else {
-                Upload::Full {
-                    revision: rev,
-                    data: Arc::new(doc.mask_bytes().to_vec()),
-                }
-            };
+            let gpu = self.revisions.mask.load(Ordering::SeqCst);
+            let upload = document_upload(
+                gpu,
+                self.sent_mask,
+                rev,
+                dirty,
+                |r| doc.mask_region(r),
+                || doc.mask_bytes().to_vec(),
+            );
             self.sent_mask = rev;
             upload
         } else {
