@@ -113,16 +113,7 @@ impl StableDiffusion {
             .to_tensor(&self.device)?;
 
         let mut rng = TorchRng::new(params.seed);
-        let dist = self
-            .vae
-            .encode(&image.to_dtype(self.dtype).context("init image")?)
-            .and_then(|d| Ok((d.mean.to_dtype(DType::F32)?, d.std.to_dtype(DType::F32)?)))
-            .context("VAE encode")?;
-        let draw = rng.randn_like(&dist.0).context("latent sample")?;
-        let latents = ((&dist.0 + (&dist.1 * draw).context("latent sample")?)
-            .context("latent sample")?
-            * self.vae.config().scaling_factor)
-            .context("latent sample")?;
+        let latents = self.encode_sample(&image, &mut rng)?;
         let noise = with_variation(params, rng.randn_like(&latents).context("img2img noise")?)?;
         let x = sampler
             .add_noise(&latents, &noise, start)
@@ -156,6 +147,33 @@ impl StableDiffusion {
             prediction: self.info.prediction,
             eta: params.eta,
         }
+    }
+
+    /// A sample of the VAE's latent distribution with the job's generator, scaled for the UNet.
+    pub(crate) fn encode_sample(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+        let dist = self
+            .vae
+            .encode(&pixels.to_dtype(self.dtype).context("image")?)
+            .context("VAE encode")?;
+        let (mean, std) = (
+            dist.mean.to_dtype(DType::F32).context("VAE")?,
+            dist.std.to_dtype(DType::F32).context("VAE")?,
+        );
+        let draw = rng.randn_like(&mean).context("latent sample")?;
+        ((mean + (std * draw).context("latent sample")?).context("latent sample")?
+            * self.vae.config().scaling_factor)
+            .context("latent sample")
+    }
+
+    /// The mean of the VAE's latent distribution, scaled: for latents that must not consume
+    /// random numbers.
+    pub(crate) fn encode_mean(&self, pixels: &Tensor) -> Result<Tensor> {
+        let dist = self
+            .vae
+            .encode(&pixels.to_dtype(self.dtype).context("image")?)
+            .context("VAE encode")?;
+        (dist.mean.to_dtype(DType::F32).context("VAE")? * self.vae.config().scaling_factor)
+            .context("VAE")
     }
 
     /// Scaled latents → image.

@@ -10,7 +10,7 @@ pub mod repaint;
 
 use std::ops::ControlFlow;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use self::repaint::{KnownRegion, Resampling};
 use super::denoise::{GuidedUNet, StepInfo};
@@ -295,33 +295,6 @@ impl StableDiffusion {
         .context("sampling")?
         .ok_or(EngineError::Cancelled)?;
         self.decode_latents(&latents)
-    }
-
-    /// A sample of the VAE's latent distribution with the job's generator, scaled for the UNet.
-    fn encode_sample(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
-        let dist = self
-            .vae
-            .encode(&pixels.to_dtype(self.dtype).context("image")?)
-            .context("VAE encode")?;
-        let (mean, std) = (
-            dist.mean.to_dtype(DType::F32).context("VAE")?,
-            dist.std.to_dtype(DType::F32).context("VAE")?,
-        );
-        let draw = rng.randn_like(&mean).context("latent sample")?;
-        ((mean + (std * draw).context("latent sample")?).context("latent sample")?
-            * self.vae.config().scaling_factor)
-            .context("latent sample")
-    }
-
-    /// The mean of the VAE's latent distribution, scaled: for latents that must not consume
-    /// random numbers.
-    fn encode_mean(&self, pixels: &Tensor) -> Result<Tensor> {
-        let dist = self
-            .vae
-            .encode(&pixels.to_dtype(self.dtype).context("image")?)
-            .context("VAE encode")?;
-        (dist.mean.to_dtype(DType::F32).context("VAE")? * self.vae.config().scaling_factor)
-            .context("VAE")
     }
 }
 
