@@ -155,6 +155,44 @@ fn batches_and_variation_seeds_reproduce_and_differ() {
 
     let base = generate(&d, "base.png", &["--prompt", "x", "--seed", "10"]);
     assert_eq!(pixels(&base), pixels(&first));
+
+    // Two jobs of two images: seeds 10, 11 | 12, 13, each what its seed gives alone (batched
+    // matrix products may round the last bit differently).
+    generate(
+        &d,
+        "sized.png",
+        &[
+            "--prompt",
+            "x",
+            "--seed",
+            "10",
+            "--batch-count",
+            "2",
+            "--batch-size",
+            "2",
+        ],
+    );
+    for (i, seed) in [(1, 10), (2, 11), (3, 12), (4, 13)] {
+        let image = d.join(format!("sized-{i}.png"));
+        assert_eq!(
+            info_json(&d, &image)["parameters"]["Seed"],
+            seed.to_string()
+        );
+        let alone = generate(
+            &d,
+            "alone.png",
+            &["--prompt", "x", "--seed", &seed.to_string()],
+        );
+        let worst = pixels(&image)
+            .iter()
+            .zip(pixels(&alone))
+            .map(|(a, b)| a.abs_diff(b))
+            .max();
+        assert!(
+            worst <= Some(1),
+            "seed {seed} in a batch differs by {worst:?}"
+        );
+    }
     let zero = generate(
         &d,
         "zero.png",

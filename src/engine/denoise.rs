@@ -34,29 +34,48 @@ impl GuidedUNet<'_> {
 }
 
 impl Denoiser for GuidedUNet<'_> {
+    /// `x` may hold a batch of images; they share the prompt and the conditioning.
     fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
-        let batch = self.context.dim(0)?;
-        let mut input = if batch == 2 {
-            Tensor::cat(&[x, x], 0)?
-        } else {
-            x.clone()
-        };
-        if let Some(extra) = &self.conditioning {
-            let extra = if batch == 2 {
-                Tensor::cat(&[extra, extra], 0)?
+        let images = x.dim(0)?;
+        let halves = self.context.dim(0)?;
+        let per_image = |t: &Tensor| -> Result<Tensor> {
+            if t.dim(0)? == 1 && images > 1 {
+                let mut reps = vec![1; t.rank()];
+                reps[0] = images;
+                t.repeat(reps)
             } else {
-                extra.clone()
-            };
+                Ok(t.clone())
+            }
+        };
+        // Unconditional half first, then the conditional half: each repeated per image.
+        let context = if images == 1 {
+            self.context.clone()
+        } else {
+            let parts = (0..halves)
+                .map(|h| per_image(&self.context.narrow(0, h, 1)?))
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&parts, 0)?
+        };
+        let repeat_for_guidance = |t: Tensor| -> Result<Tensor> {
+            if halves == 2 {
+                Tensor::cat(&[&t, &t], 0)
+            } else {
+                Ok(t)
+            }
+        };
+        let mut input = repeat_for_guidance(x.clone())?;
+        if let Some(extra) = &self.conditioning {
+            let extra = repeat_for_guidance(per_image(extra)?)?;
             input = Tensor::cat(&[&input, &extra], 1)?;
         }
-        let ts = Tensor::full(t as f32, batch, x.device())?;
+        let ts = Tensor::full(t as f32, halves * images, x.device())?;
         let out = self
             .unet
-            .forward(&input.to_dtype(self.dtype)?, &ts, &self.context)?
+            .forward(&input.to_dtype(self.dtype)?, &ts, &context)?
             .to_dtype(DType::F32)?;
-        if batch == 2 {
-            let uncond = out.narrow(0, 0, 1)?;
-            let cond = out.narrow(0, 1, 1)?;
+        if halves == 2 {
+            let uncond = out.narrow(0, 0, images)?;
+            let cond = out.narrow(0, images, images)?;
             &uncond + ((cond - &uncond)? * self.scale)?
         } else {
             Ok(out)

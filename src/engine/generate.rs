@@ -61,14 +61,26 @@ impl StableDiffusion {
         params: &GenerationParams,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<RgbImage> {
+        only_image(self.txt2img_batch(params, 1, on_step)?)
+    }
+
+    /// `batch` images in one UNet batch; image i uses seed + i and equals what that seed gives
+    /// alone.
+    pub fn txt2img_batch(
+        &self,
+        params: &GenerationParams,
+        batch: usize,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<RgbImage>> {
         let sampler_kind = params.validate()?;
+        check_batch(batch)?;
         self.refuse_inpainting_model()?;
         let context = self.prompt_context(params)?;
         let mut sampler = sampler_kind.build(&self.schedule, self.sampler_settings(params));
 
         let latent_channels = self.vae.config().latent_channels;
-        let shape = [1, latent_channels, params.height / 8, params.width / 8];
-        let mut rng = TorchRng::new(params.seed);
+        let shape = [batch, latent_channels, params.height / 8, params.width / 8];
+        let mut rng = TorchRng::consecutive(params.seed, batch);
         let noise = rng
             .randn_tensor(&shape, &self.device)
             .context("initial noise")?;
@@ -85,7 +97,7 @@ impl StableDiffusion {
         let latents = sample(&denoiser, sampler.as_mut(), x, 0, &mut rng, on_step)
             .context("sampling")?
             .ok_or(EngineError::Cancelled)?;
-        self.decode_latents(&latents)
+        self.decode_batch(&latents)
     }
 
     /// Image-to-image: the init image is encoded (sampling the VAE's latent distribution with
@@ -97,7 +109,19 @@ impl StableDiffusion {
         init: &RgbImage,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<RgbImage> {
+        only_image(self.img2img_batch(params, init, 1, on_step)?)
+    }
+
+    /// img2img for `batch` images in one UNet batch, image i with seed + i.
+    pub fn img2img_batch(
+        &self,
+        params: &GenerationParams,
+        init: &RgbImage,
+        batch: usize,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<RgbImage>> {
         let sampler_kind = params.validate()?;
+        check_batch(batch)?;
         self.refuse_inpainting_model()?;
         let mut sampler = sampler_kind.build(&self.schedule, self.sampler_settings(params));
         let start = img2img_start(params.steps, params.strength, sampler.order());
@@ -110,9 +134,11 @@ impl StableDiffusion {
         let context = self.prompt_context(params)?;
         let image = init
             .resized(params.width, params.height)
-            .to_tensor(&self.device)?;
+            .to_tensor(&self.device)?
+            .repeat((batch, 1, 1, 1))
+            .context("init image")?;
 
-        let mut rng = TorchRng::new(params.seed);
+        let mut rng = TorchRng::consecutive(params.seed, batch);
         let latents = self.encode_sample(&image, &mut rng)?;
         let noise = with_variation(params, rng.randn_like(&latents).context("img2img noise")?)?;
         let x = sampler
@@ -129,7 +155,7 @@ impl StableDiffusion {
         let latents = sample(&denoiser, sampler.as_mut(), x, start, &mut rng, on_step)
             .context("sampling")?
             .ok_or(EngineError::Cancelled)?;
-        self.decode_latents(&latents)
+        self.decode_batch(&latents)
     }
 
     fn refuse_inpainting_model(&self) -> Result<()> {
@@ -176,7 +202,16 @@ impl StableDiffusion {
             .context("VAE")
     }
 
-    /// Scaled latents → image.
+    /// Scaled latents of a batch → one image each, decoded one at a time so the VAE's memory
+    /// does not grow with the batch.
+    pub fn decode_batch(&self, latents: &Tensor) -> Result<Vec<RgbImage>> {
+        let n = latents.dim(0).context("latents")?;
+        (0..n)
+            .map(|i| self.decode_latents(&latents.narrow(0, i, 1).context("latents")?))
+            .collect()
+    }
+
+    /// Scaled latents of one image → image.
     pub fn decode_latents(&self, latents: &Tensor) -> Result<RgbImage> {
         let z = (latents / self.vae.config().scaling_factor)
             .and_then(|z| z.to_dtype(self.dtype))
@@ -188,6 +223,24 @@ impl StableDiffusion {
             .context("VAE decode")?;
         RgbImage::from_vae_output(&decoded)
     }
+}
+
+/// The most images one UNet batch may hold.
+pub const MAX_BATCH: usize = 64;
+
+pub(crate) fn check_batch(batch: usize) -> Result<()> {
+    if batch == 0 || batch > MAX_BATCH {
+        return Err(EngineError::InvalidParams(format!(
+            "batch size {batch} is outside 1–{MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn only_image(mut images: Vec<RgbImage>) -> Result<RgbImage> {
+    images
+        .pop()
+        .ok_or_else(|| EngineError::InvalidParams("the job produced no image".into()))
 }
 
 /// The first model call of img2img: diffusers runs `int(steps · strength)` steps and skips the
@@ -202,7 +255,9 @@ pub fn img2img_start(steps: usize, strength: f64, order: usize) -> usize {
 pub fn with_variation(params: &GenerationParams, noise: Tensor) -> Result<Tensor> {
     match params.variation_seed {
         Some(vs) if params.variation_strength > 0.0 => {
-            let other = TorchRng::new(vs)
+            // Every image of a batch blends toward the same variation seed, as AUTOMATIC1111.
+            let images = noise.dim(0).context("variation noise")?;
+            let other = TorchRng::for_seeds(&vec![vs; images])
                 .randn_like(&noise)
                 .context("variation noise")?;
             slerp(params.variation_strength, &noise, &other).context("variation noise")

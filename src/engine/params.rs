@@ -63,6 +63,14 @@ impl Default for GenerationParams {
 }
 
 impl GenerationParams {
+    /// The parameters of image `i` of a batch: AUTOMATIC1111 numbers seeds consecutively.
+    pub fn for_batch_image(&self, i: usize) -> Self {
+        Self {
+            seed: self.seed.wrapping_add(i as u64),
+            ..self.clone()
+        }
+    }
+
     /// Checks everything that can be checked before a model is touched.
     pub fn validate(&self) -> Result<SamplerKind> {
         let sampler =

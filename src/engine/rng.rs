@@ -7,6 +7,9 @@
 //! 24-bit uniforms, then turns each block of 16 into normals with Box–Muller (pairing element j
 //! with j + 8); a tail that is not a multiple of 16 is redrawn as one more block of 16 over the
 //! last 16 elements. Smaller tensors draw one double-precision normal per element instead.
+//!
+//! A batch uses one generator per image (diffusers' list of generators, AUTOMATIC1111's seed + i),
+//! so image i of a batch is the image its own seed gives alone.
 
 use candle_core::{Device, Tensor};
 
@@ -16,16 +19,93 @@ const MATRIX_A: u32 = 0x9908_b0df;
 const UPPER_MASK: u32 = 0x8000_0000;
 const LOWER_MASK: u32 = 0x7fff_ffff;
 
+/// The generators of a job: one, or one per image of a batch.
 #[derive(Clone)]
 pub struct TorchRng {
+    streams: Vec<Generator>,
+}
+
+impl TorchRng {
+    pub fn new(seed: u64) -> Self {
+        Self::for_seeds(&[seed])
+    }
+
+    /// One generator per image. An empty list is treated as seed 0 alone.
+    pub fn for_seeds(seeds: &[u64]) -> Self {
+        let streams = if seeds.is_empty() {
+            vec![Generator::new(0)]
+        } else {
+            seeds.iter().map(|&s| Generator::new(s)).collect()
+        };
+        Self { streams }
+    }
+
+    /// Seeds `seed, seed + 1, …` for a batch of `n`, as AUTOMATIC1111 numbers a batch.
+    pub fn consecutive(seed: u64, n: usize) -> Self {
+        let seeds: Vec<u64> = (0..n.max(1) as u64).map(|i| seed.wrapping_add(i)).collect();
+        Self::for_seeds(&seeds)
+    }
+
+    /// How many images this draws for.
+    pub fn batch(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The first generator's next raw 32-bit output.
+    pub fn next_u32(&mut self) -> u32 {
+        self.streams[0].next_u32()
+    }
+
+    /// Standard normal values in the order `torch.randn` fills a contiguous float tensor of
+    /// `len` elements, from the first generator.
+    pub fn randn(&mut self, len: usize) -> Vec<f32> {
+        self.streams[0].randn(len)
+    }
+
+    /// `torch.randn(shape)` as a tensor on `device`. With several generators the first axis is
+    /// the batch and each image's slice comes from its own generator.
+    pub fn randn_tensor(
+        &mut self,
+        shape: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let data = if self.streams.len() == 1 {
+            self.streams[0].randn(n)
+        } else {
+            if shape.first() != Some(&self.streams.len()) {
+                candle_core::bail!(
+                    "a batch of {:?} cannot be drawn from {} generators",
+                    shape,
+                    self.streams.len()
+                );
+            }
+            let per_image = n / self.streams.len();
+            let mut data = Vec::with_capacity(n);
+            for stream in &mut self.streams {
+                data.extend(stream.randn(per_image));
+            }
+            data
+        };
+        Tensor::from_vec(data, shape, &Device::Cpu)?.to_device(device)
+    }
+
+    pub fn randn_like(&mut self, t: &Tensor) -> candle_core::Result<Tensor> {
+        self.randn_tensor(t.dims(), t.device())?.to_dtype(t.dtype())
+    }
+}
+
+/// One PyTorch CPU generator.
+#[derive(Clone)]
+struct Generator {
     state: Box<[u32; N]>,
     index: usize,
     /// The second value of a double-precision Box–Muller pair, kept as torch keeps it.
     next_double_normal: Option<f64>,
 }
 
-impl TorchRng {
-    pub fn new(seed: u64) -> Self {
+impl Generator {
+    fn new(seed: u64) -> Self {
         let mut state = Box::new([0u32; N]);
         state[0] = (seed & 0xffff_ffff) as u32;
         for j in 1..N {
@@ -53,7 +133,7 @@ impl TorchRng {
         self.index = 0;
     }
 
-    pub fn next_u32(&mut self) -> u32 {
+    fn next_u32(&mut self) -> u32 {
         if self.index >= N {
             self.twist();
         }
@@ -97,9 +177,7 @@ impl TorchRng {
         r * theta.cos()
     }
 
-    /// Standard normal values in the order `torch.randn` fills a contiguous float tensor of
-    /// `len` elements.
-    pub fn randn(&mut self, len: usize) -> Vec<f32> {
+    fn randn(&mut self, len: usize) -> Vec<f32> {
         if len < 16 {
             return (0..len).map(|_| self.normal_f64() as f32).collect();
         }
@@ -115,20 +193,6 @@ impl TorchRng {
             box_muller_16(tail);
         }
         data
-    }
-
-    /// `torch.randn(shape)` as a tensor on `device`.
-    pub fn randn_tensor(
-        &mut self,
-        shape: &[usize],
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let n = shape.iter().product();
-        Tensor::from_vec(self.randn(n), shape, &Device::Cpu)?.to_device(device)
-    }
-
-    pub fn randn_like(&mut self, t: &Tensor) -> candle_core::Result<Tensor> {
-        self.randn_tensor(t.dims(), t.device())?.to_dtype(t.dtype())
     }
 }
 
@@ -163,5 +227,22 @@ mod tests {
         let mut a = TorchRng::new(7);
         let mut b = TorchRng::new(7 + (1u64 << 32));
         assert_eq!(a.randn(20), b.randn(20));
+    }
+
+    #[test]
+    fn a_batch_draws_each_image_from_its_own_seed() {
+        let mut batch = TorchRng::consecutive(11, 3);
+        let drawn: Vec<f32> = batch
+            .randn_tensor(&[3, 2, 4, 4], &Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for i in 0..3 {
+            let alone = TorchRng::new(11 + i as u64).randn(32);
+            assert_eq!(&drawn[i * 32..(i + 1) * 32], &alone[..]);
+        }
+        assert!(batch.randn_tensor(&[2, 4], &Device::Cpu).is_err());
     }
 }

@@ -23,6 +23,13 @@ use super::EngineError;
 
 pub type JobId = u64;
 
+/// One finished image and the parameters that reproduce it alone.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub image: RgbImage,
+    pub params: GenerationParams,
+}
+
 /// What a job starts from.
 #[derive(Debug, Clone)]
 pub enum JobInput {
@@ -48,6 +55,8 @@ pub enum Request {
         id: JobId,
         params: GenerationParams,
         input: JobInput,
+        /// Images in one UNet batch; image i uses seed + i.
+        batch: usize,
     },
     Shutdown,
 }
@@ -70,10 +79,10 @@ pub enum Event {
         id: JobId,
         image: RgbImage,
     },
+    /// Every image of the job, in seed order.
     Done {
         id: JobId,
-        image: RgbImage,
-        params: GenerationParams,
+        results: Vec<Generated>,
         seconds: f64,
     },
     Cancelled {
@@ -125,9 +134,24 @@ impl Worker {
 
     /// Queues a job and returns its id.
     pub fn generate(&mut self, params: GenerationParams, input: JobInput) -> JobId {
+        self.generate_batch(params, input, 1)
+    }
+
+    /// Queues a job of `batch` images sampled together (seed, seed + 1, …).
+    pub fn generate_batch(
+        &mut self,
+        params: GenerationParams,
+        input: JobInput,
+        batch: usize,
+    ) -> JobId {
         let id = self.next_id;
         self.next_id += 1;
-        let _ = self.requests.send(Request::Generate { id, params, input });
+        let _ = self.requests.send(Request::Generate {
+            id,
+            params,
+            input,
+            batch,
+        });
         id
     }
 
@@ -203,7 +227,12 @@ fn run(
                     }),
                 }
             }
-            Request::Generate { id, params, input } => {
+            Request::Generate {
+                id,
+                params,
+                input,
+                batch,
+            } => {
                 if cancelled.load(Ordering::SeqCst) >= id {
                     send(Event::Cancelled { id });
                     continue;
@@ -222,9 +251,13 @@ fn run(
                         step: s.step,
                         total: s.total,
                     });
+                    // The first image of a batch stands for the batch.
+                    let first = match s.latents.narrow(0, 0, 1) {
+                        Ok(l) => l,
+                        Err(_) => s.latents.clone(),
+                    };
                     let preview = match &taesd {
-                        Some(t) => s
-                            .latents
+                        Some(t) => first
                             .to_device(&candle_core::Device::Cpu)
                             .and_then(|l| l.to_dtype(candle_core::DType::F32))
                             .and_then(|l| t.decode(&l))
@@ -233,7 +266,7 @@ fn run(
                                 source: e,
                             })
                             .and_then(|d| RgbImage::from_vae_output(&d)),
-                        None => latent_to_rgb(s.latents),
+                        None => latent_to_rgb(&first),
                     };
                     if let Ok(image) = preview {
                         send(Event::Preview { id, image });
@@ -245,19 +278,25 @@ fn run(
                     }
                 };
                 let result = match &input {
-                    JobInput::Text => m.txt2img(&params, &mut on_step),
-                    JobInput::Image(image) => m.img2img(&params, image, &mut on_step),
+                    JobInput::Text => m.txt2img_batch(&params, batch, &mut on_step),
+                    JobInput::Image(image) => m.img2img_batch(&params, image, batch, &mut on_step),
                     JobInput::Inpaint {
                         image,
                         mask,
                         options,
-                    } => m.inpaint(&params, image, mask, options, &mut on_step),
+                    } => m.inpaint_batch(&params, image, mask, options, batch, &mut on_step),
                 };
                 match result {
-                    Ok(image) => send(Event::Done {
+                    Ok(images) => send(Event::Done {
                         id,
-                        image,
-                        params,
+                        results: images
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, image)| Generated {
+                                image,
+                                params: params.for_batch_image(i),
+                            })
+                            .collect(),
                         seconds: started.elapsed().as_secs_f64(),
                     }),
                     Err(EngineError::Cancelled) => send(Event::Cancelled { id }),

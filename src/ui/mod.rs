@@ -171,53 +171,48 @@ impl PentimentoApp {
             self.status = "open a model first".into();
             return;
         }
-        let mut ids = vec![];
         let first = self.panel.next_params();
-        for i in 0..self.panel.batch_count.max(1) {
-            let params = crate::engine::GenerationParams {
-                seed: first.seed.wrapping_add(i as u64),
-                ..first.clone()
+        let batch = self.panel.batch_size.max(1);
+        let (w, h) = self.doc.size();
+        let from_canvas = crate::engine::GenerationParams {
+            width: (w / 8 * 8).max(8),
+            height: (h / 8 * 8).max(8),
+            ..first.clone()
+        };
+        let whole_image = matches!(
+            self.panel.inpaint.area,
+            crate::engine::inpaint::InpaintArea::Whole
+        );
+        let (job_params, input) = if !self.doc.has_image() {
+            if self.doc.size() != (first.width, first.height) {
+                self.doc = Document::blank(first.width, first.height);
+                self.canvas.fit_pending = true;
+            }
+            (first.clone(), JobInput::Text)
+        } else if !self.doc.mask_is_empty() {
+            let input = JobInput::Inpaint {
+                image: self.doc.rgb(),
+                mask: self.doc.mask(),
+                options: self.panel.inpaint,
             };
-            let input = if !self.doc.has_image() {
-                if self.doc.size() != (params.width, params.height) {
-                    self.doc = Document::blank(params.width, params.height);
-                    self.canvas.fit_pending = true;
-                }
-                JobInput::Text
-            } else if !self.doc.mask_is_empty() {
-                let mut params = params.clone();
-                let (w, h) = self.doc.size();
-                if matches!(
-                    self.panel.inpaint.area,
-                    crate::engine::inpaint::InpaintArea::Whole
-                ) {
-                    params.width = (w / 8 * 8).max(8);
-                    params.height = (h / 8 * 8).max(8);
-                }
-                ids.push(self.worker.generate(
-                    params,
-                    JobInput::Inpaint {
-                        image: self.doc.rgb(),
-                        mask: self.doc.mask(),
-                        options: self.panel.inpaint,
-                    },
-                ));
-                continue;
-            } else {
-                let (w, h) = self.doc.size();
-                let params = crate::engine::GenerationParams {
-                    width: (w / 8 * 8).max(8),
-                    height: (h / 8 * 8).max(8),
-                    ..params.clone()
-                };
-                ids.push(
-                    self.worker
-                        .generate(params, JobInput::Image(self.doc.rgb())),
-                );
-                continue;
-            };
-            ids.push(self.worker.generate(params, input));
-        }
+            (
+                if whole_image {
+                    from_canvas
+                } else {
+                    first.clone()
+                },
+                input,
+            )
+        } else {
+            (from_canvas, JobInput::Image(self.doc.rgb()))
+        };
+        // Job n of a batch count starts at seed + n · batch size, as AUTOMATIC1111 numbers them.
+        let ids = (0..self.panel.batch_count.max(1))
+            .map(|n| {
+                let params = job_params.for_batch_image(n * batch);
+                self.worker.generate_batch(params, input.clone(), batch)
+            })
+            .collect();
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob {
             ids,
@@ -266,13 +261,19 @@ impl PentimentoApp {
                 }
                 Event::Done {
                     id,
-                    image,
-                    params,
+                    results,
                     seconds,
                 } if mine(id, &self.job) => {
-                    self.status = format!("done in {seconds:.1}s (seed {})", params.seed);
-                    self.history.push(image.clone(), params.clone());
-                    self.doc.stage(StagedResult { image, params });
+                    let seeds: Vec<String> =
+                        results.iter().map(|r| r.params.seed.to_string()).collect();
+                    self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
+                    for r in results {
+                        self.history.push(r.image.clone(), r.params.clone());
+                        self.doc.stage(StagedResult {
+                            image: r.image,
+                            params: r.params,
+                        });
+                    }
                     self.finish_job(id);
                 }
                 Event::Cancelled { id } if mine(id, &self.job) => {

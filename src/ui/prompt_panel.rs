@@ -12,7 +12,10 @@ pub struct PromptPanel {
     pub inpaint: InpaintOptions,
     /// Keep the seed between generations; otherwise each Generate rolls a new one.
     pub seed_locked: bool,
+    /// Jobs run one after another.
     pub batch_count: usize,
+    /// Images sampled together in one job.
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,7 @@ impl Default for PromptPanel {
             inpaint: InpaintOptions::default(),
             seed_locked: false,
             batch_count: 1,
+            batch_size: 1,
         }
     }
 }
@@ -140,9 +144,16 @@ impl PromptPanel {
                     .on_hover_text("img2img and inpainting: how much may change");
                 ui.end_row();
 
-                let label = ui.label("Batch");
+                let label = ui.label("Batch count");
                 ui.add(egui::Slider::new(&mut self.batch_count, 1..=8))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("jobs run one after another");
+                ui.end_row();
+
+                let label = ui.label("Batch size");
+                ui.add(egui::Slider::new(&mut self.batch_size, 1..=8))
+                    .labelled_by(label.id)
+                    .on_hover_text("images sampled together: faster per image, more memory");
                 ui.end_row();
             });
 

@@ -15,7 +15,7 @@ use candle_core::Tensor;
 use self::repaint::{KnownRegion, Resampling};
 use super::denoise::{GuidedUNet, StepInfo};
 use super::error::{EngineError, Result, TensorContext};
-use super::generate::img2img_start;
+use super::generate::{check_batch, img2img_start, only_image};
 use super::image::RgbImage;
 use super::mask::{composite, Mask, Rect};
 use super::model::StableDiffusion;
@@ -100,7 +100,21 @@ impl StableDiffusion {
         opts: &InpaintOptions,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<RgbImage> {
+        only_image(self.inpaint_batch(params, image, mask, opts, 1, on_step)?)
+    }
+
+    /// Inpainting for `batch` images in one UNet batch, image i with seed + i.
+    pub fn inpaint_batch(
+        &self,
+        params: &GenerationParams,
+        image: &RgbImage,
+        mask: &Mask,
+        opts: &InpaintOptions,
+        batch: usize,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<RgbImage>> {
         params.validate()?;
+        check_batch(batch)?;
         if (mask.width, mask.height) != (image.width, image.height) {
             return Err(EngineError::InvalidParams(format!(
                 "the mask is {}×{} but the image is {}×{}",
@@ -108,7 +122,7 @@ impl StableDiffusion {
             )));
         }
         if mask.is_empty() {
-            return Ok(image.clone());
+            return Ok(vec![image.clone(); batch]);
         }
         let (w, h) = (params.width, params.height);
         let region = match opts.area {
@@ -130,34 +144,21 @@ impl StableDiffusion {
         };
         let crop_image = image.crop(region).resized(w, h);
         let crop_mask = resize_mask(&mask.crop(region), w, h);
-        let generated =
-            self.inpaint_at_model_size(params, &crop_image, &crop_mask, opts, on_step)?;
-
-        // Back to the image's pixels: everything outside the mask's feathered edge is the input.
-        let mut placed = image.clone();
-        placed.paste(
-            &generated.resized(region.width, region.height),
-            region.x,
-            region.y,
-        );
-        let mut weights = mask.feathered(opts.mask_blur);
-        for y in 0..weights.height {
-            for x in 0..weights.width {
-                let inside = x >= region.x
-                    && x < region.x + region.width
-                    && y >= region.y
-                    && y < region.y + region.height;
-                if !inside {
-                    weights.values[y * weights.width + x] = 0.0;
-                }
-            }
-        }
-        composite(image, &placed, &weights)
+        let generated = self.inpaint_batch_at_model_size(
+            params,
+            &crop_image,
+            &crop_mask,
+            opts,
+            batch,
+            on_step,
+        )?;
+        generated
+            .iter()
+            .map(|g| paste_back(image, mask, g, region, opts.mask_blur))
+            .collect()
     }
 
-    /// One inpainting job at the model's working size, returning the raw decode (no paste-back),
-    /// with diffusers' order of random draws: the image's latents (when an ordinary model or a
-    /// strength below 1 needs them), the noise, then the masked image's latents.
+    /// One inpainting job at the model's working size, returning the raw decode (no paste-back).
     pub fn inpaint_at_model_size(
         &self,
         params: &GenerationParams,
@@ -166,6 +167,21 @@ impl StableDiffusion {
         opts: &InpaintOptions,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<RgbImage> {
+        only_image(self.inpaint_batch_at_model_size(params, image, mask, opts, 1, on_step)?)
+    }
+
+    /// Inpainting at the model's working size for a batch, returning the raw decodes, with
+    /// diffusers' order of random draws per image: the image's latents (when an ordinary model
+    /// or a strength below 1 needs them), the noise, then the masked image's latents.
+    pub fn inpaint_batch_at_model_size(
+        &self,
+        params: &GenerationParams,
+        image: &RgbImage,
+        mask: &Mask,
+        opts: &InpaintOptions,
+        batch: usize,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<RgbImage>> {
         let kind = params.validate()?;
         let settings = self.sampler_settings(params);
         let make_sampler = || kind.build(&self.schedule, settings);
@@ -187,16 +203,20 @@ impl StableDiffusion {
         let inpainting_unet = self.info.inpainting;
         let strength_max = params.strength >= 1.0;
 
-        let pixels = image.to_tensor(dev)?;
+        // One copy of the image per generator, so each image samples its own VAE latents.
+        let pixels = image
+            .to_tensor(dev)?
+            .repeat((batch, 1, 1, 1))
+            .context("image")?;
         let hard = mask.binarized();
-        let mut rng = TorchRng::new(params.seed);
+        let mut rng = TorchRng::consecutive(params.seed, batch);
         let image_latents = if !inpainting_unet || !strength_max {
             Some(self.encode_sample(&pixels, &mut rng)?)
         } else {
             None
         };
         let shape = [
-            1,
+            batch,
             self.vae.config().latent_channels,
             params.height / 8,
             params.width / 8,
@@ -224,8 +244,10 @@ impl StableDiffusion {
                 Some(repaint::blend(&random, l, &latent_hard).context("masked content")?)
             }
             (Some(l), MaskedContent::Fill) => {
-                let filled =
-                    self.encode_mean(&canvas::fill_masked(image, &hard).to_tensor(dev)?)?;
+                let filled = self
+                    .encode_mean(&canvas::fill_masked(image, &hard).to_tensor(dev)?)?
+                    .repeat((batch, 1, 1, 1))
+                    .context("masked content")?;
                 Some(repaint::blend(&filled, l, &latent_hard).context("masked content")?)
             }
         };
@@ -259,11 +281,16 @@ impl StableDiffusion {
         };
         let known_latents = match (&image_latents, &blend) {
             (Some(l), _) => l.clone(),
-            (None, Some(_)) => self.encode_mean(&pixels)?,
+            (None, Some(_)) => self
+                .encode_mean(&pixels.narrow(0, 0, 1).context("image")?)?
+                .repeat((batch, 1, 1, 1))
+                .context("latents")?,
             (None, None) => noise.zeros_like().context("latents")?,
         };
         let conditioning = if inpainting_unet {
-            let c = Tensor::cat(&[&latent_hard, &masked_latents], 1)
+            let c = latent_hard
+                .repeat((batch, 1, 1, 1))
+                .and_then(|m| Tensor::cat(&[&m, &masked_latents], 1))
                 .and_then(|c| c.to_dtype(self.dtype))
                 .context("conditioning")?;
             Some(c)
@@ -294,8 +321,37 @@ impl StableDiffusion {
         )
         .context("sampling")?
         .ok_or(EngineError::Cancelled)?;
-        self.decode_latents(&latents)
+        self.decode_batch(&latents)
     }
+}
+
+/// Back to the image's pixels: everything outside the mask's feathered edge is the input.
+fn paste_back(
+    image: &RgbImage,
+    mask: &Mask,
+    generated: &RgbImage,
+    region: Rect,
+    mask_blur: usize,
+) -> Result<RgbImage> {
+    let mut placed = image.clone();
+    placed.paste(
+        &generated.resized(region.width, region.height),
+        region.x,
+        region.y,
+    );
+    let mut weights = mask.feathered(mask_blur);
+    for y in 0..weights.height {
+        for x in 0..weights.width {
+            let inside = x >= region.x
+                && x < region.x + region.width
+                && y >= region.y
+                && y < region.y + region.height;
+            if !inside {
+                weights.values[y * weights.width + x] = 0.0;
+            }
+        }
+    }
+    composite(image, &placed, &weights)
 }
 
 fn resize_mask(mask: &Mask, width: usize, height: usize) -> Mask {

@@ -32,7 +32,9 @@ impl MidAttention {
             .norm
             .forward(x)?
             .reshape((b, c, h * w))?
-            .transpose(1, 2)?;
+            .transpose(1, 2)?
+            // candle 0.11's Linear is wrong on a transposed input with a batch above 1.
+            .contiguous()?;
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
         let v = self.v.forward(&tokens)?;
