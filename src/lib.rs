@@ -1,4 +1,5 @@
 pub mod document;
 pub mod engine;
 pub mod png_info;
+pub mod sweep;
 pub mod ui;

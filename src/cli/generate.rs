@@ -200,74 +200,269 @@ fn job(args: &GenerateArgs) -> anyhow::Result<Job> {
     })
 }
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let job = job(&args)?;
-    let source = match &job {
-        Job::Text => None,
-        Job::Image(i) | Job::Inpaint(i, _) => Some(i),
-    };
-    let masked_area =
-        matches!(args.inpaint_area, AreaArg::Masked) && matches!(job, Job::Inpaint(..));
-    // An init image sets the default size (rounded down to a multiple of 8, as diffusers does),
-    // except in only-masked mode, where the model works at its native size.
-    let default_size = |from_image: Option<usize>| match from_image {
-        Some(v) if !masked_area => (v / 8 * 8).max(8),
-        _ => 512,
-    };
-    let width = args
-        .width
-        .unwrap_or_else(|| default_size(source.map(|i| i.width)));
-    let height = args
-        .height
-        .unwrap_or_else(|| default_size(source.map(|i| i.height)));
-    let base = match &args.params_from {
-        Some(path) => params_from_png(path)?,
-        None => GenerationParams {
-            prompt: String::new(),
-            ..Default::default()
-        },
-    };
-    let params = GenerationParams {
-        prompt: match (&args.prompt, &args.params_from) {
-            (Some(p), _) => p.clone(),
-            (None, Some(_)) => base.prompt.clone(),
-            (None, None) => bail!("--prompt is required (or --params-from FILE.png)"),
-        },
-        negative_prompt: args
-            .negative_prompt
-            .clone()
-            .unwrap_or(base.negative_prompt.clone()),
-        seed: args.seed.unwrap_or(base.seed),
-        steps: args.steps.unwrap_or(base.steps),
-        cfg_scale: args.cfg.unwrap_or(base.cfg_scale),
-        sampler: args.sampler.clone().unwrap_or(base.sampler.clone()),
-        width: args.width.unwrap_or(if args.params_from.is_some() {
-            base.width
-        } else {
-            width
-        }),
-        height: args.height.unwrap_or(if args.params_from.is_some() {
-            base.height
-        } else {
-            height
-        }),
-        eta: args.eta.unwrap_or(base.eta),
-        clip_skip: args.clip_skip.unwrap_or(base.clip_skip),
-        strength: args.strength.unwrap_or(match (&job, &args.params_from) {
-            (Job::Text, _) => base.strength,
-            (_, Some(_)) => base.strength,
-            (Job::Inpaint(..), None) => 1.0,
-            (Job::Image(_), None) => 0.75,
-        }),
-        variation_seed: args.variation_seed.or(base.variation_seed),
-        variation_strength: args
-            .variation_strength
-            .unwrap_or(if args.variation_seed.is_some() {
-                0.0
+/// Everything a job needs that can be checked before a model is loaded.
+pub struct Plan {
+    job: Job,
+    pub params: GenerationParams,
+    masked_area: bool,
+    inpaint: InpaintOptions,
+}
+
+impl Plan {
+    /// Reads the inputs and settles the parameters; refuses bad settings and an unwritable
+    /// destination before any time is spent on a model.
+    pub fn from_args(args: &GenerateArgs) -> anyhow::Result<Self> {
+        let job = job(&args)?;
+        let source = match &job {
+            Job::Text => None,
+            Job::Image(i) | Job::Inpaint(i, _) => Some(i),
+        };
+        let masked_area =
+            matches!(args.inpaint_area, AreaArg::Masked) && matches!(job, Job::Inpaint(..));
+        // An init image sets the default size (rounded down to a multiple of 8, as diffusers does),
+        // except in only-masked mode, where the model works at its native size.
+        let default_size = |from_image: Option<usize>| match from_image {
+            Some(v) if !masked_area => (v / 8 * 8).max(8),
+            _ => 512,
+        };
+        let width = args
+            .width
+            .unwrap_or_else(|| default_size(source.map(|i| i.width)));
+        let height = args
+            .height
+            .unwrap_or_else(|| default_size(source.map(|i| i.height)));
+        let base = match &args.params_from {
+            Some(path) => params_from_png(path)?,
+            None => GenerationParams {
+                prompt: String::new(),
+                ..Default::default()
+            },
+        };
+        let params = GenerationParams {
+            prompt: match (&args.prompt, &args.params_from) {
+                (Some(p), _) => p.clone(),
+                (None, Some(_)) => base.prompt.clone(),
+                (None, None) => bail!("--prompt is required (or --params-from FILE.png)"),
+            },
+            negative_prompt: args
+                .negative_prompt
+                .clone()
+                .unwrap_or(base.negative_prompt.clone()),
+            seed: args.seed.unwrap_or(base.seed),
+            steps: args.steps.unwrap_or(base.steps),
+            cfg_scale: args.cfg.unwrap_or(base.cfg_scale),
+            sampler: args.sampler.clone().unwrap_or(base.sampler.clone()),
+            width: args.width.unwrap_or(if args.params_from.is_some() {
+                base.width
             } else {
-                base.variation_strength
+                width
             }),
-    };
+            height: args.height.unwrap_or(if args.params_from.is_some() {
+                base.height
+            } else {
+                height
+            }),
+            eta: args.eta.unwrap_or(base.eta),
+            clip_skip: args.clip_skip.unwrap_or(base.clip_skip),
+            strength: args.strength.unwrap_or(match (&job, &args.params_from) {
+                (Job::Text, _) => base.strength,
+                (_, Some(_)) => base.strength,
+                (Job::Inpaint(..), None) => 1.0,
+                (Job::Image(_), None) => 0.75,
+            }),
+            variation_seed: args.variation_seed.or(base.variation_seed),
+            variation_strength: args.variation_strength.unwrap_or(
+                if args.variation_seed.is_some() {
+                    0.0
+                } else {
+                    base.variation_strength
+                },
+            ),
+        };
+        params.validate()?;
+        check_output(&args.out)?;
+        let RngArg::Cpu = args.rng;
+        let inpaint = InpaintOptions {
+            mask_blur: args.mask_blur,
+            resampling: Resampling {
+                resample: args.repaint_resample.max(1),
+                jump: args.repaint_jump.max(1),
+            },
+            area: if masked_area {
+                InpaintArea::Masked {
+                    padding: args.padding,
+                }
+            } else {
+                InpaintArea::Whole
+            },
+            masked_content: match args.masked_content {
+                MaskedContentArg::Original => MaskedContent::Original,
+                MaskedContentArg::Fill => MaskedContent::Fill,
+                MaskedContentArg::LatentNoise => MaskedContent::LatentNoise,
+                MaskedContentArg::LatentNothing => MaskedContent::LatentNothing,
+            },
+        };
+        Ok(Self {
+            job,
+            params,
+            masked_area,
+            inpaint,
+        })
+    }
+}
+
+/// A loaded model and what every image of a run records.
+pub struct Session {
+    plan: Plan,
+    model: StableDiffusion,
+    record: ImageRecord,
+    started: Instant,
+}
+
+impl Session {
+    pub fn load(args: &GenerateArgs, plan: Plan) -> anyhow::Result<Self> {
+        let Plan {
+            job,
+            params,
+            masked_area,
+            inpaint,
+        } = &plan;
+        let (job, params, masked_area, inpaint) = (job, params, *masked_area, inpaint);
+        let source = match job {
+            Job::Text => None,
+            Job::Image(i) | Job::Inpaint(i, _) => Some(i),
+        };
+        let (width, height) = (params.width, params.height);
+        let opts = LoadOptions {
+            device: open_device(args.device)?,
+            dtype: None,
+            prediction: args.prediction.map(|p| match p {
+                PredictionArg::Epsilon => Prediction::Epsilon,
+                PredictionArg::V => Prediction::V,
+            }),
+            vae: vae_choice(&args.vae),
+            ema: args.ema,
+        };
+        let started = Instant::now();
+        let model = StableDiffusion::load(&args.model, &opts)?;
+        let info = &model.info;
+        eprintln!(
+            "loaded {} ({}, {}{}, {}-prediction{}), VAE: {}, in {:.1}s",
+            info.path.display(),
+            info.format,
+            info.family,
+            if info.inpainting { " inpainting" } else { "" },
+            info.prediction,
+            if info.ema { ", EMA weights" } else { "" },
+            info.vae
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the model's own".into()),
+            started.elapsed().as_secs_f64()
+        );
+
+        if let (Some(init), false) = (source, masked_area) {
+            if (init.width, init.height) != (width, height) {
+                eprintln!(
+                    "resizing the init image from {}x{} to {width}x{height}",
+                    init.width, init.height
+                );
+            }
+        }
+        if let Job::Inpaint(..) = job {
+            let kind = params.validate()?;
+            let sampler = kind.build(&model.schedule, model.sampler_settings(&params));
+            let calls = sampler.timesteps().len();
+            let start = img2img_start(params.steps, params.strength, sampler.order());
+            let plain = calls.saturating_sub(start);
+            let with = repaint::model_calls(start, calls, inpaint.resampling);
+            eprintln!(
+                "inpainting with {}: RePaint resample {} jump {}: {with} UNet calls ({plain} without resampling)",
+                if model.info.inpainting { "the inpainting UNet" } else { "RePaint on an ordinary model" },
+                inpaint.resampling.resample,
+                inpaint.resampling.jump,
+            );
+        }
+        let record = ImageRecord {
+            version: VERSION.into(),
+            kind: match (&job, args.outpaint) {
+                (Job::Text, _) => "txt2img",
+                (Job::Image(_), _) => "img2img",
+                (Job::Inpaint(..), Some(_)) => "outpaint",
+                (Job::Inpaint(..), None) => "inpaint",
+            }
+            .into(),
+            params: params.clone(),
+            model: model_name(&model.info.path),
+            model_hash: model_hash(&model.info.path),
+            vae: model
+                .info
+                .vae
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            inpaint: match &job {
+                Job::Inpaint(..) => Some(InpaintRecord {
+                    mask_blur: inpaint.mask_blur,
+                    repaint_resample: inpaint.resampling.resample,
+                    repaint_jump: inpaint.resampling.jump,
+                    area: if masked_area { "masked" } else { "whole" }.into(),
+                    padding: args.padding,
+                    masked_content: match args.masked_content {
+                        MaskedContentArg::Original => "original",
+                        MaskedContentArg::Fill => "fill",
+                        MaskedContentArg::LatentNoise => "latent-noise",
+                        MaskedContentArg::LatentNothing => "latent-nothing",
+                    }
+                    .into(),
+                    mask_sha256: args.mask.as_deref().and_then(|m| sha256_file(m).ok()),
+                }),
+                _ => None,
+            },
+            source_image_sha256: args.init_image.as_deref().and_then(|p| sha256_file(p).ok()),
+            sweep: None,
+        };
+        Ok(Self {
+            record,
+            model,
+            started,
+            plan,
+        })
+    }
+
+    /// `batch` images sampled together from `params` (seed, seed + 1, …).
+    pub fn images(&self, params: &GenerationParams, batch: usize) -> anyhow::Result<Vec<RgbImage>> {
+        let progress = StepProgress::new(params.steps);
+        let mut on_step = |s: StepInfo| {
+            progress.step(s.step, s.total);
+            ControlFlow::Continue(())
+        };
+        let model = &self.model;
+        let images = match &self.plan.job {
+            Job::Text => model.txt2img_batch(params, batch, &mut on_step),
+            Job::Image(init) => model.img2img_batch(params, init, batch, &mut on_step),
+            Job::Inpaint(init, mask) => {
+                model.inpaint_batch(params, init, mask, &self.plan.inpaint, batch, &mut on_step)
+            }
+        };
+        progress.finish();
+        Ok(images?)
+    }
+
+    /// The record a PNG of `params` carries.
+    pub fn record(&self, params: &GenerationParams) -> ImageRecord {
+        ImageRecord {
+            params: params.clone(),
+            ..self.record.clone()
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if args.batch_count == 0 {
         bail!("--batch-count must be at least 1");
     }
@@ -277,147 +472,25 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             pentimento::engine::generate::MAX_BATCH
         );
     }
-    // Refuse bad settings and an unwritable destination before spending time on a model.
-    params.validate()?;
-    check_output(&args.out)?;
-    let RngArg::Cpu = args.rng;
-
-    let opts = LoadOptions {
-        device: open_device(args.device)?,
-        dtype: None,
-        prediction: args.prediction.map(|p| match p {
-            PredictionArg::Epsilon => Prediction::Epsilon,
-            PredictionArg::V => Prediction::V,
-        }),
-        vae: vae_choice(&args.vae),
-        ema: args.ema,
-    };
-    let started = Instant::now();
-    let model = StableDiffusion::load(&args.model, &opts)?;
-    let info = &model.info;
-    eprintln!(
-        "loaded {} ({}, {}{}, {}-prediction{}), VAE: {}, in {:.1}s",
-        info.path.display(),
-        info.format,
-        info.family,
-        if info.inpainting { " inpainting" } else { "" },
-        info.prediction,
-        if info.ema { ", EMA weights" } else { "" },
-        info.vae
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "the model's own".into()),
-        started.elapsed().as_secs_f64()
-    );
-
-    if let (Some(init), false) = (source, masked_area) {
-        if (init.width, init.height) != (width, height) {
-            eprintln!(
-                "resizing the init image from {}x{} to {width}x{height}",
-                init.width, init.height
-            );
-        }
-    }
-    let inpaint = InpaintOptions {
-        mask_blur: args.mask_blur,
-        resampling: Resampling {
-            resample: args.repaint_resample.max(1),
-            jump: args.repaint_jump.max(1),
-        },
-        area: if masked_area {
-            InpaintArea::Masked {
-                padding: args.padding,
-            }
-        } else {
-            InpaintArea::Whole
-        },
-        masked_content: match args.masked_content {
-            MaskedContentArg::Original => MaskedContent::Original,
-            MaskedContentArg::Fill => MaskedContent::Fill,
-            MaskedContentArg::LatentNoise => MaskedContent::LatentNoise,
-            MaskedContentArg::LatentNothing => MaskedContent::LatentNothing,
-        },
-    };
-    if let Job::Inpaint(..) = job {
-        let kind = params.validate()?;
-        let sampler = kind.build(&model.schedule, model.sampler_settings(&params));
-        let calls = sampler.timesteps().len();
-        let start = img2img_start(params.steps, params.strength, sampler.order());
-        let plain = calls.saturating_sub(start);
-        let with = repaint::model_calls(start, calls, inpaint.resampling);
-        eprintln!(
-            "inpainting with {}: RePaint resample {} jump {}: {with} UNet calls ({plain} without resampling)",
-            if model.info.inpainting { "the inpainting UNet" } else { "RePaint on an ordinary model" },
-            inpaint.resampling.resample,
-            inpaint.resampling.jump,
-        );
-    }
-    let mut record = ImageRecord {
-        version: VERSION.into(),
-        kind: match (&job, args.outpaint) {
-            (Job::Text, _) => "txt2img",
-            (Job::Image(_), _) => "img2img",
-            (Job::Inpaint(..), Some(_)) => "outpaint",
-            (Job::Inpaint(..), None) => "inpaint",
-        }
-        .into(),
-        params: params.clone(),
-        model: model_name(&model.info.path),
-        model_hash: model_hash(&model.info.path),
-        vae: model
-            .info
-            .vae
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned()),
-        inpaint: match &job {
-            Job::Inpaint(..) => Some(InpaintRecord {
-                mask_blur: inpaint.mask_blur,
-                repaint_resample: inpaint.resampling.resample,
-                repaint_jump: inpaint.resampling.jump,
-                area: if masked_area { "masked" } else { "whole" }.into(),
-                padding: args.padding,
-                masked_content: match args.masked_content {
-                    MaskedContentArg::Original => "original",
-                    MaskedContentArg::Fill => "fill",
-                    MaskedContentArg::LatentNoise => "latent-noise",
-                    MaskedContentArg::LatentNothing => "latent-nothing",
-                }
-                .into(),
-                mask_sha256: args.mask.as_deref().and_then(|m| sha256_file(m).ok()),
-            }),
-            _ => None,
-        },
-        source_image_sha256: args.init_image.as_deref().and_then(|p| sha256_file(p).ok()),
-    };
+    let plan = Plan::from_args(&args)?;
+    let params = plan.params.clone();
+    let session = Session::load(&args, plan)?;
     let size = args.batch_size;
     let total = args.batch_count * size;
     for n in 0..args.batch_count {
         // Job n starts at seed + n · batch size; its image i is seed + n · size + i.
         let job_params = params.for_batch_image(n * size);
-        let progress = StepProgress::new(job_params.steps);
-        let mut on_step = |s: StepInfo| {
-            progress.step(s.step, s.total);
-            ControlFlow::Continue(())
-        };
-        let images = match &job {
-            Job::Text => model.txt2img_batch(&job_params, size, &mut on_step),
-            Job::Image(init) => model.img2img_batch(&job_params, init, size, &mut on_step),
-            Job::Inpaint(init, mask) => {
-                model.inpaint_batch(&job_params, init, mask, &inpaint, size, &mut on_step)
-            }
-        };
-        progress.finish();
-        for (i, image) in images?.iter().enumerate() {
+        let images = session.images(&job_params, size)?;
+        for (i, image) in images.iter().enumerate() {
             let out = batch_path(&args.out, n * size + i, total);
-            record.params = job_params.for_batch_image(i);
+            let record = session.record(&job_params.for_batch_image(i));
             write_png(&out, image, &record)
                 .with_context(|| format!("{}: cannot write PNG", out.display()))?;
             eprintln!(
                 "wrote {} (seed {}) in {:.1}s",
                 out.display(),
                 record.params.seed,
-                started.elapsed().as_secs_f64()
+                session.elapsed()
             );
         }
     }

@@ -31,6 +31,16 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("written by: {:?}", info.tool);
         println!("{}", a1111::format(&info.parameters));
+        if let Some(sweep) = info.record.as_ref().and_then(|r| r.sweep.as_ref()) {
+            let axes: Vec<String> = [("x", &sweep.x), ("y", &sweep.y)]
+                .into_iter()
+                .filter_map(|(name, a)| a.as_ref().map(|a| format!("{name}: {a}")))
+                .collect();
+            println!(
+                "Grid (parameters above are the first cell's): {}",
+                axes.join("; ")
+            );
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod generate;
+mod grid;
 mod info;
 mod models;
 mod progress;
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate an image from a prompt and save it as PNG.
     Generate(generate::GenerateArgs),
+    /// Generate a sweep (seeds, CFG, steps, samplers, …) as one labelled grid PNG.
+    Grid(grid::GridArgs),
     /// Print the generation parameters of a PNG (Pentimento, AUTOMATIC1111, Forge, Krita AI
     /// Diffusion, InvokeAI, ComfyUI).
     Info(info::InfoArgs),
@@ -40,6 +43,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Grid(args)) => grid::run(args),
         Some(Command::Models { command }) => models::run(command),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Samplers) => {

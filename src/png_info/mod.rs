@@ -46,6 +46,9 @@ pub struct ImageRecord {
     pub vae: Option<String>,
     pub inpaint: Option<InpaintRecord>,
     pub source_image_sha256: Option<String>,
+    /// For a grid: the axes swept; `params` are the first cell's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::Sweep>,
 }
 
 /// A display number: `7` rather than `7.0`, `7.5` as is.
@@ -316,6 +319,7 @@ mod tests {
                 mask_sha256: Some("ab".into()),
             }),
             source_image_sha256: Some("cd".into()),
+            sweep: None,
         }
     }
 

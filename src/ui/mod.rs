@@ -150,6 +150,7 @@ impl PentimentoApp {
             },
             inpaint: None,
             source_image_sha256: None,
+            sweep: None,
         };
         self.status = match write_png(path, &image, &record) {
             Ok(()) => format!("saved {}", path.display()),
