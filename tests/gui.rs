@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fixture;
@@ -11,12 +14,61 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use pentimento::ui::{ModelStatus, PentimentoApp};
 
+/// A history folder of its own for each app under test, never the user's.
+fn history_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "pentimento-gui-history-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
 fn harness(model: Option<&str>) -> Harness<'static, PentimentoApp> {
+    harness_with_history(model, history_dir())
+}
+
+fn harness_with_history(model: Option<&str>, history: PathBuf) -> Harness<'static, PentimentoApp> {
     let model = model.map(fixture);
     Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .wgpu()
-        .build_eframe(move |cc| PentimentoApp::new(cc, model))
+        .build_eframe(move |cc| PentimentoApp::with_history_dir(cc, model, Some(history)))
+}
+
+/// A file dropped on the window, as the windowing integration hands it to egui.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Moves the pointer to `at` and drops `file` there.
+fn drop_file(h: &mut Harness<'static, PentimentoApp>, file: PathBuf, at: Pos2) {
+    h.input_mut().events.push(egui::Event::PointerMoved(at));
+    h.step();
+    h.input_mut().dropped_files.push(Arc::new(Dropped(file)));
+    h.step();
+}
+
+/// A PNG as AUTOMATIC1111 writes it: the image plus a `parameters` text chunk.
+fn a1111_png(path: &std::path::Path, parameters: &str) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 16, 8);
+    enc.set_color(png::ColorType::Rgb);
+    enc.add_text_chunk("parameters".into(), parameters.into())
+        .unwrap();
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(&[90u8; 16 * 8 * 3]).unwrap();
 }
 
 /// Steps the UI until `done` holds (the engine works on its own thread), at most `secs`.
@@ -96,6 +148,28 @@ fn type_a_prompt_generate_and_see_the_result() {
     h.step();
     assert!(h.state().doc.has_image());
     assert_eq!(h.state().doc.size(), (64, 64));
+    // The result is also on disk, with its parameters, for the next session.
+    let dir = h.state().history.dir().unwrap().to_path_buf();
+    let start = Instant::now();
+    let saved = loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if let Some(f) = files
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "png"))
+        {
+            break f;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "history PNG not written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let info = pentimento::png_info::parse_png(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(info.record.unwrap().params.prompt, "a photo of a cat");
     h.state_mut().status = "done".into();
     h.run_steps(3);
     h.snapshot("result_accepted");
@@ -262,4 +336,124 @@ fn measure_large_image_painting() {
     stroke(&mut h, frames);
     let per_frame = start.elapsed().as_secs_f64() * 1000.0 / (frames + 4) as f64;
     eprintln!("4000x3000 painting: {per_frame:.1} ms per frame (kittest, lavapipe)");
+}
+
+#[test]
+fn dropping_a_png_on_the_prompt_panel_fills_it_and_keeps_the_image() {
+    let mut h = harness(None);
+    h.run_steps(3);
+    let d = history_dir();
+    std::fs::create_dir_all(&d).unwrap();
+    let png = d.join("from-a1111.png");
+    a1111_png(
+        &png,
+        "a lighthouse, (stormy sea:1.2)\nNegative prompt: blurry\nSteps: 31, Sampler: DPM++ 2M, \
+         Schedule type: Karras, CFG scale: 6.5, Seed: 987654, Size: 640x448, Clip skip: 2",
+    );
+    h.state_mut()
+        .open_image(&fixture("tiny-sd15-img2img.3-image.png"));
+    h.run_steps(2);
+    let before = h.state().doc.rgb();
+
+    // Over the prompt panel: parameters only.
+    drop_file(&mut h, png.clone(), Pos2::new(150.0, 400.0));
+    let app = h.state();
+    let p = &app.panel.params;
+    assert_eq!(p.prompt, "a lighthouse, (stormy sea:1.2)");
+    assert_eq!(p.negative_prompt, "blurry");
+    assert_eq!((p.steps, p.seed, p.clip_skip), (31, 987654, 2));
+    assert_eq!(p.sampler, "DPM++ 2M Karras");
+    assert_eq!(p.cfg_scale, 6.5);
+    assert_eq!((p.width, p.height), (640, 448));
+    assert!(
+        app.panel.seed_locked,
+        "the file's seed is kept for the next run"
+    );
+    assert_eq!(
+        app.doc.rgb().pixels,
+        before.pixels,
+        "the current image is kept"
+    );
+    assert!(app.status.contains("image kept"), "{}", app.status);
+    // The panel shows it.
+    assert!(h
+        .query_all_by_value("a lighthouse, (stormy sea:1.2)")
+        .next()
+        .is_some());
+
+    // Over the canvas: the file opens as the image, and its parameters come along.
+    h.state_mut().panel.params.prompt = "something else".into();
+    drop_file(&mut h, png, canvas_centre());
+    let app = h.state();
+    assert_eq!(app.doc.size(), (16, 8));
+    assert_eq!(app.panel.params.prompt, "a lighthouse, (stormy sea:1.2)");
+
+    // A PNG without parameters leaves the panel alone and says so.
+    let plain = d.join("plain.png");
+    image::RgbImage::new(4, 4).save(&plain).unwrap();
+    drop_file(&mut h, plain, Pos2::new(150.0, 400.0));
+    assert!(h.state().status.contains("no generation parameters"));
+    assert_eq!(h.state().panel.params.seed, 987654);
+}
+
+#[test]
+fn history_survives_a_restart_and_an_item_can_be_reused() {
+    let dir = history_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two results from an earlier session, as the app writes them.
+    for (name, seed, prompt) in [
+        ("000000000000001-0000-seed1234.png", 1234, "from yesterday"),
+        ("000000000000002-0000-seed77.png", 77, "from this morning"),
+    ] {
+        let record = pentimento::png_info::ImageRecord {
+            version: pentimento::png_info::VERSION.into(),
+            kind: "txt2img".into(),
+            params: pentimento::engine::GenerationParams {
+                prompt: prompt.into(),
+                seed,
+                steps: 12,
+                ..Default::default()
+            },
+            model: Some("tiny-sd15".into()),
+            model_hash: None,
+            vae: None,
+            inpaint: None,
+            source_image_sha256: None,
+            sweep: None,
+        };
+        let image = pentimento::engine::RgbImage::new(8, 8, vec![seed as u8; 192]).unwrap();
+        pentimento::png_info::write_png(&dir.join(name), &image, &record).unwrap();
+    }
+    std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
+
+    let mut h = harness_with_history(None, dir);
+    pump_until(&mut h, 20, |app| app.history.items.len() == 2);
+    let app = h.state();
+    assert_eq!(
+        app.history.items[0].params.prompt, "from yesterday",
+        "oldest first"
+    );
+    assert!(
+        app.status.contains("broken.png"),
+        "a bad file is reported, not fatal: {}",
+        app.status
+    );
+
+    h.get_by_label("History: seed 1234").click();
+    h.step();
+    let p = &h.state().panel.params;
+    assert_eq!(
+        (p.prompt.as_str(), p.seed, p.steps),
+        ("from yesterday", 1234, 12)
+    );
+    assert!(h.state().panel.seed_locked);
+
+    // The grid view shows the same results, larger, and reuses them the same way.
+    h.get_by_label("Grid view").click();
+    h.run_steps(2);
+    let buttons: Vec<_> = h.query_all_by_label("History: seed 77").collect();
+    assert_eq!(buttons.len(), 2, "in the strip and in the grid");
+    buttons[1].click();
+    h.step();
+    assert_eq!(h.state().panel.params.prompt, "from this morning");
 }

@@ -14,6 +14,7 @@ use crate::document::brush::{BrushSettings, Tool};
 use crate::document::{Document, StagedResult};
 use crate::engine::image::RgbImage;
 use crate::engine::model::{LoadOptions, ModelInfo};
+use crate::engine::params::GenerationParams;
 use crate::engine::worker::{Event, JobId, JobInput, Worker};
 use crate::png_info::{write_png, ImageRecord, VERSION};
 use canvas::{CanvasView, Shown};
@@ -29,6 +30,8 @@ pub enum ModelStatus {
 
 struct RunningJob {
     ids: Vec<JobId>,
+    /// "txt2img", "img2img" or "inpaint", for the record of each result.
+    kind: &'static str,
     step: usize,
     total: usize,
     preview: Option<(u64, RgbImage)>,
@@ -51,10 +54,22 @@ pub struct PentimentoApp {
     pub load_options: LoadOptions,
     model_path: Option<PathBuf>,
     preview_revision: u64,
+    /// Where the prompt panel was last frame: a PNG dropped there fills in its parameters only.
+    prompt_panel_rect: Option<egui::Rect>,
 }
 
 impl PentimentoApp {
+    /// The app with its history in the user's data folder.
     pub fn new(cc: &eframe::CreationContext<'_>, model: Option<PathBuf>) -> Self {
+        Self::with_history_dir(cc, model, History::default_dir())
+    }
+
+    /// The app with its history kept in `history_dir` (in memory only when `None`).
+    pub fn with_history_dir(
+        cc: &eframe::CreationContext<'_>,
+        model: Option<PathBuf>,
+        history_dir: Option<PathBuf>,
+    ) -> Self {
         if let Some(rs) = cc.wgpu_render_state.as_ref() {
             canvas_gpu::CanvasRenderer::install(rs);
         }
@@ -70,11 +85,15 @@ impl PentimentoApp {
             worker,
             model: ModelStatus::None,
             job: None,
-            history: History::default(),
+            history: match history_dir {
+                Some(dir) => History::persistent(dir),
+                None => History::in_memory(),
+            },
             status: String::new(),
             load_options: LoadOptions::cpu(),
             model_path: None,
             preview_revision: 0,
+            prompt_panel_rect: None,
         };
         if let Some(path) = model {
             app.load_model(path);
@@ -108,11 +127,8 @@ impl PentimentoApp {
                         self.canvas.fit_pending = true;
                         self.status = format!("opened {} ({w}×{h})", path.display());
                         // A PNG that carries parameters fills the panel.
-                        if let Some(info) = std::fs::read(path)
-                            .ok()
-                            .and_then(|b| crate::png_info::parse_png(&b))
-                        {
-                            self.panel.params = info.apply_to(&self.panel.params);
+                        if self.fill_params_from(path) {
+                            self.status.push_str(", parameters filled in");
                         }
                     }
                     Err(e) => self.status = e.to_string(),
@@ -122,16 +138,61 @@ impl PentimentoApp {
         }
     }
 
+    /// Fills the prompt panel from the parameters a PNG carries (Pentimento, AUTOMATIC1111,
+    /// Forge, Krita, InvokeAI, ComfyUI), keeping the current image. False when it has none.
+    pub fn fill_params_from(&mut self, path: &Path) -> bool {
+        let Some(info) = std::fs::read(path)
+            .ok()
+            .and_then(|b| crate::png_info::parse_png(&b))
+        else {
+            return false;
+        };
+        self.panel.params = match &info.record {
+            Some(r) => r.params.clone(),
+            None => info.apply_to(&self.panel.params),
+        };
+        // The seed came from the file: keep it for the next Generate.
+        self.panel.seed_locked = true;
+        true
+    }
+
+    /// A dropped file: on the prompt panel, a PNG's parameters fill the panel and the canvas is
+    /// kept; anywhere else the file opens as the image.
+    pub fn drop_file(&mut self, path: &Path, on_prompt_panel: bool) {
+        if !on_prompt_panel {
+            self.open_image(path);
+        } else if self.fill_params_from(path) {
+            self.status = format!(
+                "parameters from {} (image kept; drop on the canvas to open it)",
+                path.display()
+            );
+        } else {
+            self.status = format!("{}: no generation parameters in it", path.display());
+        }
+    }
+
     /// Saves what the canvas shows, with the parameters that made it when known.
     pub fn save_png(&mut self, path: &Path) {
         let (image, params) = match self.doc.shown_result() {
             Some(r) => (r.image.clone(), Some(r.params.clone())),
             None => (self.doc.rgb(), self.history.last_params()),
         };
-        let record = ImageRecord {
+        let record = self.record_for(
+            params.unwrap_or_else(|| self.panel.params.clone()),
+            "txt2img",
+        );
+        self.status = match write_png(path, &image, &record) {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => format!("{}: cannot save: {e}", path.display()),
+        };
+    }
+
+    /// What a PNG of a result made with `params` records.
+    fn record_for(&self, params: GenerationParams, kind: &str) -> ImageRecord {
+        ImageRecord {
             version: VERSION.into(),
-            kind: "txt2img".into(),
-            params: params.unwrap_or_else(|| self.panel.params.clone()),
+            kind: kind.into(),
+            params,
             model: match &self.model {
                 ModelStatus::Loaded(info) => info
                     .path
@@ -151,11 +212,7 @@ impl PentimentoApp {
             inpaint: None,
             source_image_sha256: None,
             sweep: None,
-        };
-        self.status = match write_png(path, &image, &record) {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => format!("{}: cannot save: {e}", path.display()),
-        };
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -184,28 +241,26 @@ impl PentimentoApp {
             self.panel.inpaint.area,
             crate::engine::inpaint::InpaintArea::Whole
         );
-        let (job_params, input) = if !self.doc.has_image() {
+        let (job_params, input, kind) = if !self.doc.has_image() {
             if self.doc.size() != (first.width, first.height) {
                 self.doc = Document::blank(first.width, first.height);
                 self.canvas.fit_pending = true;
             }
-            (first.clone(), JobInput::Text)
+            (first.clone(), JobInput::Text, "txt2img")
         } else if !self.doc.mask_is_empty() {
             let input = JobInput::Inpaint {
                 image: self.doc.rgb(),
                 mask: self.doc.mask(),
                 options: self.panel.inpaint,
             };
-            (
-                if whole_image {
-                    from_canvas
-                } else {
-                    first.clone()
-                },
-                input,
-            )
+            let params = if whole_image {
+                from_canvas
+            } else {
+                first.clone()
+            };
+            (params, input, "inpaint")
         } else {
-            (from_canvas, JobInput::Image(self.doc.rgb()))
+            (from_canvas, JobInput::Image(self.doc.rgb()), "img2img")
         };
         // Job n of a batch count starts at seed + n · batch size, as AUTOMATIC1111 numbers them.
         let ids = (0..self.panel.batch_count.max(1))
@@ -217,6 +272,7 @@ impl PentimentoApp {
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob {
             ids,
+            kind,
             step: 0,
             total: first.steps,
             preview: None,
@@ -268,8 +324,10 @@ impl PentimentoApp {
                     let seeds: Vec<String> =
                         results.iter().map(|r| r.params.seed.to_string()).collect();
                     self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
+                    let kind = self.job.as_ref().map_or("txt2img", |j| j.kind);
                     for r in results {
-                        self.history.push(r.image.clone(), r.params.clone());
+                        let record = self.record_for(r.params.clone(), kind);
+                        self.history.push(r.image.clone(), record);
                         self.doc.stage(StagedResult {
                             image: r.image,
                             params: r.params,
@@ -537,18 +595,26 @@ impl eframe::App for PentimentoApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.handle_events();
+        if let Some(message) = self.history.poll() {
+            self.status = message;
+        }
         self.shortcuts(&ctx);
-        // Files dropped on the window open as the image.
-        let dropped: Vec<PathBuf> = ctx.input(|i| {
-            i.raw
+        let (dropped, pointer): (Vec<PathBuf>, Option<egui::Pos2>) = ctx.input(|i| {
+            let files = i
+                .raw
                 .dropped_files
                 .iter()
                 .map(|f| f.path().to_path_buf())
                 .filter(|p| !p.as_os_str().is_empty())
-                .collect()
+                .collect();
+            (files, i.pointer.latest_pos())
         });
         if let Some(path) = dropped.first() {
-            self.open_image(path);
+            let on_panel = matches!(
+                (self.prompt_panel_rect, pointer),
+                (Some(rect), Some(pos)) if rect.contains(pos)
+            );
+            self.drop_file(path, on_panel);
         }
 
         egui::Panel::top("tools").show(ui, |ui| self.top_bar(ui));
@@ -586,7 +652,7 @@ impl eframe::App for PentimentoApp {
                     self.panel.seed_locked = true;
                 }
             });
-        egui::Panel::left("prompt")
+        let prompt_panel = egui::Panel::left("prompt")
             .resizable(true)
             .default_size(320.0)
             .show(ui, |ui| {
@@ -600,6 +666,7 @@ impl eframe::App for PentimentoApp {
                     }
                 });
             });
+        self.prompt_panel_rect = Some(prompt_panel.response.rect);
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
