@@ -456,4 +456,16 @@ fn history_survives_a_restart_and_an_item_can_be_reused() {
     buttons[1].click();
     h.step();
     assert_eq!(h.state().panel.params.prompt, "from this morning");
+
+    // The context menu takes the seed alone.
+    h.state_mut().panel.params.prompt = "my own prompt".into();
+    h.get_all_by_label("History: seed 1234")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_steps(2);
+    h.get_by_label("Reuse seed only").click();
+    h.step();
+    let p = &h.state().panel.params;
+    assert_eq!((p.prompt.as_str(), p.seed), ("my own prompt", 1234));
 }

@@ -21,6 +21,15 @@ pub struct HistoryItem {
     thumbnail: Option<TextureHandle>,
 }
 
+/// What a click on a result asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reuse {
+    /// Every setting of the result.
+    Settings(GenerationParams),
+    /// Only its seed, keeping the panel's prompt and settings.
+    Seed(u64),
+}
+
 /// What happened in the background: an old result read back, or a write that failed.
 enum Background {
     Loaded(Box<HistoryItem>),
@@ -140,8 +149,8 @@ impl History {
         self.items.last().map(|i| i.params.clone())
     }
 
-    /// Shows the strip; returns the parameters of a clicked item.
-    pub fn show(&mut self, ui: &mut egui::Ui) -> Option<GenerationParams> {
+    /// Shows the strip (and the grid view when open); returns what a click asked to reuse.
+    pub fn show(&mut self, ui: &mut egui::Ui) -> Option<Reuse> {
         let mut picked = None;
         ui.horizontal(|ui| {
             ui.toggle_value(&mut self.grid_open, "Grid view")
@@ -155,8 +164,8 @@ impl History {
                             ui.weak("Results appear here.");
                         }
                         for i in (0..self.items.len()).rev() {
-                            if self.thumbnail_button(ui, i, 80.0) {
-                                picked = Some(self.items[i].params.clone());
+                            if let Some(r) = self.thumbnail_button(ui, i, 80.0) {
+                                picked = Some(r);
                             }
                         }
                     });
@@ -172,8 +181,8 @@ impl History {
                         ui.horizontal_wrapped(|ui| {
                             for i in (0..self.items.len()).rev() {
                                 ui.vertical(|ui| {
-                                    if self.thumbnail_button(ui, i, 160.0) {
-                                        picked = Some(self.items[i].params.clone());
+                                    if let Some(r) = self.thumbnail_button(ui, i, 160.0) {
+                                        picked = Some(r);
                                     }
                                     let p = &self.items[i].params;
                                     ui.small(format!("seed {} · {}", p.seed, p.sampler));
@@ -187,8 +196,9 @@ impl History {
         picked
     }
 
-    /// A clickable thumbnail of item `i`, at most `side` points wide and high.
-    fn thumbnail_button(&mut self, ui: &mut egui::Ui, i: usize, side: f32) -> bool {
+    /// A thumbnail of item `i`, at most `side` points wide and high: a click reuses its
+    /// settings, its context menu offers the seed alone.
+    fn thumbnail_button(&mut self, ui: &mut egui::Ui, i: usize, side: f32) -> Option<Reuse> {
         let item = &mut self.items[i];
         let tex = item.thumbnail.get_or_insert_with(|| {
             let img = egui::ColorImage::from_rgb(
@@ -203,7 +213,7 @@ impl History {
         let p = &item.params;
         let name = format!("History: seed {}", p.seed);
         let hover = format!(
-            "seed {} · {} · {} steps · CFG {}\n{}\nclick to reuse these settings",
+            "seed {} · {} · {} steps · CFG {}\n{}\nclick to reuse these settings, right-click for the seed only",
             p.seed, p.sampler, p.steps, p.cfg_scale, p.prompt
         );
         let response = ui
@@ -212,7 +222,16 @@ impl History {
         response.widget_info(|| {
             egui::WidgetInfo::labeled(egui::accesskit::Role::Button, true, name.clone())
         });
-        response.clicked()
+        let mut reuse = response.clicked().then(|| Reuse::Settings(p.clone()));
+        response.context_menu(|ui| {
+            if ui.button("Reuse settings").clicked() {
+                reuse = Some(Reuse::Settings(p.clone()));
+            }
+            if ui.button("Reuse seed only").clicked() {
+                reuse = Some(Reuse::Seed(p.seed));
+            }
+        });
+        reuse
     }
 }
 

@@ -18,7 +18,7 @@ use crate::engine::params::GenerationParams;
 use crate::engine::worker::{Event, JobId, JobInput, Worker};
 use crate::png_info::{write_png, ImageRecord, VERSION};
 use canvas::{CanvasView, Shown};
-use history::History;
+use history::{History, Reuse};
 use prompt_panel::{PanelAction, PromptPanel};
 
 #[derive(Debug, Clone)]
@@ -647,8 +647,12 @@ impl eframe::App for PentimentoApp {
             .resizable(false)
             .show(ui, |ui| {
                 self.staging_bar(ui);
-                if let Some(params) = self.history.show(ui) {
-                    self.panel.params = params;
+                if let Some(reuse) = self.history.show(ui) {
+                    match reuse {
+                        Reuse::Settings(params) => self.panel.params = params,
+                        Reuse::Seed(seed) => self.panel.params.seed = seed,
+                    }
+                    // The reused seed is the point: keep it for the next Generate.
                     self.panel.seed_locked = true;
                 }
             });
