@@ -38,3 +38,62 @@ impl StepProgress {
         }
     }
 }
+
+/// Download progress on stderr: a byte bar per file on a terminal, a line per second otherwise.
+pub struct DownloadProgress {
+    bar: Option<ProgressBar>,
+    file: String,
+    last_line: Option<std::time::Instant>,
+}
+
+impl DownloadProgress {
+    pub fn new() -> Self {
+        Self {
+            bar: None,
+            file: String::new(),
+            last_line: None,
+        }
+    }
+
+    pub fn update(&mut self, file: &str, done: u64, total: u64, bytes_per_second: f64) {
+        if file != self.file {
+            self.finish();
+            self.file = file.to_string();
+            if std::io::stderr().is_terminal() {
+                let bar = ProgressBar::new(total);
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(file.to_string());
+                self.bar = Some(bar);
+            }
+        }
+        match &self.bar {
+            Some(bar) => bar.set_position(done),
+            None => {
+                let due = self
+                    .last_line
+                    .is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0)
+                    || done == total;
+                if due {
+                    eprintln!(
+                        "{file}: {} of {} ({}/s)",
+                        pentimento::engine::model::inspect::human_size(done),
+                        pentimento::engine::model::inspect::human_size(total),
+                        pentimento::engine::model::inspect::human_size(bytes_per_second as u64)
+                    );
+                    self.last_line = Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.last_line = None;
+    }
+}

@@ -1,0 +1,4 @@
+//! The models a user has: downloads from the Hugging Face hub and the library of checkpoints
+//! found in the hub cache and in folders the user adds.
+
+pub mod hub;
