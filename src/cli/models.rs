@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use pentimento::engine::model::inspect::human_size;
 use pentimento::engine::model::inspect::inspect;
 use pentimento::library::hub::{self, Hub, PullEvent};
+use pentimento::library::scan::{scan, Source};
+use pentimento::library::settings::LibrarySettings;
 
 use super::progress::DownloadProgress;
 
@@ -38,6 +41,28 @@ pub enum ModelsCommand {
     },
     /// The checkpoints `pull` knows by short name.
     Known,
+    /// Models in the hub cache and in the folders added with `add-folder` (and
+    /// $PENTIMENTO_MODEL_DIRS): name, type, size, hash.
+    List {
+        /// Also look in this folder (repeatable).
+        #[arg(long = "folder")]
+        folders: Vec<PathBuf>,
+        /// Compute missing model hashes (reads each file once; cached afterwards).
+        #[arg(long)]
+        hash: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remember a folder of models (e.g. AUTOMATIC1111's models/Stable-diffusion).
+    AddFolder { folder: PathBuf },
+    /// Forget a folder added with add-folder.
+    RemoveFolder { folder: PathBuf },
+}
+
+fn settings_path() -> anyhow::Result<PathBuf> {
+    LibrarySettings::default_path().ok_or_else(|| {
+        anyhow::anyhow!("no config folder on this system: set PENTIMENTO_CONFIG_DIR")
+    })
 }
 
 pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
@@ -79,6 +104,75 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let path = hub.pull(&repo, revision.as_deref(), &files, &mut on_event)?;
             bar.finish();
             println!("{}", path.display());
+            Ok(())
+        }
+        ModelsCommand::List {
+            folders,
+            hash,
+            json,
+        } => {
+            let settings = LibrarySettings::load(&settings_path()?)?;
+            let mut all = settings.all_folders();
+            all.extend(folders);
+            let mut lib = scan(Some(&hub::cache_dir()), &all);
+            if hash {
+                for m in lib
+                    .models
+                    .iter_mut()
+                    .filter(|m| m.container != "diffusers folder")
+                {
+                    m.hash = pentimento::engine::model::hash::model_hash(&m.path).ok();
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lib)?);
+            } else {
+                if lib.models.is_empty() {
+                    eprintln!(
+                        "no models found in {} or {} folder(s); `pentimento models pull sd15` downloads one",
+                        hub::cache_dir().display(),
+                        all.len()
+                    );
+                }
+                for m in &lib.models {
+                    let from = match &m.source {
+                        Source::Hub { .. } => "hub".to_string(),
+                        Source::Folder { folder } => folder.display().to_string(),
+                    };
+                    println!(
+                        "{:40} {:28} {:>10}  {:10}  {}  ({})",
+                        m.name,
+                        m.kind(),
+                        human_size(m.bytes),
+                        m.hash.as_deref().unwrap_or("-"),
+                        m.path.display(),
+                        from
+                    );
+                }
+                for p in &lib.problems {
+                    eprintln!("skipped {}: {}", p.path.display(), p.message);
+                }
+            }
+            Ok(())
+        }
+        ModelsCommand::AddFolder { folder } => {
+            let path = settings_path()?;
+            let mut settings = LibrarySettings::load(&path)?;
+            if settings.add(&folder)? {
+                settings.save(&path)?;
+                eprintln!("added {} ({})", folder.display(), path.display());
+            } else {
+                eprintln!("{} is already in the library", folder.display());
+            }
+            Ok(())
+        }
+        ModelsCommand::RemoveFolder { folder } => {
+            let path = settings_path()?;
+            let mut settings = LibrarySettings::load(&path)?;
+            if !settings.remove(&folder) {
+                anyhow::bail!("{} is not in the library", folder.display());
+            }
+            settings.save(&path)?;
             Ok(())
         }
         ModelsCommand::Known => {

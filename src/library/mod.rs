@@ -2,3 +2,5 @@
 //! found in the hub cache and in folders the user adds.
 
 pub mod hub;
+pub mod scan;
+pub mod settings;

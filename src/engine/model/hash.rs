@@ -104,6 +104,23 @@ pub fn cached_sha256(path: &Path) -> Result<String> {
     Ok(sha256)
 }
 
+/// The model hash of this file when it was hashed before and has not changed since; never
+/// reads the file.
+pub fn known_model_hash(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let key = std::fs::canonicalize(path).ok()?.display().to_string();
+    let cache: HashMap<String, Entry> =
+        serde_json::from_str(&std::fs::read_to_string(cache_file()).ok()?).ok()?;
+    let e = cache.get(&key)?;
+    let modified_ns = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    (e.size == meta.len() && e.modified_ns == modified_ns).then(|| e.sha256[..10].to_string())
+}
+
 /// AUTOMATIC1111's "Model hash" (AutoV2): the first 10 hex digits of the SHA-256.
 pub fn model_hash(path: &Path) -> Result<String> {
     Ok(cached_sha256(path)?[..10].to_string())
