@@ -12,7 +12,7 @@ use common::fixture;
 use eframe::egui::{self, Key, Modifiers, Pos2};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use pentimento::ui::{ModelStatus, PentimentoApp};
+use pentimento::ui::{AppPlaces, LibraryPlaces, ModelStatus, PentimentoApp};
 
 /// A history folder of its own for each app under test, never the user's.
 fn history_dir() -> PathBuf {
@@ -31,11 +31,24 @@ fn harness(model: Option<&str>) -> Harness<'static, PentimentoApp> {
 }
 
 fn harness_with_history(model: Option<&str>, history: PathBuf) -> Harness<'static, PentimentoApp> {
+    // The library beside the history: never the user's settings or hub cache.
+    let places = AppPlaces {
+        library: LibraryPlaces {
+            settings: Some(history.with_extension("library.json")),
+            hub_cache: Some(history.with_extension("hub")),
+            hub_endpoint: Some("http://127.0.0.1:9".into()),
+        },
+        history: Some(history),
+    };
+    harness_with_places(model, places)
+}
+
+fn harness_with_places(model: Option<&str>, places: AppPlaces) -> Harness<'static, PentimentoApp> {
     let model = model.map(fixture);
     Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .wgpu()
-        .build_eframe(move |cc| PentimentoApp::with_history_dir(cc, model, Some(history)))
+        .build_eframe(move |cc| PentimentoApp::with_places(cc, model, places))
 }
 
 /// A file dropped on the window, as the windowing integration hands it to egui.
@@ -468,4 +481,89 @@ fn history_survives_a_restart_and_an_item_can_be_reused() {
     h.step();
     let p = &h.state().panel.params;
     assert_eq!((p.prompt.as_str(), p.seed), ("my own prompt", 1234));
+}
+
+#[test]
+fn the_model_library_lists_folders_downloads_from_the_hub_and_loads() {
+    let server = common::fake_hub::FakeHub::start();
+    let root = history_dir();
+    let folder = root.join("Stable-diffusion");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(
+        fixture("tiny-sd15-inpainting.ckpt"),
+        folder.join("tiny-sd15-inpainting.ckpt"),
+    )
+    .unwrap();
+    let settings = root.join("library.json");
+    std::fs::write(
+        &settings,
+        serde_json::json!({ "folders": [folder] }).to_string(),
+    )
+    .unwrap();
+    let places = AppPlaces {
+        history: Some(root.join("history")),
+        library: LibraryPlaces {
+            settings: Some(settings),
+            hub_cache: Some(root.join("hub")),
+            hub_endpoint: Some(server.endpoint.clone()),
+        },
+    };
+    let mut h = harness_with_places(None, places);
+    h.run_steps(2);
+    h.get_by_label("Models…").click();
+    pump_until(&mut h, 20, |app| {
+        app.models.library().is_some_and(|l| !l.models.is_empty())
+    });
+    h.get_by_label("tiny-sd15-inpainting.ckpt");
+    h.get_by_label("SD 1.x inpainting");
+
+    // Download the fake hub's repository: progress, then it joins the list.
+    h.get_by_label("Download").focus();
+    h.get_by_label("Download").type_text(common::fake_hub::REPO);
+    h.step();
+    h.get_by_label("Get").click();
+    h.step();
+    assert!(h.state().models.is_downloading());
+    pump_until(&mut h, 30, |app| {
+        !app.models.is_downloading()
+            && !app.models.is_scanning()
+            && app.models.library().is_some_and(|l| l.models.len() == 2)
+    });
+    assert!(
+        h.state().models.message.starts_with("downloaded"),
+        "{}",
+        h.state().models.message
+    );
+    h.get_by_label(common::fake_hub::REPO);
+
+    // Load the downloaded one from the list: the status bar shows its memory.
+    let rows: Vec<_> = h.query_all_by_label("Load").collect();
+    assert_eq!(rows.len(), 2);
+    let names: Vec<String> = h
+        .state()
+        .models
+        .library()
+        .unwrap()
+        .models
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    let hub_row = names
+        .iter()
+        .position(|n| n == common::fake_hub::REPO)
+        .unwrap();
+    rows[hub_row].click();
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    let ModelStatus::Loaded(info) = &h.state().model else {
+        unreachable!()
+    };
+    assert!(info.path.ends_with(common::fake_hub::COMMIT));
+    assert!(info.memory_bytes > 1_000_000, "{}", info.memory_bytes);
+    let shown = format!(
+        "· {} ·",
+        pentimento::engine::model::inspect::human_size(info.memory_bytes)
+    );
+    h.get_by_label_contains(&shown);
 }

@@ -4,6 +4,7 @@
 mod canvas;
 mod canvas_gpu;
 mod history;
+mod model_picker;
 pub mod prompt_panel;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use crate::engine::worker::{Event, JobId, JobInput, Worker};
 use crate::png_info::{write_png, ImageRecord, VERSION};
 use canvas::{CanvasView, Shown};
 use history::{History, Reuse};
+pub use model_picker::LibraryPlaces;
+use model_picker::{ModelPicker, PickerAction};
 use prompt_panel::{PanelAction, PromptPanel};
 
 #[derive(Debug, Clone)]
@@ -56,19 +59,39 @@ pub struct PentimentoApp {
     preview_revision: u64,
     /// Where the prompt panel was last frame: a PNG dropped there fills in its parameters only.
     prompt_panel_rect: Option<egui::Rect>,
+    /// The model library window.
+    pub models: ModelPicker,
+}
+
+/// Where the app keeps what outlives a session.
+#[derive(Debug, Clone, Default)]
+pub struct AppPlaces {
+    /// The history folder; `None` keeps results in memory only.
+    pub history: Option<PathBuf>,
+    pub library: LibraryPlaces,
+}
+
+impl AppPlaces {
+    /// The user's data and config folders and the shared hub cache.
+    pub fn user() -> Self {
+        Self {
+            history: History::default_dir(),
+            library: LibraryPlaces::default(),
+        }
+    }
 }
 
 impl PentimentoApp {
-    /// The app with its history in the user's data folder.
+    /// The app with its history and library in the user's folders.
     pub fn new(cc: &eframe::CreationContext<'_>, model: Option<PathBuf>) -> Self {
-        Self::with_history_dir(cc, model, History::default_dir())
+        Self::with_places(cc, model, AppPlaces::user())
     }
 
-    /// The app with its history kept in `history_dir` (in memory only when `None`).
-    pub fn with_history_dir(
+    /// The app keeping its history and library where `places` says (tests use temp folders).
+    pub fn with_places(
         cc: &eframe::CreationContext<'_>,
         model: Option<PathBuf>,
-        history_dir: Option<PathBuf>,
+        places: AppPlaces,
     ) -> Self {
         if let Some(rs) = cc.wgpu_render_state.as_ref() {
             canvas_gpu::CanvasRenderer::install(rs);
@@ -85,7 +108,8 @@ impl PentimentoApp {
             worker,
             model: ModelStatus::None,
             job: None,
-            history: match history_dir {
+            models: ModelPicker::new(places.library),
+            history: match places.history {
                 Some(dir) => History::persistent(dir),
                 None => History::in_memory(),
             },
@@ -421,6 +445,13 @@ impl PentimentoApp {
                     self.save_png(&path);
                 }
             }
+            if ui
+                .button("Models…")
+                .on_hover_text("your model library and downloads from the Hugging Face hub")
+                .clicked()
+            {
+                self.models.show_window();
+            }
             if ui.button("Open model…").clicked() {
                 if let Some(path) = rfd::FileDialog::new()
                     .add_filter("Checkpoints", &["safetensors", "ckpt"])
@@ -581,7 +612,8 @@ impl PentimentoApp {
 
     fn first_run(&mut self, ui: &mut egui::Ui) {
         let text = "No model is loaded.\n\nOpen a Stable Diffusion checkpoint (.safetensors or .ckpt, SD 1.x or 2.x, \
-            inpainting or not) with \"Open model…\", or start Pentimento with --model PATH \
+            inpainting or not) with \"Open model…\", pick one from your folders or download one \
+            from the Hugging Face hub under \"Models…\", or start Pentimento with --model PATH \
             (a diffusers folder works too). You can paint and save without one.";
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             ui.set_max_width(380.0);
@@ -618,18 +650,24 @@ impl eframe::App for PentimentoApp {
         }
 
         egui::Panel::top("tools").show(ui, |ui| self.top_bar(ui));
+        if self.models.open {
+            if let PickerAction::Load(path) = self.models.show(&ctx) {
+                self.load_model(path);
+            }
+        }
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
                 let model = match &self.model {
                     ModelStatus::None => "no model".to_string(),
                     ModelStatus::Loading(p) => format!("loading {}…", p.display()),
                     ModelStatus::Loaded(info) => format!(
-                        "{} · {} · VAE: {}{}",
+                        "{} · {} · {} · VAE: {}{}",
                         info.path
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default(),
                         info.family,
+                        crate::engine::model::inspect::human_size(info.memory_bytes),
                         info.vae
                             .as_ref()
                             .and_then(|p| p.file_name())

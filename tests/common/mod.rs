@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 
+pub mod fake_hub;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -95,6 +95,8 @@ pub struct ModelInfo {
     pub vae: Option<PathBuf>,
     /// Whether the UNet's EMA weights are in use.
     pub ema: bool,
+    /// Bytes of weights held in memory (UNet, VAE, text encoder) on the model's device.
+    pub memory_bytes: u64,
 }
 
 pub struct StableDiffusion {
@@ -115,11 +117,16 @@ impl StableDiffusion {
                 path: path.to_path_buf(),
             });
         }
-        if path.is_dir() {
-            load_diffusers(path, opts)
-        } else {
-            load_single_file(path, opts)
-        }
+        let (model, bytes) = weights::measure_load(|| {
+            if path.is_dir() {
+                load_diffusers(path, opts)
+            } else {
+                load_single_file(path, opts)
+            }
+        });
+        let mut model = model?;
+        model.info.memory_bytes = bytes;
+        Ok(model)
     }
 }
 
@@ -291,6 +298,7 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
             dtype,
             vae: vae_path,
             ema: false,
+            memory_bytes: 0,
         },
         unet,
         vae,
@@ -408,6 +416,7 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
             dtype,
             vae: vae_path,
             ema: opts.ema,
+            memory_bytes: 0,
         },
         unet,
         vae,

@@ -148,6 +148,21 @@ impl WeightFile {
 
 struct Shared(Arc<WeightFile>);
 
+thread_local! {
+    /// Bytes of weights materialised on this thread, for the memory a model load reports.
+    /// Loading runs on one thread from start to end, and candle's `VarBuilder` gives no other
+    /// place to see every tensor a model keeps.
+    static LOADED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `load` and returns what it built with the bytes of weights it materialised.
+pub fn measure_load<T>(load: impl FnOnce() -> T) -> (T, u64) {
+    let before = LOADED_BYTES.with(|b| b.get());
+    let out = load();
+    let after = LOADED_BYTES.with(|b| b.get());
+    (out, after.saturating_sub(before))
+}
+
 impl SimpleBackend for Shared {
     fn get(
         &self,
@@ -171,7 +186,10 @@ impl SimpleBackend for Shared {
         if !self.0.contains(name) {
             candle_core::bail!("the checkpoint has no tensor {name}");
         }
-        self.0.load(name, dev)?.to_dtype(dtype)
+        let t = self.0.load(name, dev)?.to_dtype(dtype)?;
+        let bytes = (t.elem_count() * dtype.size_in_bytes()) as u64;
+        LOADED_BYTES.with(|b| b.set(b.get() + bytes));
+        Ok(t)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
