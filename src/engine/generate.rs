@@ -7,6 +7,7 @@ use candle_core::{DType, Tensor};
 use super::denoise::{sample, GuidedUNet, StepInfo};
 use super::error::{EngineError, Result, TensorContext};
 use super::image::RgbImage;
+use super::model::vae::LatentDistribution;
 use super::model::StableDiffusion;
 use super::params::GenerationParams;
 use super::rng::TorchRng;
@@ -177,10 +178,7 @@ impl StableDiffusion {
 
     /// A sample of the VAE's latent distribution with the job's generator, scaled for the UNet.
     pub(crate) fn encode_sample(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
-        let dist = self
-            .vae
-            .encode(&pixels.to_dtype(self.dtype).context("image")?)
-            .context("VAE encode")?;
+        let dist = self.vae_encode(pixels)?;
         let (mean, std) = (
             dist.mean.to_dtype(DType::F32).context("VAE")?,
             dist.std.to_dtype(DType::F32).context("VAE")?,
@@ -194,10 +192,7 @@ impl StableDiffusion {
     /// The mean of the VAE's latent distribution, scaled: for latents that must not consume
     /// random numbers.
     pub(crate) fn encode_mean(&self, pixels: &Tensor) -> Result<Tensor> {
-        let dist = self
-            .vae
-            .encode(&pixels.to_dtype(self.dtype).context("image")?)
-            .context("VAE encode")?;
+        let dist = self.vae_encode(pixels)?;
         (dist.mean.to_dtype(DType::F32).context("VAE")? * self.vae.config().scaling_factor)
             .context("VAE")
     }
@@ -216,12 +211,28 @@ impl StableDiffusion {
         let z = (latents / self.vae.config().scaling_factor)
             .and_then(|z| z.to_dtype(self.dtype))
             .context("latents")?;
-        let decoded = self
-            .vae
-            .decode(&z)
-            .and_then(|d| d.to_dtype(DType::F32))
-            .context("VAE decode")?;
+        let (_, _, h, w) = z.dims4().context("latents")?;
+        let f = self.vae.scale();
+        let decoded = if self.vae_tiling.applies(h * f, w * f) {
+            self.vae.decode_tiled(&z, &self.vae_tiling)
+        } else {
+            self.vae.decode(&z)
+        }
+        .and_then(|d| d.to_dtype(DType::F32))
+        .context("VAE decode")?;
         RgbImage::from_vae_output(&decoded)
+    }
+
+    /// The VAE's latent distribution of `pixels`, in tiles for large images.
+    fn vae_encode(&self, pixels: &Tensor) -> Result<LatentDistribution> {
+        let pixels = pixels.to_dtype(self.dtype).context("image")?;
+        let (_, _, h, w) = pixels.dims4().context("image")?;
+        if self.vae_tiling.applies(h, w) {
+            self.vae.encode_tiled(&pixels, &self.vae_tiling)
+        } else {
+            self.vae.encode(&pixels)
+        }
+        .context("VAE encode")
     }
 }
 

@@ -10,6 +10,7 @@ pub mod hash;
 pub mod inspect;
 pub mod keymap;
 pub mod taesd;
+pub mod tiling;
 pub mod transformer;
 pub mod unet;
 pub mod vae;
@@ -107,6 +108,8 @@ pub struct StableDiffusion {
     pub info: ModelInfo,
     pub device: Device,
     pub dtype: DType,
+    /// Large images go through the VAE in tiles so its memory stays that of one tile.
+    pub vae_tiling: tiling::Tiling,
 }
 
 impl StableDiffusion {
@@ -309,6 +312,7 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         schedule,
         device: device.clone(),
         dtype,
+        vae_tiling: tiling::Tiling::default(),
     })
 }
 
@@ -427,5 +431,6 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         schedule: TrainingSchedule::default(),
         device: device.clone(),
         dtype,
+        vae_tiling: tiling::Tiling::default(),
     })
 }

@@ -5,6 +5,7 @@ use candle_nn::{group_norm, Conv2d, GroupNorm, Linear, VarBuilder};
 
 use super::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::VaeConfig;
+use super::tiling::{tiled_map, Tiling};
 
 /// Single-head self-attention over the pixels of the VAE's mid block.
 struct MidAttention {
@@ -260,10 +261,43 @@ impl Vae {
 
     /// Image `(b, 3, h, w)` in [-1, 1] → latent distribution (unscaled).
     pub fn encode(&self, image: &Tensor) -> Result<LatentDistribution> {
-        let mut moments = self.encoder.forward(image)?;
-        if let Some(q) = &self.quant_conv {
-            moments = q.forward(&moments)?;
+        self.distribution(&self.moments(image)?)
+    }
+
+    /// `encode` one overlapping tile at a time, for large images.
+    pub fn encode_tiled(&self, image: &Tensor, tiling: &Tiling) -> Result<LatentDistribution> {
+        let f = self.scale();
+        let moments = tiled_map(image, tiling.tile_latent * f, tiling.overlap, (1, f), |t| {
+            self.moments(t)
+        })?;
+        self.distribution(&moments)
+    }
+
+    /// `decode` one overlapping tile at a time, for large images.
+    pub fn decode_tiled(&self, z: &Tensor, tiling: &Tiling) -> Result<Tensor> {
+        tiled_map(
+            z,
+            tiling.tile_latent,
+            tiling.overlap,
+            (self.scale(), 1),
+            |t| self.decode(t),
+        )
+    }
+
+    /// Pixels per latent cell.
+    pub fn scale(&self) -> usize {
+        1 << self.config.block_out_channels.len().saturating_sub(1)
+    }
+
+    fn moments(&self, image: &Tensor) -> Result<Tensor> {
+        let moments = self.encoder.forward(image)?;
+        match &self.quant_conv {
+            Some(q) => q.forward(&moments),
+            None => Ok(moments),
         }
+    }
+
+    fn distribution(&self, moments: &Tensor) -> Result<LatentDistribution> {
         let lc = self.config.latent_channels;
         let mean = moments.narrow(1, 0, lc)?;
         let logvar = moments.narrow(1, lc, lc)?.clamp(-30f32, 20f32)?;
