@@ -157,13 +157,13 @@ pub struct GenerateArgs {
 }
 
 fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
-    Ok(match arg {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::new_cuda(0)
-            .context("CUDA device (this build needs the `cuda` feature and an NVIDIA driver)")?,
-        DeviceArg::Metal => Device::new_metal(0)
-            .context("Metal device (this build needs the `metal` feature and macOS)")?,
-    })
+    use pentimento::engine::device::DeviceKind;
+    let kind = match arg {
+        DeviceArg::Cpu => DeviceKind::Cpu,
+        DeviceArg::Cuda => DeviceKind::Cuda,
+        DeviceArg::Metal => DeviceKind::Metal,
+    };
+    Ok(kind.open()?)
 }
 
 /// What the job starts from.

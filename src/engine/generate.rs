@@ -7,7 +7,8 @@ use candle_core::{DType, Tensor};
 use super::denoise::{sample, GuidedUNet, StepInfo};
 use super::error::{EngineError, Result, TensorContext};
 use super::image::RgbImage;
-use super::model::vae::LatentDistribution;
+use super::model::vae::{LatentDistribution, Vae};
+use super::model::vae_fallback::has_non_finite;
 use super::model::StableDiffusion;
 use super::params::GenerationParams;
 use super::rng::TorchRng;
@@ -208,31 +209,47 @@ impl StableDiffusion {
 
     /// Scaled latents of one image → image.
     pub fn decode_latents(&self, latents: &Tensor) -> Result<RgbImage> {
-        let z = (latents / self.vae.config().scaling_factor)
-            .and_then(|z| z.to_dtype(self.dtype))
-            .context("latents")?;
+        let z = (latents / self.vae.config().scaling_factor).context("latents")?;
         let (_, _, h, w) = z.dims4().context("latents")?;
         let f = self.vae.scale();
-        let decoded = if self.vae_tiling.applies(h * f, w * f) {
-            self.vae.decode_tiled(&z, &self.vae_tiling)
-        } else {
-            self.vae.decode(&z)
+        let tiled = self.vae_tiling.applies(h * f, w * f);
+        let decode = |vae: &Vae, dtype: DType| {
+            let z = z.to_dtype(dtype)?;
+            if tiled {
+                vae.decode_tiled(&z, &self.vae_tiling)
+            } else {
+                vae.decode(&z)
+            }?
+            .to_dtype(DType::F32)
+        };
+        let mut decoded = decode(&self.vae, self.dtype).context("VAE decode")?;
+        if self.dtype != DType::F32 && has_non_finite(&decoded).context("VAE decode")? {
+            // The half-precision VAE overflowed: decode again in f32.
+            decoded = decode(self.vae_fallback.full_precision()?, DType::F32)
+                .context("VAE decode in f32")?;
         }
-        .and_then(|d| d.to_dtype(DType::F32))
-        .context("VAE decode")?;
         RgbImage::from_vae_output(&decoded)
     }
 
-    /// The VAE's latent distribution of `pixels`, in tiles for large images.
+    /// The VAE's latent distribution of `pixels`, in tiles for large images, in f32 when the
+    /// half-precision VAE overflows.
     fn vae_encode(&self, pixels: &Tensor) -> Result<LatentDistribution> {
-        let pixels = pixels.to_dtype(self.dtype).context("image")?;
         let (_, _, h, w) = pixels.dims4().context("image")?;
-        if self.vae_tiling.applies(h, w) {
-            self.vae.encode_tiled(&pixels, &self.vae_tiling)
-        } else {
-            self.vae.encode(&pixels)
+        let tiled = self.vae_tiling.applies(h, w);
+        let encode = |vae: &Vae, dtype: DType| {
+            let pixels = pixels.to_dtype(dtype)?;
+            if tiled {
+                vae.encode_tiled(&pixels, &self.vae_tiling)
+            } else {
+                vae.encode(&pixels)
+            }
+        };
+        let dist = encode(&self.vae, self.dtype).context("VAE encode")?;
+        if self.dtype != DType::F32 && has_non_finite(&dist.mean).context("VAE encode")? {
+            return encode(self.vae_fallback.full_precision()?, DType::F32)
+                .context("VAE encode in f32");
         }
-        .context("VAE encode")
+        Ok(dist)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The diffusion engine: models, samplers and the sampling loop. Knows nothing of any GUI.
 
 pub mod denoise;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod image;

@@ -131,6 +131,20 @@ impl PentimentoApp {
         self.worker.load_model(path, self.load_options.clone());
     }
 
+    /// Computes on another device from now on, reloading the model there.
+    pub fn set_device(&mut self, kind: crate::engine::device::DeviceKind) {
+        match kind.open() {
+            Ok(device) => {
+                self.load_options.device = device;
+                self.status = format!("computing on the {}", kind.name());
+                if let Some(path) = self.model_path.clone() {
+                    self.load_model(path);
+                }
+            }
+            Err(e) => self.status = format!("error: {e}"),
+        }
+    }
+
     /// Decodes with another VAE (a .vae.pt/.vae.safetensors file), reloading the model.
     pub fn set_vae(&mut self, choice: crate::engine::model::VaeChoice) {
         self.load_options.vae = choice;
@@ -469,6 +483,31 @@ impl PentimentoApp {
                     self.load_model(path);
                 }
             }
+            ui.menu_button("Device", |ui| {
+                use crate::engine::device::DeviceKind;
+                let current = DeviceKind::of(&self.load_options.device);
+                for kind in DeviceKind::ALL {
+                    let label = if kind == DeviceKind::Cpu {
+                        "CPU (f32)".to_string()
+                    } else {
+                        format!("{} (f16)", kind.name())
+                    };
+                    let button = ui
+                        .add_enabled(
+                            kind.compiled(),
+                            egui::Button::selectable(kind == current, label),
+                        )
+                        .on_disabled_hover_text(format!(
+                            "this build has no {} support (cargo feature `{}`)",
+                            kind.name(),
+                            kind.name().to_lowercase()
+                        ));
+                    if button.clicked() {
+                        self.set_device(kind);
+                        ui.close();
+                    }
+                }
+            });
             ui.menu_button("VAE", |ui| {
                 use crate::engine::model::VaeChoice;
                 if ui

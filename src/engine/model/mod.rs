@@ -14,6 +14,7 @@ pub mod tiling;
 pub mod transformer;
 pub mod unet;
 pub mod vae;
+pub mod vae_fallback;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ pub struct StableDiffusion {
     pub dtype: DType,
     /// Large images go through the VAE in tiles so its memory stays that of one tile.
     pub vae_tiling: tiling::Tiling,
+    /// The VAE again in f32, for a half-precision pass that overflows.
+    pub vae_fallback: vae_fallback::VaeFallback,
 }
 
 impl StableDiffusion {
@@ -266,6 +269,13 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         Some(path) => (external_vae::load(&path, dtype, device)?, Some(path)),
         None => (load_diffusers_vae(&dir.join("vae"), dtype, device)?, None),
     };
+    let vae_fallback = {
+        let (vae_path, dir, device) = (vae_path.clone(), dir.to_path_buf(), device.clone());
+        vae_fallback::VaeFallback::new(move |dt| match &vae_path {
+            Some(p) => external_vae::load(p, dt, &device),
+            None => load_diffusers_vae(&dir.join("vae"), dt, &device),
+        })
+    };
 
     let text_file = Arc::new(WeightFile::open(&component_weights(
         &dir.join("text_encoder"),
@@ -313,6 +323,7 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         device: device.clone(),
         dtype,
         vae_tiling: tiling::Tiling::default(),
+        vae_fallback,
     })
 }
 
@@ -373,18 +384,19 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     });
     let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(path, "UNet"))?;
 
+    let embedded_vae = |file: &Arc<WeightFile>, cfg: &VaeConfig, dt: DType, device: &Device| {
+        let levels = cfg.block_out_channels.len();
+        let vb = file.var_builder(dt, device, move |n| {
+            format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
+        });
+        Vae::load(vb, cfg).map_err(tensor_err(file.path(), "VAE"))
+    };
     let (vae, vae_path) = match (chosen_vae(path, opts), &layout.vae) {
         (Some(external), _) => (
             external_vae::load(&external, dtype, device)?,
             Some(external),
         ),
-        (None, Some(cfg)) => {
-            let levels = cfg.block_out_channels.len();
-            let vb = file.var_builder(dtype, device, move |n| {
-                format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
-            });
-            (Vae::load(vb, cfg).map_err(tensor_err(path, "VAE"))?, None)
-        }
+        (None, Some(cfg)) => (embedded_vae(&file, cfg, dtype, device)?, None),
         (None, None) => {
             return Err(EngineError::bad_model(
                 path,
@@ -393,6 +405,19 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         }
     };
 
+    let vae_fallback = {
+        let (vae_path, file, cfg, device) = (
+            vae_path.clone(),
+            file.clone(),
+            layout.vae.clone(),
+            device.clone(),
+        );
+        vae_fallback::VaeFallback::new(move |dt| match (&vae_path, &cfg) {
+            (Some(p), _) => external_vae::load(p, dt, &device),
+            (None, Some(cfg)) => embedded_vae(&file, cfg, dt, &device),
+            (None, None) => Err(EngineError::bad_model(file.path(), "no VAE")),
+        })
+    };
     let prefix = layout.text_prefix.clone();
     let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
     let clip = ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout)
@@ -432,5 +457,6 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         device: device.clone(),
         dtype,
         vae_tiling: tiling::Tiling::default(),
+        vae_fallback,
     })
 }
