@@ -34,6 +34,24 @@ fn params() -> GenerationParams {
     }
 }
 
+/// The previews of job `id` (step, width, height) until its last step's preview and its end.
+fn previews_of(worker: &Worker, id: u64, steps: usize) -> Vec<(usize, usize, usize)> {
+    let mut previews = vec![];
+    let mut done = false;
+    until(worker, |e| {
+        match e {
+            Event::Preview { id: i, step, image } if *i == id => {
+                previews.push((*step, image.width, image.height))
+            }
+            Event::Done { id: i, .. } if *i == id => done = true,
+            Event::Failed { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+        done && previews.last().is_some_and(|p| p.0 == steps)
+    });
+    previews
+}
+
 #[test]
 fn previews_come_from_taesd_when_present() {
     let mut worker = Worker::spawn(|| {});
@@ -41,36 +59,30 @@ fn previews_come_from_taesd_when_present() {
     until(&worker, |e| matches!(e, Event::ModelLoaded { .. }));
 
     let id = worker.generate(params(), JobInput::Text);
-    let events = until(&worker, |e| {
-        matches!(e, Event::Done { .. } | Event::Failed { .. })
-    });
-    let previews: Vec<(usize, usize)> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Preview { id: i, image } if *i == id => Some((image.width, image.height)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        previews,
-        vec![(8, 8); 3],
-        "one latent-projection preview per step"
+    let previews = previews_of(&worker, id, 3);
+    assert!(
+        previews.iter().all(|&(_, w, h)| (w, h) == (8, 8)),
+        "latent-projection previews: {previews:?}"
+    );
+    assert!(
+        previews.windows(2).all(|p| p[0].0 < p[1].0),
+        "newest last: {previews:?}"
     );
 
     worker.set_preview_decoder(Some(fixture("taesd")));
     let id = worker.generate(params(), JobInput::Text);
-    let events = until(&worker, |e| {
-        matches!(e, Event::Done { .. } | Event::Failed { .. })
-    });
-    let previews: Vec<(usize, usize)> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Preview { id: i, image } if *i == id => Some((image.width, image.height)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(previews, vec![(64, 64); 3], "full-size TAESD previews");
-    assert!(matches!(events.last(), Some(Event::Done { .. })));
+    let previews = previews_of(&worker, id, 3);
+    assert!(
+        previews.iter().all(|&(_, w, h)| (w, h) == (64, 64)),
+        "full-size TAESD previews: {previews:?}"
+    );
+
+    // A folder that is not TAESD is a notice; the model stays loaded and previews go on.
+    worker.set_preview_decoder(Some(fixture("tiny-sd15/unet")));
+    until(&worker, |e| matches!(e, Event::Notice { .. }));
+    let id = worker.generate(params(), JobInput::Text);
+    let previews = previews_of(&worker, id, 3);
+    assert!(previews.iter().all(|&(_, w, h)| (w, h) == (8, 8)));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
+mod bench;
 mod generate;
 mod grid;
 mod info;
@@ -26,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Generate an image from a prompt and save it as PNG.
     Generate(generate::GenerateArgs),
+    /// Time the full-size SD 1.5 / 2.1 networks (random weights): UNet step, VAE, text
+    /// encoder, TAESD preview, a whole text-to-image, peak memory.
+    Bench(bench::BenchArgs),
     /// Generate a sweep (seeds, CFG, steps, samplers, …) as one labelled grid PNG.
     Grid(grid::GridArgs),
     /// Print the generation parameters of a PNG (Pentimento, AUTOMATIC1111, Forge, Krita AI
@@ -44,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Grid(args)) => grid::run(args),
+        Some(Command::Bench(args)) => bench::run_bench(args),
         Some(Command::Models { command }) => models::run(command),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Samplers) => {

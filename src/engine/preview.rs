@@ -2,10 +2,118 @@
 //! to RGB (the approximation AUTOMATIC1111 and ComfyUI use for SD 1.x/2.x), one pixel per
 //! latent cell.
 
-use candle_core::{DType, Tensor};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use super::error::{Result, TensorContext};
+use candle_core::{DType, Tensor};
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::error::{EngineError, Result, TensorContext};
 use super::image::RgbImage;
+use super::model::taesd::Taesd;
+
+/// The latents of one step of one job.
+struct Request {
+    job: u64,
+    step: usize,
+    latents: Tensor,
+}
+
+/// Decodes previews on a thread of their own, so a sampling step never waits for its preview:
+/// the step hands over its latents and goes on. When decoding falls behind, a newer step's
+/// latents replace the ones still waiting: only the newest picture matters, and the last step
+/// of a job always gets its preview.
+pub struct PreviewThread {
+    tx: Sender<Request>,
+    /// The same queue, to take out a stale request.
+    stale: Receiver<Request>,
+    decoder: Arc<Mutex<Option<Taesd>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PreviewThread {
+    /// `deliver(job, step, image)` receives each preview.
+    pub fn spawn(deliver: impl Fn(u64, usize, RgbImage) + Send + 'static) -> Self {
+        let (tx, rx) = bounded::<Request>(1);
+        let decoder: Arc<Mutex<Option<Taesd>>> = Arc::new(Mutex::new(None));
+        let shared = decoder.clone();
+        let stale = rx.clone();
+        let thread = std::thread::Builder::new()
+            .name("pentimento-preview".into())
+            .spawn(move || {
+                for r in rx {
+                    let taesd = shared.lock().ok();
+                    let image = match taesd.as_ref().and_then(|t| t.as_ref()) {
+                        Some(t) => taesd_preview(t, &r.latents),
+                        None => latent_to_rgb(&r.latents),
+                    };
+                    drop(taesd);
+                    if let Ok(image) = image {
+                        deliver(r.job, r.step, image);
+                    }
+                }
+            })
+            .ok();
+        Self {
+            tx,
+            stale,
+            decoder,
+            thread,
+        }
+    }
+
+    /// Decode with TAESD from now on (`None`: the latent projection).
+    pub fn set_decoder(&self, taesd: Option<Taesd>) {
+        if let Ok(mut d) = self.decoder.lock() {
+            *d = taesd;
+        }
+    }
+
+    /// Queues the first image of `latents` for a preview, without waiting.
+    pub fn submit(&self, job: u64, step: usize, latents: &Tensor) {
+        let first = latents.narrow(0, 0, 1).unwrap_or_else(|_| latents.clone());
+        let mut request = Request {
+            job,
+            step,
+            latents: first,
+        };
+        loop {
+            match self.tx.try_send(request) {
+                Ok(()) => return,
+                Err(crossbeam_channel::TrySendError::Full(r)) => {
+                    // Drop the older waiting request and try again with ours.
+                    let _ = self.stale.try_recv();
+                    request = r;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+impl Drop for PreviewThread {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has finished its current preview.
+        let (tx, _) = bounded(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A full-size preview from TAESD, computed where TAESD lives.
+fn taesd_preview(taesd: &Taesd, latents: &Tensor) -> Result<RgbImage> {
+    let decoded = latents
+        .to_device(&taesd.device())
+        .and_then(|l| l.to_dtype(DType::F32))
+        .and_then(|l| taesd.decode(&l))
+        .map_err(|e| EngineError::Tensor {
+            context: "TAESD preview".into(),
+            source: e,
+        })?;
+    RgbImage::from_vae_output(&decoded)
+}
 
 /// RGB contribution of each SD latent channel.
 const FACTORS: [[f32; 3]; 4] = [

@@ -18,7 +18,7 @@ use super::mask::Mask;
 use super::model::taesd::Taesd;
 use super::model::{LoadOptions, ModelInfo, StableDiffusion};
 use super::params::GenerationParams;
-use super::preview::latent_to_rgb;
+use super::preview::PreviewThread;
 use super::EngineError;
 
 pub type JobId = u64;
@@ -75,9 +75,16 @@ pub enum Event {
         step: usize,
         total: usize,
     },
+    /// The picture at `step` (the first image of a batch). Previews are decoded beside the
+    /// sampling and may skip steps when decoding is slower; the last step always comes.
     Preview {
         id: JobId,
+        step: usize,
         image: RgbImage,
+    },
+    /// Something to tell the user that stops nothing (a preview decoder that cannot be used).
+    Notice {
+        message: String,
     },
     /// Every image of the job, in seed order.
     Done {
@@ -106,7 +113,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the engine thread. `wake` is called after each event (the UI asks for a repaint).
-    pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
+    pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
         let (requests, rx) = unbounded();
         let (tx, events) = unbounded();
         let cancelled = Arc::new(AtomicU64::new(0));
@@ -185,26 +192,46 @@ fn run(
     requests: Receiver<Request>,
     events: Sender<Event>,
     cancelled: Arc<AtomicU64>,
-    wake: impl Fn(),
+    wake: impl Fn() + Send + Sync + 'static,
 ) {
+    let wake = Arc::new(wake);
     let send = |e: Event| {
         let _ = events.send(e);
         wake();
     };
+    let previews = {
+        let (events, wake) = (events.clone(), wake.clone());
+        PreviewThread::spawn(move |id, step, image| {
+            let _ = events.send(Event::Preview { id, step, image });
+            wake();
+        })
+    };
     let mut model: Option<StableDiffusion> = None;
-    let mut taesd: Option<Taesd> = None;
+    // The TAESD folder asked for, opened on the model's device.
+    let mut taesd_path: Option<PathBuf> = None;
+    let open_taesd = |path: &Option<PathBuf>, model: &Option<StableDiffusion>| match path {
+        None => Ok(None),
+        Some(p) => {
+            let device = model
+                .as_ref()
+                .map(|m| m.device.clone())
+                .unwrap_or(candle_core::Device::Cpu);
+            Taesd::open(p, &device).map(Some)
+        }
+    };
     for request in requests {
         match request {
             Request::Shutdown => break,
             Request::SetPreviewDecoder(path) => {
-                taesd = None;
-                if let Some(path) = path {
-                    match Taesd::open(&path, &candle_core::Device::Cpu) {
-                        Ok(t) => taesd = Some(t),
-                        Err(e) => send(Event::Failed {
-                            id: None,
-                            message: format!("TAESD: {e}"),
-                        }),
+                taesd_path = path;
+                match open_taesd(&taesd_path, &model) {
+                    Ok(t) => previews.set_decoder(t),
+                    Err(e) => {
+                        taesd_path = None;
+                        previews.set_decoder(None);
+                        send(Event::Notice {
+                            message: format!("TAESD previews are off: {e}"),
+                        });
                     }
                 }
             }
@@ -220,6 +247,10 @@ fn run(
                             seconds: started.elapsed().as_secs_f64(),
                         });
                         model = Some(m);
+                        // Previews decode where the model computes.
+                        if taesd_path.is_some() {
+                            previews.set_decoder(open_taesd(&taesd_path, &model).ok().flatten());
+                        }
                     }
                     Err(e) => send(Event::Failed {
                         id: None,
@@ -251,26 +282,7 @@ fn run(
                         step: s.step,
                         total: s.total,
                     });
-                    // The first image of a batch stands for the batch.
-                    let first = match s.latents.narrow(0, 0, 1) {
-                        Ok(l) => l,
-                        Err(_) => s.latents.clone(),
-                    };
-                    let preview = match &taesd {
-                        Some(t) => first
-                            .to_device(&candle_core::Device::Cpu)
-                            .and_then(|l| l.to_dtype(candle_core::DType::F32))
-                            .and_then(|l| t.decode(&l))
-                            .map_err(|e| EngineError::Tensor {
-                                context: "TAESD preview".into(),
-                                source: e,
-                            })
-                            .and_then(|d| RgbImage::from_vae_output(&d)),
-                        None => latent_to_rgb(&first),
-                    };
-                    if let Ok(image) = preview {
-                        send(Event::Preview { id, image });
-                    }
+                    previews.submit(id, s.step, s.latents);
                     if cancelled.load(Ordering::SeqCst) >= id {
                         ControlFlow::Break(())
                     } else {

@@ -348,7 +348,7 @@ impl PentimentoApp {
                         j.total = total;
                     }
                 }
-                Event::Preview { id, image } if mine(id, &self.job) => {
+                Event::Preview { id, image, .. } if mine(id, &self.job) => {
                     self.preview_revision += 1;
                     if let Some(j) = &mut self.job {
                         j.preview = Some((self.preview_revision, image));
@@ -373,6 +373,7 @@ impl PentimentoApp {
                     }
                     self.finish_job(id);
                 }
+                Event::Notice { message } => self.status = message,
                 Event::Cancelled { id } if mine(id, &self.job) => {
                     self.status = "cancelled".into();
                     self.job = None;

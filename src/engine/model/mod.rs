@@ -1,6 +1,7 @@
 //! Loading Stable Diffusion 1.x/2.x models from the layouts users have: diffusers folders and
 //! single-file `.safetensors` / `.ckpt` checkpoints, told apart by their contents.
 
+pub mod attention;
 pub mod blocks;
 pub mod clip;
 pub mod config;
@@ -116,6 +117,29 @@ pub struct StableDiffusion {
 }
 
 impl StableDiffusion {
+    /// A model from networks built elsewhere (benchmarks build them with random weights).
+    pub fn from_parts(
+        unet: UNet,
+        vae: Vae,
+        text: TextEncoder,
+        info: ModelInfo,
+        vae_fallback: vae_fallback::VaeFallback,
+        device: Device,
+    ) -> Self {
+        let dtype = info.dtype;
+        Self {
+            unet,
+            vae,
+            text,
+            schedule: TrainingSchedule::default(),
+            info,
+            device,
+            dtype,
+            vae_tiling: tiling::Tiling::default(),
+            vae_fallback,
+        }
+    }
+
     /// Opens a model, folder or file, detecting its layout from its contents.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
         if !path.exists() {

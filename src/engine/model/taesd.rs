@@ -123,6 +123,7 @@ fn run(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
 pub struct Taesd {
     encoder: Vec<Layer>,
     decoder: Vec<Layer>,
+    device: Device,
 }
 
 impl Taesd {
@@ -191,7 +192,16 @@ impl Taesd {
             decoder.push(Layer::Conv(conv));
             idx += 1;
         }
-        Ok(Self { encoder, decoder })
+        Ok(Self {
+            encoder,
+            decoder,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Where its weights live and it computes.
+    pub fn device(&self) -> Device {
+        self.device.clone()
     }
 
     /// Opens a diffusers `AutoencoderTiny` folder (or a lone weights file with the default config).

@@ -38,38 +38,9 @@ impl Attention {
         let q = self.to_q.forward(x)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
-        let y = scaled_dot_product_attention(&q, &k, &v, self.heads)?;
+        let y = super::attention::scaled_dot_product_attention(&q, &k, &v, self.heads)?;
         self.to_out.forward(&y)
     }
-}
-
-/// Multi-head attention over `(batch, tokens, heads * head_dim)` tensors, computed in f32
-/// whatever the weights' dtype (SD 2.x overflows in f16 otherwise).
-pub fn scaled_dot_product_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: usize,
-) -> Result<Tensor> {
-    let (b, n, d) = q.dims3()?;
-    let m = k.dim(1)?;
-    let head_dim = d / heads;
-    let dtype = q.dtype();
-    let split = |t: &Tensor, len: usize| -> Result<Tensor> {
-        t.reshape((b, len, heads, head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .to_dtype(candle_core::DType::F32)
-    };
-    let q = (split(q, n)? * (head_dim as f64).powf(-0.5))?;
-    let k = split(k, m)?;
-    let v = split(v, m)?;
-    let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-    probs
-        .matmul(&v)?
-        .to_dtype(dtype)?
-        .transpose(1, 2)?
-        .reshape((b, n, d))
 }
 
 struct FeedForward {

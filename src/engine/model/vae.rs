@@ -39,7 +39,7 @@ impl MidAttention {
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
         let v = self.v.forward(&tokens)?;
-        let y = super::transformer::scaled_dot_product_attention(&q, &k, &v, 1)?;
+        let y = super::attention::scaled_dot_product_attention(&q, &k, &v, 1)?;
         let y = self
             .out
             .forward(&y)?
@@ -51,16 +51,13 @@ impl MidAttention {
 
 /// LDM checkpoints store these projections as 1×1 convolutions `[C, C, 1, 1]`.
 fn linear_or_conv1x1(ch: usize, vb: VarBuilder) -> Result<Linear> {
-    let w = vb.get_unchecked("weight")?;
-    let w = match w.dims() {
-        [o, i] if *o == ch && *i == ch => w,
-        [o, i, 1, 1] if *o == ch && *i == ch => w.reshape((ch, ch))?,
-        other => candle_core::bail!(
-            "{}.weight: expected [{ch}, {ch}], found {other:?}",
-            vb.prefix()
-        ),
+    let w = match vb.get((ch, ch), "weight") {
+        Ok(w) => w,
+        Err(linear) => match vb.get((ch, ch, 1, 1), "weight") {
+            Ok(w) => w.reshape((ch, ch))?,
+            Err(_) => return Err(linear),
+        },
     };
-    let w = w.to_dtype(vb.dtype())?.to_device(vb.device())?;
     Ok(Linear::new(w, Some(vb.get(ch, "bias")?)))
 }
 

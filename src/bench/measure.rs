@@ -1,0 +1,312 @@
+//! Timing: each figure is the median of `iters` runs after one warm-up run, the device
+//! synchronised around every run.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+
+use super::{build, build_taesd, Arch};
+use crate::engine::denoise::{Denoiser, GuidedUNet};
+use crate::engine::device::DeviceKind;
+use crate::engine::preview::PreviewThread;
+use crate::engine::rng::TorchRng;
+use crate::engine::{EngineError, GenerationParams, Result};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub arch: Arch,
+    pub device: Device,
+    pub dtype: DType,
+    /// Image side in pixels.
+    pub size: usize,
+    pub iters: usize,
+    /// Steps of the whole text-to-image run.
+    pub steps: usize,
+    /// Figures to run; empty: all of them.
+    pub only: Vec<Figure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Figure {
+    TextEncode,
+    UnetStep,
+    VaeDecode,
+    VaeEncode,
+    TaesdDecode,
+    Txt2img,
+    Txt2imgPreviews,
+}
+
+impl Figure {
+    pub const ALL: [Figure; 7] = [
+        Figure::TextEncode,
+        Figure::UnetStep,
+        Figure::VaeDecode,
+        Figure::VaeEncode,
+        Figure::TaesdDecode,
+        Figure::Txt2img,
+        Figure::Txt2imgPreviews,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::TextEncode => "text-encode",
+            Figure::UnetStep => "unet-step",
+            Figure::VaeDecode => "vae-decode",
+            Figure::VaeEncode => "vae-encode",
+            Figure::TaesdDecode => "taesd-decode",
+            Figure::Txt2img => "txt2img",
+            Figure::Txt2imgPreviews => "txt2img-previews",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Figure> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Figure::TextEncode => "prompt + negative prompt through the text encoder",
+            Figure::UnetStep => "one UNet call with CFG (batch 2)",
+            Figure::VaeDecode => "VAE decode of one image",
+            Figure::VaeEncode => "VAE encode of one image",
+            Figure::TaesdDecode => "TAESD preview decode (what each step's preview costs)",
+            Figure::Txt2img => "whole text-to-image: encode, all steps, decode",
+            Figure::Txt2imgPreviews => {
+                "the same with a TAESD preview of every step, as the app decodes them"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub figure: Figure,
+    pub median_seconds: f64,
+    pub runs: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub arch: Arch,
+    pub device: String,
+    pub dtype: String,
+    pub size: usize,
+    pub steps: usize,
+    pub threads: usize,
+    pub weights_bytes: u64,
+    /// Peak resident memory of the process (Linux), weights included.
+    pub peak_rss_bytes: Option<u64>,
+    pub timings: Vec<Timing>,
+}
+
+impl Report {
+    pub fn median(&self, figure: Figure) -> Option<f64> {
+        self.timings
+            .iter()
+            .find(|t| t.figure == figure)
+            .map(|t| t.median_seconds)
+    }
+}
+
+fn tensor(what: &str) -> impl Fn(candle_core::Error) -> EngineError + '_ {
+    move |e| EngineError::Tensor {
+        context: what.to_string(),
+        source: e,
+    }
+}
+
+/// `iters` timed runs of `f`, after one untimed warm-up when `warm_up`.
+fn time(
+    device: &Device,
+    iters: usize,
+    warm_up: bool,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    if warm_up {
+        f()?;
+        device.synchronize().map_err(tensor("synchronize"))?;
+    }
+    let mut runs = vec![];
+    for _ in 0..iters.max(1) {
+        let start = Instant::now();
+        f()?;
+        device.synchronize().map_err(tensor("synchronize"))?;
+        runs.push(start.elapsed().as_secs_f64());
+    }
+    Ok(runs)
+}
+
+fn median(runs: &[f64]) -> f64 {
+    let mut v = runs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Builds the model and runs every requested figure; `progress` hears what runs next.
+pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+    if opts.size == 0 || opts.size % 8 != 0 {
+        return Err(EngineError::InvalidParams(format!(
+            "size {} is not a positive multiple of 8",
+            opts.size
+        )));
+    }
+    let wanted = |f: Figure| opts.only.is_empty() || opts.only.contains(&f);
+    progress(&format!(
+        "building {} with random weights",
+        opts.arch.name()
+    ));
+    let (model, weights_bytes) = build(opts.arch, &opts.device, opts.dtype)?;
+    let dev = &opts.device;
+    let latent = opts.size / 8;
+    let params = GenerationParams {
+        prompt: "a photograph of an astronaut riding a horse, highly detailed".into(),
+        negative_prompt: "blurry, low quality".into(),
+        steps: opts.steps,
+        width: opts.size,
+        height: opts.size,
+        cfg_scale: 7.5,
+        ..Default::default()
+    };
+    let mut timings = vec![];
+    let mut record = |figure: Figure, runs: Vec<f64>| {
+        timings.push(Timing {
+            figure,
+            median_seconds: median(&runs),
+            runs,
+        })
+    };
+
+    if wanted(Figure::TextEncode) {
+        progress(Figure::TextEncode.describe());
+        let runs = time(dev, opts.iters, true, || {
+            model.prompt_context(&params).map(|_| ())
+        })?;
+        record(Figure::TextEncode, runs);
+    }
+    let noise = |shape: &[usize], seed: u64| -> Result<Tensor> {
+        TorchRng::new(seed)
+            .randn_tensor(shape, dev)
+            .map_err(tensor("noise"))
+    };
+    if wanted(Figure::UnetStep) {
+        progress(Figure::UnetStep.describe());
+        let denoiser = GuidedUNet {
+            unet: &model.unet,
+            context: model.prompt_context(&params)?,
+            scale: params.cfg_scale,
+            dtype: opts.dtype,
+            conditioning: None,
+        };
+        let x = noise(&[1, 4, latent, latent], 1)?;
+        let runs = time(dev, opts.iters, true, || {
+            denoiser
+                .predict(&x, 500.0)
+                .map(|_| ())
+                .map_err(tensor("UNet"))
+        })?;
+        record(Figure::UnetStep, runs);
+    }
+    if wanted(Figure::VaeDecode) {
+        progress(Figure::VaeDecode.describe());
+        let z = noise(&[1, 4, latent, latent], 2)?
+            .to_dtype(opts.dtype)
+            .map_err(tensor("latents"))?;
+        let runs = time(dev, opts.iters, true, || {
+            model
+                .vae
+                .decode(&z)
+                .map(|_| ())
+                .map_err(tensor("VAE decode"))
+        })?;
+        record(Figure::VaeDecode, runs);
+    }
+    if wanted(Figure::VaeEncode) {
+        progress(Figure::VaeEncode.describe());
+        let image = noise(&[1, 3, opts.size, opts.size], 3)?
+            .clamp(-1f32, 1f32)
+            .and_then(|t| t.to_dtype(opts.dtype))
+            .map_err(tensor("image"))?;
+        let runs = time(dev, opts.iters, true, || {
+            model
+                .vae
+                .encode(&image)
+                .map(|_| ())
+                .map_err(tensor("VAE encode"))
+        })?;
+        record(Figure::VaeEncode, runs);
+    }
+    if wanted(Figure::TaesdDecode) {
+        progress(Figure::TaesdDecode.describe());
+        let taesd = build_taesd(dev)?;
+        let z = noise(&[1, 4, latent, latent], 4)?;
+        let runs = time(dev, opts.iters, true, || {
+            taesd.decode(&z).map(|_| ()).map_err(tensor("TAESD"))
+        })?;
+        record(Figure::TaesdDecode, runs);
+    }
+    if wanted(Figure::Txt2img) {
+        progress(Figure::Txt2img.describe());
+        // The whole run is long on a CPU: timed once, after the warm-up of the figures above.
+        let runs = time(dev, 1, false, || {
+            model
+                .txt2img(&params, &mut |_| ControlFlow::Continue(()))
+                .map(|_| ())
+        })?;
+        record(Figure::Txt2img, runs);
+    }
+    if wanted(Figure::Txt2imgPreviews) {
+        progress(Figure::Txt2imgPreviews.describe());
+        let delivered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = delivered.clone();
+        let previews = PreviewThread::spawn(move |_, _, _| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        previews.set_decoder(Some(build_taesd(dev)?));
+        let runs = time(dev, 1, false, || {
+            model
+                .txt2img(&params, &mut |s| {
+                    previews.submit(0, s.step, s.latents);
+                    ControlFlow::Continue(())
+                })
+                .map(|_| ())
+        })?;
+        drop(previews);
+        progress(&format!(
+            "{} of {} steps got a preview",
+            delivered.load(std::sync::atomic::Ordering::Relaxed),
+            opts.steps
+        ));
+        record(Figure::Txt2imgPreviews, runs);
+    }
+    Ok(Report {
+        arch: opts.arch,
+        device: DeviceKind::of(dev).name().to_string(),
+        dtype: format!("{:?}", opts.dtype).to_lowercase(),
+        size: opts.size,
+        steps: opts.steps,
+        threads: candle_core::utils::get_num_threads(),
+        weights_bytes,
+        peak_rss_bytes: peak_rss(),
+        timings,
+    })
+}
+
+/// `VmHWM` of /proc/self/status: the most memory this process has held.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

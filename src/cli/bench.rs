@@ -1,0 +1,140 @@
+//! `pentimento bench`: speed of the full-size networks with random weights.
+
+use anyhow::bail;
+use candle_core::DType;
+use clap::{Args, ValueEnum};
+use pentimento::bench::measure::{run, BenchOptions, Figure, Report};
+use pentimento::bench::Arch;
+use pentimento::engine::device::DeviceKind;
+use pentimento::engine::model::inspect::human_size;
+
+use super::generate::DeviceArg;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ArchArg {
+    Sd15,
+    Sd21,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "sd15")]
+    pub arch: ArchArg,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Compute dtype [default: f32 on the CPU, f16 on a GPU].
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// Image side in pixels [default: 512 for sd15, 768 for sd21].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Timed runs per figure (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Steps of the whole text-to-image run.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Only these figures: text-encode, unet-step, vae-decode, vae-encode, taesd-decode,
+    /// txt2img, txt2img-previews.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let arch = match args.arch {
+        ArchArg::Sd15 => Arch::Sd15,
+        ArchArg::Sd21 => Arch::Sd21,
+    };
+    let kind = match args.device {
+        DeviceArg::Cpu => DeviceKind::Cpu,
+        DeviceArg::Cuda => DeviceKind::Cuda,
+        DeviceArg::Metal => DeviceKind::Metal,
+    };
+    let device = kind.open()?;
+    let dtype = match args.dtype {
+        Some(DtypeArg::F32) => DType::F32,
+        Some(DtypeArg::F16) => DType::F16,
+        Some(DtypeArg::Bf16) => DType::BF16,
+        None if device.is_cpu() => DType::F32,
+        None => DType::F16,
+    };
+    let mut only = vec![];
+    for name in &args.only {
+        match Figure::parse(name) {
+            Some(f) => only.push(f),
+            None => bail!(
+                "unknown figure {name:?}; known: {}",
+                Figure::ALL.map(|f| f.name()).join(", ")
+            ),
+        }
+    }
+    let opts = BenchOptions {
+        arch,
+        device,
+        dtype,
+        size: args.size.unwrap_or(arch.native_size()),
+        iters: args.iters,
+        steps: args.steps,
+        only,
+    };
+    let report = run(&opts, &mut |what| eprintln!("{what}…"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "{} {}x{} on {} ({}), {} threads; weights {}{}",
+        match r.arch {
+            Arch::Sd15 => "SD 1.5",
+            Arch::Sd21 => "SD 2.1",
+        },
+        r.size,
+        r.size,
+        r.device,
+        r.dtype,
+        r.threads,
+        human_size(r.weights_bytes),
+        r.peak_rss_bytes
+            .map(|b| format!(", peak memory {}", human_size(b)))
+            .unwrap_or_default()
+    );
+    for t in &r.timings {
+        let runs: Vec<String> = t.runs.iter().map(|s| format!("{s:.3}")).collect();
+        println!(
+            "{:14} {:>10.4} s   ({})  {}",
+            t.figure.name(),
+            t.median_seconds,
+            runs.join(", "),
+            t.figure.describe()
+        );
+    }
+    if let (Some(preview), Some(step)) = (r.median(Figure::TaesdDecode), r.median(Figure::UnetStep))
+    {
+        println!(
+            "a TAESD decode takes {:.1} % of a UNet step's time",
+            100.0 * preview / step
+        );
+    }
+    if let (Some(plain), Some(with)) =
+        (r.median(Figure::Txt2img), r.median(Figure::Txt2imgPreviews))
+    {
+        println!(
+            "previews on their own thread slow text-to-image by {:+.1} %",
+            100.0 * (with - plain) / plain
+        );
+    }
+}
