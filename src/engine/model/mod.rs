@@ -10,6 +10,7 @@ pub mod external_vae;
 pub mod hash;
 pub mod inspect;
 pub mod keymap;
+pub mod norm;
 pub mod taesd;
 pub mod tiling;
 pub mod transformer;

@@ -3,11 +3,10 @@
 //! residual.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{
-    group_norm, layer_norm, linear, linear_no_bias, GroupNorm, LayerNorm, Linear, VarBuilder,
-};
+use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 
 use super::blocks::conv1x1;
+use super::norm::{group_norm, GroupNorm};
 
 pub struct Attention {
     to_q: Linear,

@@ -1,10 +1,11 @@
 //! diffusers' `UNet2DConditionModel` for SD 1.x/2.x: 4-channel and 9-channel (inpainting).
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
 use super::blocks::{conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::UNetConfig;
+use super::norm::{group_norm, GroupNorm};
 use super::transformer::{SpatialTransformer, SpatialTransformerConfig};
 
 struct TimeEmbedding {
@@ -259,7 +260,7 @@ impl UNet {
             }
         }
 
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }

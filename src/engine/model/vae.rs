@@ -1,10 +1,11 @@
 //! diffusers' `AutoencoderKL`, the SD VAE: images in [-1, 1] to latent distributions and back.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::VaeConfig;
+use super::norm::{group_norm, GroupNorm};
 use super::tiling::{tiled_map, Tiling};
 
 /// Single-head self-attention over the pixels of the VAE's mid block.
@@ -147,7 +148,7 @@ impl Encoder {
             }
         }
         let x = self.mid.forward(&x)?;
-        self.conv_out.forward(&self.norm_out.forward(&x)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
 }
 
@@ -206,7 +207,7 @@ impl Decoder {
                 x = us.forward(&x, None)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&x)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
 }
 
