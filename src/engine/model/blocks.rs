@@ -1,7 +1,9 @@
 //! Building blocks shared by the UNet and the VAE: residual blocks and resampling.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use super::conv::{conv2d, Conv2d, ConvParams};
 
 use super::norm::{group_norm, GroupNorm};
 
@@ -10,7 +12,7 @@ pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
         cin,
         cout,
         3,
-        Conv2dConfig {
+        ConvParams {
             padding: 1,
             ..Default::default()
         },
@@ -79,7 +81,7 @@ pub struct Downsample {
 
 impl Downsample {
     pub fn unet(ch: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig {
+        let cfg = ConvParams {
             padding: 1,
             stride: 2,
             ..Default::default()
@@ -91,7 +93,7 @@ impl Downsample {
     }
 
     pub fn vae(ch: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig {
+        let cfg = ConvParams {
             padding: 0,
             stride: 2,
             ..Default::default()

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod blocks;
 pub mod clip;
 pub mod config;
+pub mod conv;
 pub mod detect;
 pub mod external_vae;
 pub mod hash;

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{conv2d, conv2d_no_bias, Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::conv::{conv2d, conv2d_no_bias, Conv2d, ConvParams};
 use serde::Deserialize;
 
 use super::weights::WeightFile;
@@ -50,8 +52,8 @@ fn widths() -> Vec<usize> {
     vec![64; 4]
 }
 
-fn pad1() -> Conv2dConfig {
-    Conv2dConfig {
+fn pad1() -> ConvParams {
+    ConvParams {
         padding: 1,
         ..Default::default()
     }
@@ -141,7 +143,7 @@ impl Taesd {
                     ch,
                     ch,
                     3,
-                    Conv2dConfig {
+                    ConvParams {
                         padding: 1,
                         stride: 2,
                         ..Default::default()

@@ -100,7 +100,7 @@ impl BasicTransformerBlock {
 }
 
 enum Projection {
-    Conv(candle_nn::Conv2d),
+    Conv(super::conv::Conv2d),
     Linear(Linear),
 }
 

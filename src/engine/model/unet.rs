@@ -60,13 +60,13 @@ struct UpLevel {
 
 pub struct UNet {
     time: TimeEmbedding,
-    conv_in: candle_nn::Conv2d,
+    conv_in: super::conv::Conv2d,
     down: Vec<DownLevel>,
     mid_resnets: [ResnetBlock; 2],
     mid_attention: SpatialTransformer,
     up: Vec<UpLevel>,
     norm_out: GroupNorm,
-    conv_out: candle_nn::Conv2d,
+    conv_out: super::conv::Conv2d,
     config: UNetConfig,
 }
 

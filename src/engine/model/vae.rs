@@ -1,7 +1,9 @@
 //! diffusers' `AutoencoderKL`, the SD VAE: images in [-1, 1] to latent distributions and back.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use super::conv::Conv2d;
 
 use super::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::VaeConfig;
