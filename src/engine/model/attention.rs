@@ -1,12 +1,13 @@
 //! Scaled dot-product attention whose memory does not grow with tokens²: queries are taken in
 //! chunks so that at most `SCORE_BUDGET` attention scores exist at once. A 1024×1024 image has
 //! 16384 tokens at the UNet's first level; all its scores at once would take 8 heads × 16384²
-//! × 4 bytes × 2 (CFG) = 17 GiB, a chunk takes 256 MiB.
+//! × 4 bytes × 2 (CFG) = 17 GiB; a chunk takes 16 MiB (small enough for the allocator to reuse
+//! rather than map fresh zeroed pages each time).
 
 use candle_core::{DType, Result, Tensor};
 
-/// Most f32 attention scores held at once: 2²⁶ (256 MiB).
-pub const SCORE_BUDGET: usize = 1 << 26;
+/// Most f32 attention scores held at once: 2²² (16 MiB).
+pub const SCORE_BUDGET: usize = 1 << 22;
 
 /// Multi-head attention over `(batch, tokens, heads · head_dim)` tensors, computed in f32
 /// whatever the weights' dtype (SD 2.x overflows in f16 otherwise).
