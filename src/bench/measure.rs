@@ -77,7 +77,7 @@ impl Figure {
             Figure::TaesdDecode => "TAESD preview decode (what each step's preview costs)",
             Figure::Txt2img => "whole text-to-image: encode, all steps, decode",
             Figure::Txt2imgPreviews => {
-                "the same with a TAESD preview of every step, as the app decodes them"
+                "the same with TAESD previews, decoded and paced as the app does"
             }
         }
     }
@@ -277,7 +277,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         let runs = time(dev, 1, false, || {
             model
                 .txt2img(&params, &mut |s| {
-                    previews.submit(0, s.step, s.latents);
+                    previews.submit(0, s.step, s.total, s.latents);
                     ControlFlow::Continue(())
                 })
                 .map(|_| ())

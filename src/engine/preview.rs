@@ -2,8 +2,10 @@
 //! to RGB (the approximation AUTOMATIC1111 and ComfyUI use for SD 1.x/2.x), one pixel per
 //! latent cell.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -23,13 +25,24 @@ struct Request {
 /// the step hands over its latents and goes on. When decoding falls behind, a newer step's
 /// latents replace the ones still waiting: only the newest picture matters, and the last step
 /// of a job always gets its preview.
+///
+/// The decoder shares the machine with the sampler (on a CPU, the same cores), so previews are
+/// also paced: after a decode that took `d`, steps are let through again only after
+/// `d · (1 − SHARE) / SHARE`, which keeps previews to about `SHARE` of the time. On a GPU a
+/// TAESD decode is a small fraction of a step and every step gets one.
 pub struct PreviewThread {
     tx: Sender<Request>,
     /// The same queue, to take out a stale request.
     stale: Receiver<Request>,
     decoder: Arc<Mutex<Option<Taesd>>>,
+    /// Microseconds after `epoch` before which new steps are not decoded.
+    next_allowed: Arc<AtomicU64>,
+    epoch: Instant,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The most of the machine's time previews may take.
+pub const SHARE: f64 = 0.05;
 
 impl PreviewThread {
     /// `deliver(job, step, image)` receives each preview.
@@ -38,16 +51,24 @@ impl PreviewThread {
         let decoder: Arc<Mutex<Option<Taesd>>> = Arc::new(Mutex::new(None));
         let shared = decoder.clone();
         let stale = rx.clone();
+        let epoch = Instant::now();
+        let next_allowed = Arc::new(AtomicU64::new(0));
+        let pace = next_allowed.clone();
         let thread = std::thread::Builder::new()
             .name("pentimento-preview".into())
             .spawn(move || {
                 for r in rx {
+                    let started = Instant::now();
                     let taesd = shared.lock().ok();
                     let image = match taesd.as_ref().and_then(|t| t.as_ref()) {
                         Some(t) => taesd_preview(t, &r.latents),
                         None => latent_to_rgb(&r.latents),
                     };
                     drop(taesd);
+                    let took = started.elapsed().as_secs_f64();
+                    let wait = took * (1.0 - SHARE) / SHARE;
+                    let until = epoch.elapsed().as_secs_f64() + wait;
+                    pace.store((until * 1e6) as u64, Ordering::Relaxed);
                     if let Ok(image) = image {
                         deliver(r.job, r.step, image);
                     }
@@ -58,6 +79,8 @@ impl PreviewThread {
             tx,
             stale,
             decoder,
+            next_allowed,
+            epoch,
             thread,
         }
     }
@@ -69,8 +92,13 @@ impl PreviewThread {
         }
     }
 
-    /// Queues the first image of `latents` for a preview, without waiting.
-    pub fn submit(&self, job: u64, step: usize, latents: &Tensor) {
+    /// Queues the first image of `latents` (step `step` of `total`) for a preview, without
+    /// waiting; skipped while previews are over their share of the time, except the last step.
+    pub fn submit(&self, job: u64, step: usize, total: usize, latents: &Tensor) {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        if step < total && now < self.next_allowed.load(Ordering::Relaxed) {
+            return;
+        }
         let first = latents.narrow(0, 0, 1).unwrap_or_else(|_| latents.clone());
         let mut request = Request {
             job,

@@ -282,7 +282,7 @@ fn run(
                         step: s.step,
                         total: s.total,
                     });
-                    previews.submit(id, s.step, s.latents);
+                    previews.submit(id, s.step, s.total, s.latents);
                     if cancelled.load(Ordering::SeqCst) >= id {
                         ControlFlow::Break(())
                     } else {
