@@ -7,6 +7,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_storage::contiguous_f32;
+
 /// Most f32 attention scores held at once: 2²² (16 MiB).
 pub const SCORE_BUDGET: usize = 1 << 22;
 
@@ -69,13 +71,6 @@ struct CpuAttention {
     budget: usize,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-        _ => candle_core::bail!("attention: contiguous f32 expected"),
-    }
-}
-
 impl CustomOp3 for CpuAttention {
     fn name(&self) -> &'static str {
         "attention"
@@ -90,7 +85,11 @@ impl CustomOp3 for CpuAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let (q, k, v) = (
+            contiguous_f32(s1, l1, "attention")?,
+            contiguous_f32(s2, l2, "attention")?,
+            contiguous_f32(s3, l3, "attention")?,
+        );
         let (b, h, n, hd) = l1.shape().dims4()?;
         let m = l2.shape().dims4()?.2;
         // Per task: a block of rows whose scores stay within a slice of the budget, so that all
@@ -203,6 +202,7 @@ fn exp_non_positive(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::cpu_storage::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -234,14 +234,7 @@ mod tests {
             let got = q
                 .apply_op3_no_bwd(&k, &v, &CpuAttention { budget })
                 .unwrap();
-            let d: f32 = (got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = max_abs_diff(&got, &want);
             assert!(d < 1e-5, "budget {budget}: {d}");
         }
     }
@@ -256,14 +249,7 @@ mod tests {
         // 2 · 4 · 23 scores per query row: a budget of 500 takes 2 rows at a time.
         for budget in [1, 500, 2000] {
             let chunked = chunked_attention(&q, &k, &v, 4, budget).unwrap();
-            let diff: f32 = (&whole - &chunked)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = max_abs_diff(&whole, &chunked);
             assert!(diff < 1e-6, "budget {budget}: {diff}");
         }
     }

@@ -9,6 +9,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::cpu_storage::contiguous_f32;
+
 /// Most f32 values in one im2col band (16 MiB).
 const BAND_BUDGET: usize = 1 << 22;
 
@@ -89,13 +91,6 @@ impl Module for Conv2d {
 
 struct CpuConv(ConvParams);
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("conv2d: contiguous f32 expected"),
-    }
-}
-
 impl CustomOp3 for CpuConv {
     fn name(&self) -> &'static str {
         "conv2d"
@@ -111,9 +106,9 @@ impl CustomOp3 for CpuConv {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, bias) = (
-            contiguous_f32(s1, l1)?,
-            contiguous_f32(s2, l2)?,
-            contiguous_f32(s3, l3)?,
+            contiguous_f32(s1, l1, "conv2d")?,
+            contiguous_f32(s2, l2, "conv2d")?,
+            contiguous_f32(s3, l3, "conv2d")?,
         );
         let (b, cin, h, wd) = l1.shape().dims4()?;
         let (cout, wcin, kh, kw) = l2.shape().dims4()?;
@@ -252,6 +247,7 @@ fn fill_band(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::cpu_storage::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -287,14 +283,7 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(got.dims(), want.dims());
-            let d: f32 = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = max_abs_diff(&got, &want);
             assert!(d < 1e-4, "{cin}->{cout} k{k} p{p} s{s}: {d}");
         }
     }
@@ -314,14 +303,7 @@ mod tests {
         };
         let got = conv.forward(&x).unwrap();
         let want = x.conv2d(&conv.weight, 1, 1, 1, 1).unwrap();
-        let d: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&got, &want);
         assert!(d < 1e-3, "{d}");
     }
 }

@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod clip;
 pub mod config;
 pub mod conv;
+pub(crate) mod cpu_storage;
 pub mod detect;
 pub mod external_vae;
 pub mod hash;

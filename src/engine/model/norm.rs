@@ -6,6 +6,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::cpu_storage::contiguous_f32;
+
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
     weight: Tensor,
@@ -96,17 +98,9 @@ impl CustomOp3 for Fused {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let slice = |s: &CpuStorage, l: &Layout| -> Result<Vec<f32>> {
-            let (CpuStorage::F32(data), Some((start, end))) = (s, l.contiguous_offsets()) else {
-                candle_core::bail!("group-norm: contiguous f32 expected");
-            };
-            Ok(data[start..end].to_vec())
-        };
-        let (CpuStorage::F32(data), Some((start, end))) = (s1, l1.contiguous_offsets()) else {
-            candle_core::bail!("group-norm: contiguous f32 expected");
-        };
-        let x = &data[start..end];
-        let (weight, bias) = (slice(s2, l2)?, slice(s3, l3)?);
+        let x = contiguous_f32(s1, l1, "group-norm")?;
+        let weight = contiguous_f32(s2, l2, "group-norm")?;
+        let bias = contiguous_f32(s3, l3, "group-norm")?;
         let dims = l1.shape().dims();
         let (b, c) = (dims[0], dims[1]);
         let spatial = x.len() / (b * c);
@@ -146,6 +140,7 @@ impl CustomOp3 for Fused {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::cpu_storage::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -163,14 +158,7 @@ mod tests {
             (norm.forward(&x).unwrap(), want.clone()),
             (norm.forward_silu(&x).unwrap(), want.silu().unwrap()),
         ] {
-            let d: f32 = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = max_abs_diff(&got, &want);
             assert!(d < 1e-5, "{d}");
         }
     }

@@ -134,6 +134,7 @@ fn ramp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::cpu_storage::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -156,14 +157,7 @@ mod tests {
         let double = |t: &Tensor| t.affine(2.0, 1.0);
         let tiled = tiled_map(&x, 16, 0.25, (1, 1), double).unwrap();
         let plain = double(&x).unwrap();
-        let diff: f32 = (tiled - plain)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&tiled, &plain);
         assert!(diff < 1e-3, "{diff}");
     }
 
