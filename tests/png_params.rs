@@ -4,22 +4,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::fixture;
 
 fn cli_env(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pentimento"))
-        .args(args)
-        .env("PENTIMENTO_CACHE_DIR", cache)
-        .output()
-        .unwrap()
+    common::run_cli(args, cache)
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pentimento-png-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("png", name)
 }
 
 fn pixels(p: &Path) -> Vec<u8> {

@@ -53,3 +53,19 @@ pub fn png_tensor(path: &std::path::Path) -> Tensor {
         .and_then(|t| t.unsqueeze(0))
         .unwrap()
 }
+
+/// Runs the `pentimento` binary with its model-hash cache in `cache` (never the user's).
+pub fn run_cli(args: &[&str], cache: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(args)
+        .env("PENTIMENTO_CACHE_DIR", cache)
+        .output()
+        .unwrap()
+}
+
+/// A fresh-named temporary folder for one test: `pentimento-<group>-<pid>-<name>`.
+pub fn temp_dir(group: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pentimento-{group}-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
