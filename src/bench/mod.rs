@@ -19,7 +19,7 @@ use crate::engine::model::unet::UNet;
 use crate::engine::model::vae::Vae;
 use crate::engine::model::vae_fallback::VaeFallback;
 use crate::engine::model::{ModelFormat, ModelInfo, StableDiffusion};
-use crate::engine::sampler::Prediction;
+use crate::engine::sampler::{Prediction, TrainingSchedule};
 use crate::engine::text::{ClipTokenizer, TextEncoder};
 use crate::engine::{EngineError, Result};
 use random::RandomWeights;
@@ -126,7 +126,15 @@ pub fn build(arch: Arch, device: &Device, dtype: DType) -> Result<(StableDiffusi
         .map_err(tensor_error("VAE"))
     });
     Ok((
-        StableDiffusion::from_parts(unet, vae, text, info, fallback, device.clone()),
+        StableDiffusion::from_parts(
+            unet,
+            vae,
+            text,
+            info,
+            TrainingSchedule::default(),
+            fallback,
+            device.clone(),
+        ),
         bytes,
     ))
 }

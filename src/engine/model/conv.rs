@@ -44,13 +44,12 @@ pub fn conv2d(
     params: ConvParams,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    Ok(Conv2d {
-        weight: vb.get((cout, cin, kernel, kernel), "weight")?,
-        bias: Some(vb.get(cout, "bias")?),
-        params,
-    })
+    let mut conv = conv2d_no_bias(cin, cout, kernel, params, vb.clone())?;
+    conv.bias = Some(vb.get(cout, "bias")?);
+    Ok(conv)
 }
 
+/// `weight` only, as `nn.Conv2d(…, bias=False)`.
 pub fn conv2d_no_bias(
     cin: usize,
     cout: usize,

@@ -120,12 +120,13 @@ pub struct StableDiffusion {
 }
 
 impl StableDiffusion {
-    /// A model from networks built elsewhere (benchmarks build them with random weights).
+    /// A model from its built networks (the loaders below; benchmarks, with random weights).
     pub fn from_parts(
         unet: UNet,
         vae: Vae,
         text: TextEncoder,
         info: ModelInfo,
+        schedule: TrainingSchedule,
         vae_fallback: vae_fallback::VaeFallback,
         device: Device,
     ) -> Self {
@@ -134,7 +135,7 @@ impl StableDiffusion {
             unet,
             vae,
             text,
-            schedule: TrainingSchedule::default(),
+            schedule,
             info,
             device,
             dtype,
@@ -328,30 +329,30 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         .prediction
         .or(folder_prediction)
         .unwrap_or(Prediction::Epsilon);
-    Ok(StableDiffusion {
-        info: ModelInfo {
-            path: dir.to_path_buf(),
-            format: ModelFormat::DiffusersFolder,
-            family,
-            inpainting: unet_cfg.is_inpainting(),
-            prediction,
-            dtype,
-            vae: vae_path,
-            ema: false,
-            memory_bytes: 0,
-        },
+    let info = ModelInfo {
+        path: dir.to_path_buf(),
+        format: ModelFormat::DiffusersFolder,
+        family,
+        inpainting: unet_cfg.is_inpainting(),
+        prediction,
+        dtype,
+        vae: vae_path,
+        ema: false,
+        memory_bytes: 0,
+    };
+    let text = TextEncoder {
+        tokenizer,
+        model: clip,
+    };
+    Ok(StableDiffusion::from_parts(
         unet,
         vae,
-        text: TextEncoder {
-            tokenizer,
-            model: clip,
-        },
+        text,
+        info,
         schedule,
-        device: device.clone(),
-        dtype,
-        vae_tiling: tiling::Tiling::default(),
         vae_fallback,
-    })
+        device.clone(),
+    ))
 }
 
 /// The folder's own `tokenizer.json` when it has one, else the bundled CLIP tokenizer (the
@@ -462,28 +463,28 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         weights::ContainerKind::Safetensors => ModelFormat::Safetensors,
         weights::ContainerKind::Pickle => ModelFormat::Ckpt,
     };
-    Ok(StableDiffusion {
-        info: ModelInfo {
-            path: path.to_path_buf(),
-            format,
-            family: layout.family,
-            inpainting: unet_cfg.is_inpainting(),
-            prediction: opts.prediction.unwrap_or(implied),
-            dtype,
-            vae: vae_path,
-            ema: opts.ema,
-            memory_bytes: 0,
-        },
+    let info = ModelInfo {
+        path: path.to_path_buf(),
+        format,
+        family: layout.family,
+        inpainting: unet_cfg.is_inpainting(),
+        prediction: opts.prediction.unwrap_or(implied),
+        dtype,
+        vae: vae_path,
+        ema: opts.ema,
+        memory_bytes: 0,
+    };
+    let text = TextEncoder {
+        tokenizer,
+        model: clip,
+    };
+    Ok(StableDiffusion::from_parts(
         unet,
         vae,
-        text: TextEncoder {
-            tokenizer,
-            model: clip,
-        },
-        schedule: TrainingSchedule::default(),
-        device: device.clone(),
-        dtype,
-        vae_tiling: tiling::Tiling::default(),
+        text,
+        info,
+        TrainingSchedule::default(),
         vae_fallback,
-    })
+        device.clone(),
+    ))
 }
