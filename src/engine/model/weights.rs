@@ -172,6 +172,13 @@ impl SimpleBackend for Shared {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        // Checked against the index first, so a wrong guess (a 1×1 convolution stored where a
+        // matrix was asked for) reads no tensor data and is not counted as loaded.
+        if let Some(stored) = self.0.shape(name) {
+            if stored != shape.dims() {
+                candle_core::bail!("{name}: expected shape {shape:?}, the file has {stored:?}");
+            }
+        }
         let t = self.get_unchecked(name, dtype, dev)?;
         if t.shape() != &shape {
             candle_core::bail!(
