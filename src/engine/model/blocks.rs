@@ -6,6 +6,7 @@ use candle_nn::{linear, Linear, VarBuilder};
 use super::conv::{conv2d, Conv2d, ConvParams};
 
 use super::norm::{group_norm, GroupNorm};
+use super::tiling::{Geometry, Plane, TilePass};
 
 pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
     conv2d(
@@ -73,6 +74,37 @@ impl ResnetBlock {
     }
 }
 
+impl ResnetBlock {
+    /// `forward` over a whole-image activation, one tile at a time (blocks without a time
+    /// embedding: the VAE's).
+    pub fn forward_tiled(&self, x: &Plane, pass: &TilePass) -> Result<Plane> {
+        if self.time_emb_proj.is_some() {
+            candle_core::bail!("tiled passes are for blocks without a time embedding");
+        }
+        let s1 = self.norm1.statistics(x)?;
+        let h = pass.conv(
+            x,
+            self.conv1.geometry()?,
+            |t| self.norm1.forward_with(t, &s1, true),
+            |t, _| self.conv1.forward_unpadded(t),
+        )?;
+        let s2 = self.norm2.statistics(&h)?;
+        pass.conv(
+            &h,
+            self.conv2.geometry()?,
+            |t| self.norm2.forward_with(t, &s2, true),
+            |t, tile| {
+                let h = self.conv2.forward_unpadded(t)?;
+                let x = pass.read(x, tile)?;
+                match &self.shortcut {
+                    Some(s) => s.forward(&x)? + h,
+                    None => x + h,
+                }
+            },
+        )
+    }
+}
+
 /// Stride-2 convolution. The UNet pads by one on every side; the VAE pads only right and bottom.
 pub struct Downsample {
     conv: Conv2d,
@@ -104,6 +136,25 @@ impl Downsample {
         })
     }
 
+    /// `forward` over a whole-image activation, one tile at a time.
+    pub fn forward_tiled(&self, x: &Plane, pass: &TilePass) -> Result<Plane> {
+        let geometry = if self.asymmetric_pad {
+            Geometry {
+                pad_before: 0,
+                pad_after: 1,
+                ..self.conv.geometry()?
+            }
+        } else {
+            self.conv.geometry()?
+        };
+        pass.conv(
+            x,
+            geometry,
+            |t| Ok(t.clone()),
+            |t, _| self.conv.forward_unpadded(t),
+        )
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.asymmetric_pad {
             let x = x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?;
@@ -124,6 +175,20 @@ impl Upsample {
         Ok(Self {
             conv: conv3x3(ch, ch, vb.pp("conv"))?,
         })
+    }
+
+    /// `forward` doubling the size, over a whole-image activation, one tile at a time.
+    pub fn forward_tiled(&self, x: &Plane, pass: &TilePass) -> Result<Plane> {
+        let geometry = Geometry {
+            upsample: true,
+            ..self.conv.geometry()?
+        };
+        pass.conv(
+            x,
+            geometry,
+            |t| Ok(t.clone()),
+            |t, _| self.conv.forward_unpadded(t),
+        )
     }
 
     /// `size` is the target size when it is not simply double (odd-sized skip connections).

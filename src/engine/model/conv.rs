@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
+use super::tiling::Geometry;
 
 /// Most f32 values in one im2col band (16 MiB).
 const BAND_BUDGET: usize = 1 << 22;
@@ -62,6 +63,31 @@ pub fn conv2d_no_bias(
         bias: None,
         params,
     })
+}
+
+impl Conv2d {
+    /// The convolution of an input that already carries its padding (a tile with its halo).
+    pub fn forward_unpadded(&self, x: &Tensor) -> Result<Tensor> {
+        let conv = Conv2d {
+            params: ConvParams {
+                padding: 0,
+                ..self.params
+            },
+            ..self.clone()
+        };
+        conv.forward(x)
+    }
+
+    /// How this convolution maps input cells to output cells (symmetric padding).
+    pub fn geometry(&self) -> Result<Geometry> {
+        Ok(Geometry {
+            upsample: false,
+            kernel: self.weight.dim(2)?,
+            stride: self.params.stride,
+            pad_before: self.params.padding,
+            pad_after: self.params.padding,
+        })
+    }
 }
 
 impl Module for Conv2d {

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
+use super::tiling::Plane;
 
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
@@ -37,6 +38,51 @@ impl GroupNorm {
     /// `silu(group_norm(x))`.
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
         self.apply(x, true)
+    }
+
+    /// This norm's statistics of a whole-image activation, for `forward_with`.
+    pub fn statistics(&self, x: &Plane) -> Result<Vec<(f64, f64)>> {
+        x.group_statistics(self.groups, self.eps)
+    }
+
+    /// The norm of a tile of an image, with the whole image's `statistics` (mean and
+    /// `1 / sqrt(var + eps)` per image and group), optionally followed by SiLU. Computed as the
+    /// fused pass computes it, so a tiled pass gives the whole pass's values.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        statistics: &[(f64, f64)],
+        silu: bool,
+    ) -> Result<Tensor> {
+        let (b, c) = (x.dim(0)?, x.dim(1)?);
+        if statistics.len() != b * self.groups {
+            candle_core::bail!(
+                "{} group statistics for {b} images of {} groups",
+                statistics.len(),
+                self.groups
+            );
+        }
+        let weight = self.weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let bias = self.bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let per_group = c / self.groups;
+        let (mut scale, mut shift) = (Vec::with_capacity(b * c), Vec::with_capacity(b * c));
+        for bi in 0..b {
+            for ch in 0..c {
+                let (mean, inv) = statistics[bi * self.groups + ch / per_group];
+                scale.push((inv * weight[ch]) as f32);
+                shift.push((bias[ch] - mean * inv * weight[ch]) as f32);
+            }
+        }
+        let as_tensor =
+            |v: Vec<f32>| Tensor::from_vec(v, (b, c, 1, 1), x.device())?.to_dtype(x.dtype());
+        let y = x
+            .broadcast_mul(&as_tensor(scale)?)?
+            .broadcast_add(&as_tensor(shift)?)?;
+        if silu {
+            y.silu()
+        } else {
+            Ok(y)
+        }
     }
 
     fn apply(&self, x: &Tensor, silu: bool) -> Result<Tensor> {

@@ -1,16 +1,20 @@
-//! Tiled VAE passes for large images, as diffusers' `AutoencoderKL.tiled_decode` /
-//! `tiled_encode` do: overlapping tiles run one at a time (so memory is that of one tile), then
-//! each overlap is blended with a linear ramp and the tiles are cropped and joined.
+//! Tiled VAE passes for large images. The full-resolution layers run one tile at a time on the
+//! model's device, with the neighbouring cells each convolution needs (a halo) read from the
+//! whole-image activation kept in host memory, and every GroupNorm normalises with the whole
+//! image's statistics. The result is the untiled pass's, not an approximation: no seams and no
+//! colour shift between tiles. (diffusers' `tiled_decode` runs each tile through the whole VAE
+//! on its own, so every tile gets its own GroupNorm statistics and the tiles disagree; blending
+//! their overlaps hides the edges but not the shift.) The device holds one tile's working set;
+//! the host holds a few whole-image activations.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
 
 /// When and how to tile.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tiling {
-    /// Tile side in latent cells (64 = 512 pixels, the size SD's VAE was trained at).
-    pub tile_latent: usize,
-    /// Fraction of a tile shared with its neighbour.
-    pub overlap: f64,
+    /// Tile side in cells of the layer being computed.
+    pub tile: usize,
     /// Images whose longer side exceeds this many pixels are tiled.
     pub threshold_px: usize,
 }
@@ -18,8 +22,7 @@ pub struct Tiling {
 impl Default for Tiling {
     fn default() -> Self {
         Self {
-            tile_latent: 64,
-            overlap: 0.25,
+            tile: 256,
             threshold_px: 1024,
         }
     }
@@ -31,145 +34,378 @@ impl Tiling {
     }
 }
 
-/// Runs `f` over overlapping `tile × tile` windows of `x` (`(b, c, h, w)`), where `f` scales the
-/// spatial size by `num / den`, and joins the outputs. Every window is full-size (the last one
-/// in a row or column is moved back to end at the edge), and where windows overlap their
-/// outputs are averaged with weights that ramp linearly across the overlap, so no window edge
-/// shows.
-pub fn tiled_map(
-    x: &Tensor,
+/// A whole-image activation `(b, c, h, w)` in host memory, in f32, that tiles are read from
+/// and written to.
+pub struct Plane {
+    data: Vec<f32>,
+    dims: [usize; 4],
+}
+
+impl Plane {
+    pub fn from_tensor(t: &Tensor) -> Result<Self> {
+        let (b, c, h, w) = t.dims4()?;
+        let data = t
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self {
+            data,
+            dims: [b, c, h, w],
+        })
+    }
+
+    pub fn to_tensor(&self, device: &Device, dtype: DType) -> Result<Tensor> {
+        Tensor::from_slice(&self.data, self.dims.to_vec(), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)
+    }
+
+    pub fn dims(&self) -> [usize; 4] {
+        self.dims
+    }
+
+    /// Rows `rows` and columns `cols` of every channel, as a tensor on `device`.
+    pub fn read(&self, rows: Span, cols: Span, device: &Device, dtype: DType) -> Result<Tensor> {
+        let [b, c, h, w] = self.dims;
+        let (th, tw) = (rows.len(), cols.len());
+        let mut out = vec![0f32; b * c * th * tw];
+        out.par_chunks_mut(th * tw)
+            .zip(self.data.par_chunks(h * w))
+            .for_each(|(o, plane)| {
+                for (r, orow) in o.chunks_mut(tw).enumerate() {
+                    let at = (rows.start + r) * w + cols.start;
+                    orow.copy_from_slice(&plane[at..at + tw]);
+                }
+            });
+        Tensor::from_vec(out, (b, c, th, tw), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)
+    }
+
+    /// Stores `tile` `(b, c, rows, cols)` at rows `rows.start`…, columns `cols.start`….
+    fn write(&mut self, tile: &Tensor, rows: Span, cols: Span) -> Result<()> {
+        let [b, c, h, w] = self.dims;
+        let (tb, tc, th, tw) = tile.dims4()?;
+        if (tb, tc, th, tw) != (b, c, rows.len(), cols.len()) {
+            candle_core::bail!(
+                "tile of shape ({tb}, {tc}, {th}, {tw}) for a ({b}, {c}, {}, {}) window",
+                rows.len(),
+                cols.len()
+            );
+        }
+        let values = tile
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        self.data
+            .par_chunks_mut(h * w)
+            .zip(values.par_chunks(th * tw))
+            .for_each(|(plane, t)| {
+                for (r, trow) in t.chunks(tw).enumerate() {
+                    let at = (rows.start + r) * w + cols.start;
+                    plane[at..at + tw].copy_from_slice(trow);
+                }
+            });
+        Ok(())
+    }
+
+    /// Mean and `1 / sqrt(var + eps)` of each group of channels of each image, two passes in
+    /// f64 as the fused GroupNorm computes them.
+    pub fn group_statistics(&self, groups: usize, eps: f64) -> Result<Vec<(f64, f64)>> {
+        let [b, c, h, w] = self.dims;
+        if groups == 0 || c % groups != 0 {
+            candle_core::bail!("{c} channels cannot form {groups} groups");
+        }
+        let group_len = c / groups * h * w;
+        Ok(self
+            .data
+            .par_chunks(group_len)
+            .take(b * groups)
+            .map(|g| {
+                let n = g.len() as f64;
+                let mean = g.iter().map(|&v| v as f64).sum::<f64>() / n;
+                let var = g.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                (mean, 1.0 / (var + eps).sqrt())
+            })
+            .collect())
+    }
+}
+
+/// A half-open range of rows or columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// `len` cut into spans of at most `tile`.
+fn spans(len: usize, tile: usize) -> Vec<Span> {
+    let tile = tile.max(1);
+    (0..len)
+        .step_by(tile)
+        .map(|start| Span {
+            start,
+            end: (start + tile).min(len),
+        })
+        .collect()
+}
+
+/// How a layer maps input cells to output cells along each axis: an optional nearest-neighbour
+/// doubling, then a convolution with `kernel`, `stride` and zero padding `pad_before` /
+/// `pad_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub upsample: bool,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_before: usize,
+    pub pad_after: usize,
+}
+
+impl Geometry {
+    /// A 3×3 convolution that keeps the size.
+    pub const SAME_3X3: Self = Self {
+        upsample: false,
+        kernel: 3,
+        stride: 1,
+        pad_before: 1,
+        pad_after: 1,
+    };
+
+    fn output_len(&self, input: usize) -> usize {
+        let len = if self.upsample { 2 * input } else { input };
+        (len + self.pad_before + self.pad_after).saturating_sub(self.kernel) / self.stride + 1
+    }
+
+    /// The cells of the (upsampled) input that output span `out` reads, clipped to the image,
+    /// and the zero padding that stands for the part outside it.
+    fn window(&self, out: Span, input: usize) -> (Span, usize, usize) {
+        let len = if self.upsample { 2 * input } else { input } as isize;
+        let start = (out.start * self.stride) as isize - self.pad_before as isize;
+        let end = ((out.end - 1) * self.stride + self.kernel) as isize - self.pad_before as isize;
+        let (lo, hi) = (start.max(0), end.min(len));
+        (
+            Span {
+                start: lo as usize,
+                end: hi as usize,
+            },
+            (lo - start) as usize,
+            (end - hi) as usize,
+        )
+    }
+}
+
+/// The output rows and columns of one tile.
+pub struct Tile {
+    pub rows: Span,
+    pub cols: Span,
+}
+
+/// Where the tiles of a pass are computed: their side, device and dtype.
+#[derive(Debug, Clone)]
+pub struct TilePass {
+    pub tile: usize,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl TilePass {
+    /// The cells of `plane` under `tile`, on the pass's device.
+    pub fn read(&self, plane: &Plane, tile: &Tile) -> Result<Tensor> {
+        plane.read(tile.rows, tile.cols, &self.device, self.dtype)
+    }
+
+    /// Computes a convolution-like layer over `input` tile by tile: each tile's input window
+    /// is read onto the device, passed through `pre` (pointwise: it sees real cells only),
+    /// doubled when the geometry upsamples, padded with zeros where it leaves the image, and
+    /// handed to `conv`, which must run with no padding of its own and return the tile's
+    /// output cells.
+    pub fn conv(
+        &self,
+        input: &Plane,
+        geometry: Geometry,
+        pre: impl Fn(&Tensor) -> Result<Tensor>,
+        conv: impl Fn(&Tensor, &Tile) -> Result<Tensor>,
+    ) -> Result<Plane> {
+        conv_tiles(
+            input,
+            geometry,
+            self.tile,
+            (&self.device, self.dtype),
+            pre,
+            conv,
+        )
+    }
+}
+
+fn conv_tiles(
+    input: &Plane,
+    geometry: Geometry,
     tile: usize,
-    overlap: f64,
-    (num, den): (usize, usize),
-    f: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let rows = starts(h, tile, overlap);
-    let cols = starts(w, tile, overlap);
-    let out = |v: usize| v * num / den;
-    let mut sum: Option<Tensor> = None;
-    let mut weight_sum: Option<Tensor> = None;
-    for &(y, th) in &rows {
-        let wy = ramp(&rows, y, th, out, x.device())?.reshape((1, 1, out(th), 1))?;
-        for &(xx, tw) in &cols {
-            let wx = ramp(&cols, xx, tw, out, x.device())?.reshape((1, 1, 1, out(tw)))?;
-            let weight = wy.broadcast_mul(&wx)?;
-            let y_out = f(&x.narrow(2, y, th)?.narrow(3, xx, tw)?)?;
-            let (b, c, oh, ow) = y_out.dims4()?;
-            let weight = weight.to_dtype(y_out.dtype())?;
-            // Place the weighted tile on a full-size canvas by padding it with zeros.
-            let place = |t: &Tensor| -> Result<Tensor> {
-                t.pad_with_zeros(2, out(y), out(h) - out(y) - oh)?
-                    .pad_with_zeros(3, out(xx), out(w) - out(xx) - ow)
+    (device, dtype): (&Device, DType),
+    pre: impl Fn(&Tensor) -> Result<Tensor>,
+    conv: impl Fn(&Tensor, &Tile) -> Result<Tensor>,
+) -> Result<Plane> {
+    let [b, _, h, w] = input.dims;
+    let (oh, ow) = (geometry.output_len(h), geometry.output_len(w));
+    let mut out: Option<Plane> = None;
+    for rows in spans(oh, tile) {
+        for cols in spans(ow, tile) {
+            let (in_rows, top, bottom) = geometry.window(rows, h);
+            let (in_cols, left, right) = geometry.window(cols, w);
+            let x = if geometry.upsample {
+                // The doubled window's cells come from these input cells.
+                let src = |s: Span| Span {
+                    start: s.start / 2,
+                    end: s.end.div_ceil(2),
+                };
+                let (sr, sc) = (src(in_rows), src(in_cols));
+                let x = pre(&input.read(sr, sc, device, dtype)?)?;
+                x.upsample_nearest2d(2 * sr.len(), 2 * sc.len())?
+                    .narrow(2, in_rows.start - 2 * sr.start, in_rows.len())?
+                    .narrow(3, in_cols.start - 2 * sc.start, in_cols.len())?
+            } else {
+                pre(&input.read(in_rows, in_cols, device, dtype)?)?
             };
-            let contribution = place(&y_out.broadcast_mul(&weight)?)?;
-            let w_full = place(&weight.broadcast_as((1, 1, oh, ow))?.contiguous()?)?;
-            sum = Some(match sum {
-                Some(s) => (s + contribution)?,
-                None => contribution,
-            });
-            weight_sum = Some(match weight_sum {
-                Some(s) => (s + w_full)?,
-                None => w_full,
-            });
-            let _ = (b, c);
+            let x = x
+                .pad_with_zeros(2, top, bottom)?
+                .pad_with_zeros(3, left, right)?;
+            let tile = Tile { rows, cols };
+            let y = conv(&x, &tile)?;
+            let plane = match &mut out {
+                Some(p) => p,
+                None => out.insert(Plane {
+                    data: vec![0f32; b * y.dim(1)? * oh * ow],
+                    dims: [b, y.dim(1)?, oh, ow],
+                }),
+            };
+            plane.write(&y, rows, cols)?;
         }
     }
-    match (sum, weight_sum) {
-        (Some(s), Some(ws)) => s.broadcast_div(&ws),
-        _ => candle_core::bail!("nothing to tile"),
-    }
-}
-
-/// Window starts and lengths along one axis of `len`: `tile` long, `tile · (1 − overlap)` apart,
-/// the last moved back so that it ends at the edge. One window when `len ≤ tile`.
-fn starts(len: usize, tile: usize, overlap: f64) -> Vec<(usize, usize)> {
-    if len <= tile {
-        return vec![(0, len)];
-    }
-    let stride = ((tile as f64 * (1.0 - overlap)) as usize).clamp(1, tile);
-    let mut s = vec![];
-    let mut at = 0;
-    loop {
-        if at + tile >= len {
-            s.push((len - tile, tile));
-            break;
-        }
-        s.push((at, tile));
-        at += stride;
-    }
-    s
-}
-
-/// A window's weights along one axis (output units): rising across the overlap with the
-/// previous window, falling across the overlap with the next, 1 elsewhere and at the edges.
-fn ramp(
-    windows: &[(usize, usize)],
-    start: usize,
-    len: usize,
-    out: impl Fn(usize) -> usize,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    let i = windows.iter().position(|&(s, _)| s == start).unwrap_or(0);
-    let n = out(len);
-    let mut w = vec![1f32; n];
-    if i > 0 {
-        let (ps, pl) = windows[i - 1];
-        let overlap = out(ps + pl).saturating_sub(out(start)).min(n);
-        for (k, v) in w.iter_mut().take(overlap).enumerate() {
-            *v = v.min((k as f32 + 0.5) / overlap as f32);
-        }
-    }
-    if i + 1 < windows.len() {
-        let (ns, _) = windows[i + 1];
-        let overlap = out(start + len).saturating_sub(out(ns)).min(n);
-        for k in 0..overlap {
-            let v = &mut w[n - 1 - k];
-            *v = v.min((k as f32 + 0.5) / overlap as f32);
-        }
-    }
-    Tensor::from_vec(w, n, device)
+    out.ok_or_else(|| candle_core::Error::Msg("tiling an empty image".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::model::cpu_storage::max_abs_diff;
-    use candle_core::Device;
+
+    fn random(dims: (usize, usize, usize, usize)) -> Tensor {
+        Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap()
+    }
 
     #[test]
-    fn windows_are_full_size_and_cover_the_axis() {
-        assert_eq!(starts(10, 16, 0.25), vec![(0, 10)]);
-        assert_eq!(starts(40, 16, 0.25), vec![(0, 16), (12, 16), (24, 16)]);
+    fn spans_cover_the_axis() {
+        let s = spans(10, 4);
         assert_eq!(
-            starts(41, 16, 0.25),
-            vec![(0, 16), (12, 16), (24, 16), (25, 16)]
+            s.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
+            vec![(0, 4), (4, 8), (8, 10)]
         );
     }
 
     #[test]
-    fn a_pointwise_map_is_reproduced_exactly() {
-        // Where every tile agrees on the overlap, blending changes nothing.
-        let x = Tensor::arange(0f32, 2.0 * 40.0 * 56.0, &Device::Cpu)
-            .unwrap()
-            .reshape((1, 2, 40, 56))
-            .unwrap();
-        let double = |t: &Tensor| t.affine(2.0, 1.0);
-        let tiled = tiled_map(&x, 16, 0.25, (1, 1), double).unwrap();
-        let plain = double(&x).unwrap();
-        let diff = max_abs_diff(&tiled, &plain);
-        assert!(diff < 1e-3, "{diff}");
+    fn planes_round_trip_windows() {
+        let t = random((2, 3, 7, 9));
+        let p = Plane::from_tensor(&t).unwrap();
+        let rows = Span { start: 2, end: 6 };
+        let cols = Span { start: 1, end: 8 };
+        let w = p.read(rows, cols, &Device::Cpu, DType::F32).unwrap();
+        let want = t.narrow(2, 2, 4).unwrap().narrow(3, 1, 7).unwrap();
+        assert_eq!(max_abs_diff(&w, &want), 0.0);
+        assert_eq!(
+            max_abs_diff(&p.to_tensor(&Device::Cpu, DType::F32).unwrap(), &t),
+            0.0
+        );
+    }
+
+    /// Tiles of a convolution, including odd sizes and tiles of one cell, equal the whole.
+    #[test]
+    fn tiled_convolutions_equal_whole_ones() {
+        let x = random((2, 3, 11, 13));
+        let k = random((4, 3, 3, 3));
+        let p = Plane::from_tensor(&x).unwrap();
+        let on = (&Device::Cpu, DType::F32);
+        let square = |t: &Tensor| t.sqr();
+        let unpadded = |t: &Tensor, _: &Tile| t.conv2d(&k, 0, 1, 1, 1);
+        for tile in [1, 4, 5, 64] {
+            // 3×3, padding 1, a pointwise map before it.
+            let got = conv_tiles(&p, Geometry::SAME_3X3, tile, on, square, unpadded).unwrap();
+            let want = x.sqr().unwrap().conv2d(&k, 1, 1, 1, 1).unwrap();
+            let got = got.to_tensor(&Device::Cpu, DType::F32).unwrap();
+            assert!(max_abs_diff(&got, &want) < 1e-5, "same, tile {tile}");
+
+            // Upsampling, then 3×3 padding 1.
+            let up = Geometry {
+                upsample: true,
+                ..Geometry::SAME_3X3
+            };
+            let got = conv_tiles(&p, up, tile, on, |t| Ok(t.clone()), unpadded).unwrap();
+            let want = x
+                .upsample_nearest2d(22, 26)
+                .unwrap()
+                .conv2d(&k, 1, 1, 1, 1)
+                .unwrap();
+            let got = got.to_tensor(&Device::Cpu, DType::F32).unwrap();
+            assert!(max_abs_diff(&got, &want) < 1e-5, "upsample, tile {tile}");
+
+            // The VAE's downsampler: pad right and bottom by one, 3×3 stride 2.
+            let down = Geometry {
+                upsample: false,
+                kernel: 3,
+                stride: 2,
+                pad_before: 0,
+                pad_after: 1,
+            };
+            let strided = |t: &Tensor, _: &Tile| t.conv2d(&k, 0, 2, 1, 1);
+            let got = conv_tiles(&p, down, tile, on, |t| Ok(t.clone()), strided).unwrap();
+            let want = x
+                .pad_with_zeros(2, 0, 1)
+                .unwrap()
+                .pad_with_zeros(3, 0, 1)
+                .unwrap()
+                .conv2d(&k, 0, 2, 1, 1)
+                .unwrap();
+            let got = got.to_tensor(&Device::Cpu, DType::F32).unwrap();
+            assert!(max_abs_diff(&got, &want) < 1e-5, "downsample, tile {tile}");
+        }
     }
 
     #[test]
-    fn upsampling_maps_keep_the_output_size() {
-        let x = Tensor::zeros((1, 1, 24, 37), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let up = |t: &Tensor| t.upsample_nearest2d(t.dim(2)? * 8, t.dim(3)? * 8);
-        let out = tiled_map(&x, 16, 0.25, (8, 1), up).unwrap();
-        assert_eq!(out.dims(), &[1, 1, 24 * 8, 37 * 8]);
-        let down = |t: &Tensor| t.avg_pool2d(8);
-        let y = Tensor::zeros((1, 3, 200, 136), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let out = tiled_map(&y, 64, 0.25, (1, 8), down).unwrap();
-        assert_eq!(out.dims(), &[1, 3, 25, 17]);
+    fn group_statistics_are_the_whole_images() {
+        let x = random((2, 4, 5, 6)).affine(3.0, 1.0).unwrap();
+        let stats = Plane::from_tensor(&x)
+            .unwrap()
+            .group_statistics(2, 1e-5)
+            .unwrap();
+        let g = x.reshape((2, 2, 60)).unwrap();
+        let mean = g.mean_keepdim(2).unwrap();
+        let var = g
+            .broadcast_sub(&mean)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_keepdim(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let mean = mean.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (i, &(m, inv)) in stats.iter().enumerate() {
+            assert!((m - mean[i] as f64).abs() < 1e-5);
+            assert!((inv - 1.0 / (var[i] as f64 + 1e-5).sqrt()).abs() < 1e-4);
+        }
     }
 }

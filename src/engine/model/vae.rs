@@ -8,7 +8,7 @@ use super::conv::Conv2d;
 use super::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::VaeConfig;
 use super::norm::{group_norm, GroupNorm};
-use super::tiling::{tiled_map, Tiling};
+use super::tiling::{Plane, TilePass, Tiling};
 
 /// Single-head self-attention over the pixels of the VAE's mid block.
 struct MidAttention {
@@ -152,6 +152,27 @@ impl Encoder {
         let x = self.mid.forward(&x)?;
         self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
+
+    /// `forward` with the full-resolution layers run one tile at a time; the mid block, at
+    /// latent resolution (its attention sees every cell), runs whole.
+    fn forward_tiled(&self, image: &Tensor, pass: &TilePass) -> Result<Tensor> {
+        let mut x = pass.conv(
+            &Plane::from_tensor(image)?,
+            self.conv_in.geometry()?,
+            |t| Ok(t.clone()),
+            |t, _| self.conv_in.forward_unpadded(t),
+        )?;
+        for (resnets, ds) in &self.down {
+            for r in resnets {
+                x = r.forward_tiled(&x, pass)?;
+            }
+            if let Some(ds) = ds {
+                x = ds.forward_tiled(&x, pass)?;
+            }
+        }
+        let x = self.mid.forward(&x.to_tensor(&pass.device, pass.dtype)?)?;
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
+    }
 }
 
 struct Decoder {
@@ -211,6 +232,30 @@ impl Decoder {
         }
         self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
+
+    /// `forward` with the mid block, at latent resolution (its attention sees every cell), run
+    /// whole and the layers above it one tile at a time.
+    fn forward_tiled(&self, z: &Tensor, pass: &TilePass) -> Result<Tensor> {
+        let mid = self.mid.forward(&self.conv_in.forward(z)?)?;
+        let mut x = Plane::from_tensor(&mid)?;
+        drop(mid);
+        for (resnets, us) in &self.up {
+            for r in resnets {
+                x = r.forward_tiled(&x, pass)?;
+            }
+            if let Some(us) = us {
+                x = us.forward_tiled(&x, pass)?;
+            }
+        }
+        let stats = self.norm_out.statistics(&x)?;
+        pass.conv(
+            &x,
+            self.conv_out.geometry()?,
+            |t| self.norm_out.forward_with(t, &stats, true),
+            |t, _| self.conv_out.forward_unpadded(t),
+        )?
+        .to_tensor(&pass.device, pass.dtype)
+    }
 }
 
 /// The diagonal Gaussian the encoder predicts for each latent.
@@ -264,24 +309,24 @@ impl Vae {
         self.distribution(&self.moments(image)?)
     }
 
-    /// `encode` one overlapping tile at a time, for large images.
+    /// `encode` with the full-resolution layers run one tile at a time, for large images:
+    /// the same result with the device holding one tile's activations.
     pub fn encode_tiled(&self, image: &Tensor, tiling: &Tiling) -> Result<LatentDistribution> {
-        let f = self.scale();
-        let moments = tiled_map(image, tiling.tile_latent * f, tiling.overlap, (1, f), |t| {
-            self.moments(t)
-        })?;
+        let moments = self.encoder.forward_tiled(image, &pass(image, tiling))?;
+        let moments = match &self.quant_conv {
+            Some(q) => q.forward(&moments)?,
+            None => moments,
+        };
         self.distribution(&moments)
     }
 
-    /// `decode` one overlapping tile at a time, for large images.
+    /// `decode` with the full-resolution layers run one tile at a time, for large images.
     pub fn decode_tiled(&self, z: &Tensor, tiling: &Tiling) -> Result<Tensor> {
-        tiled_map(
-            z,
-            tiling.tile_latent,
-            tiling.overlap,
-            (self.scale(), 1),
-            |t| self.decode(t),
-        )
+        let z = match &self.post_quant_conv {
+            Some(p) => p.forward(z)?,
+            None => z.clone(),
+        };
+        self.decoder.forward_tiled(&z, &pass(&z, tiling))
     }
 
     /// Pixels per latent cell.
@@ -312,5 +357,13 @@ impl Vae {
             None => z.clone(),
         };
         self.decoder.forward(&z)
+    }
+}
+
+fn pass(x: &Tensor, tiling: &Tiling) -> TilePass {
+    TilePass {
+        tile: tiling.tile,
+        device: x.device().clone(),
+        dtype: x.dtype(),
     }
 }
