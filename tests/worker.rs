@@ -105,3 +105,38 @@ fn errors_are_events_and_the_worker_survives() {
     });
     assert!(matches!(events.last(), Some(Event::Cancelled { .. })));
 }
+
+/// A load reports its progress in whole percents, in order, up to all of the weights, for a
+/// single file, a diffusers folder and a `.ckpt`.
+#[test]
+fn model_loads_report_their_progress() {
+    let worker = Worker::spawn(|| {});
+    for model in [
+        "tiny-sd15.safetensors",
+        "tiny-sd15",
+        "tiny-sd15-inpainting.ckpt",
+    ] {
+        worker.load_model(fixture(model), LoadOptions::cpu());
+        let events = until(&worker, |e| {
+            matches!(e, Event::ModelLoaded { .. } | Event::Failed { .. })
+        });
+        assert!(
+            matches!(events.last(), Some(Event::ModelLoaded { .. })),
+            "{model}: {events:?}"
+        );
+        let fractions: Vec<f32> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ModelLoadProgress { progress } => progress.fraction(),
+                _ => None,
+            })
+            .collect();
+        assert!(fractions.len() > 10, "{model}: {fractions:?}");
+        assert!(
+            fractions.windows(2).all(|w| w[0] < w[1]),
+            "{model}: not increasing {fractions:?}"
+        );
+        let last = *fractions.last().unwrap();
+        assert!(last > 0.99, "{model}: the load ended at {last}");
+    }
+}

@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub steps: usize,
     /// Figures to run; empty: all of them.
     pub only: Vec<Figure>,
+    /// Tile VAE passes above 1024 px, as the app does (off: whole passes at any size).
+    pub vae_tiling: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +103,8 @@ pub struct Report {
     pub weights_bytes: u64,
     /// Peak resident memory of the process (Linux), weights included.
     pub peak_rss_bytes: Option<u64>,
+    /// Whether the VAE figures went through tiles.
+    pub vae_tiled: bool,
     pub timings: Vec<Timing>,
 }
 
@@ -167,7 +171,11 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         "building {} with random weights",
         opts.arch.name()
     ));
-    let (model, weights_bytes) = build(opts.arch, &opts.device, opts.dtype)?;
+    let (mut model, weights_bytes) = build(opts.arch, &opts.device, opts.dtype)?;
+    if !opts.vae_tiling {
+        model.vae_tiling.threshold_px = usize::MAX;
+    }
+    let vae_tiled = model.vae_tiling.applies(opts.size, opts.size);
     let dev = &opts.device;
     let latent = opts.size / 8;
     let params = GenerationParams {
@@ -220,15 +228,10 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
     }
     if wanted(Figure::VaeDecode) {
         progress(Figure::VaeDecode.describe());
-        let z = noise(&[1, 4, latent, latent], 2)?
-            .to_dtype(opts.dtype)
-            .map_err(tensor("latents"))?;
+        // As the app decodes: in tiles above the tiling threshold.
+        let z = noise(&[1, 4, latent, latent], 2)?;
         let runs = time(dev, opts.iters, true, || {
-            model
-                .vae
-                .decode(&z)
-                .map(|_| ())
-                .map_err(tensor("VAE decode"))
+            model.decode_latents(&z).map(|_| ())
         })?;
         record(Figure::VaeDecode, runs);
     }
@@ -239,11 +242,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             .and_then(|t| t.to_dtype(opts.dtype))
             .map_err(tensor("image"))?;
         let runs = time(dev, opts.iters, true, || {
-            model
-                .vae
-                .encode(&image)
-                .map(|_| ())
-                .map_err(tensor("VAE encode"))
+            model.vae_encode(&image).map(|_| ())
         })?;
         record(Figure::VaeEncode, runs);
     }
@@ -299,6 +298,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         threads: candle_core::utils::get_num_threads(),
         weights_bytes,
         peak_rss_bytes: peak_rss(),
+        vae_tiled,
         timings,
     })
 }

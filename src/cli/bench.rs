@@ -47,6 +47,10 @@ pub struct BenchArgs {
     pub only: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    /// Run the VAE whole at every size (by default images over 1024 px go through tiles, as
+    /// in the app): to see what tiling saves.
+    #[arg(long)]
+    pub no_vae_tiling: bool,
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -85,6 +89,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         iters: args.iters,
         steps: args.steps,
         only,
+        vae_tiling: !args.no_vae_tiling,
     };
     let report = run(&opts, &mut |what| eprintln!("{what}…"))?;
     if args.json {
@@ -112,6 +117,9 @@ fn print_report(r: &Report) {
             .map(|b| format!(", peak memory {}", human_size(b)))
             .unwrap_or_default()
     );
+    if r.vae_tiled {
+        println!("the VAE figures went through tiles (images over 1024 px)");
+    }
     for t in &r.timings {
         let runs: Vec<String> = t.runs.iter().map(|s| format!("{s:.3}")).collect();
         println!(

@@ -19,7 +19,7 @@ use pentimento::engine::sampler::Prediction;
 use pentimento::engine::{GenerationParams, LoadOptions, RgbImage, StableDiffusion};
 use pentimento::png_info::{write_png, ImageRecord, InpaintRecord, VERSION};
 
-use super::progress::StepProgress;
+use super::progress::{LoadBar, StepProgress};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DeviceArg {
@@ -344,7 +344,10 @@ impl Session {
             ema: args.ema,
         };
         let started = Instant::now();
-        let model = StableDiffusion::load(&args.model, &opts)?;
+        let bar = LoadBar::new();
+        let model = StableDiffusion::load_reporting(&args.model, &opts, bar.reporter());
+        bar.finish();
+        let model = model?;
         let info = &model.info;
         eprintln!(
             "loaded {} ({}, {}{}, {}-prediction{}), VAE: {}, in {:.1}s",

@@ -39,6 +39,42 @@ impl StepProgress {
     }
 }
 
+/// A model load's progress on stderr: a byte bar on a terminal, nothing otherwise (the
+/// "loaded … in N s" line follows either way).
+pub struct LoadBar(Option<ProgressBar>);
+
+impl LoadBar {
+    pub fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("loading [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self(Some(bar))
+    }
+
+    /// What `StableDiffusion::load_reporting` calls.
+    pub fn reporter(&self) -> impl FnMut(pentimento::engine::model::LoadProgress) + 'static {
+        let bar = self.0.clone();
+        move |p| {
+            if let Some(bar) = &bar {
+                bar.set_length(p.total_bytes.max(p.read_bytes));
+                bar.set_position(p.read_bytes);
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Download progress on stderr: a byte bar per file on a terminal, a line per second otherwise.
 pub struct DownloadProgress {
     bar: Option<ProgressBar>,

@@ -233,7 +233,7 @@ impl StableDiffusion {
 
     /// The VAE's latent distribution of `pixels`, in tiles for large images, in f32 when the
     /// half-precision VAE overflows.
-    fn vae_encode(&self, pixels: &Tensor) -> Result<LatentDistribution> {
+    pub fn vae_encode(&self, pixels: &Tensor) -> Result<LatentDistribution> {
         let (_, _, h, w) = pixels.dims4().context("image")?;
         let tiled = self.vae_tiling.applies(h, w);
         let encode = |vae: &Vae, dtype: DType| {

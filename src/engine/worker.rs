@@ -16,7 +16,7 @@ use super::image::RgbImage;
 use super::inpaint::InpaintOptions;
 use super::mask::Mask;
 use super::model::taesd::Taesd;
-use super::model::{LoadOptions, ModelInfo, StableDiffusion};
+use super::model::{LoadOptions, LoadProgress, ModelInfo, StableDiffusion};
 use super::params::GenerationParams;
 use super::preview::PreviewThread;
 use super::EngineError;
@@ -65,6 +65,10 @@ pub enum Request {
 pub enum Event {
     ModelLoading {
         path: PathBuf,
+    },
+    /// How much of the weights a model load has read (sent as each whole percent passes).
+    ModelLoadProgress {
+        progress: LoadProgress,
     },
     ModelLoaded {
         info: ModelInfo,
@@ -240,7 +244,17 @@ fn run(
                 model = None;
                 send(Event::ModelLoading { path: path.clone() });
                 let started = Instant::now();
-                match StableDiffusion::load(&path, &options) {
+                let (events, wake) = (events.clone(), wake.clone());
+                let mut last_percent = None;
+                let reporting = move |progress: LoadProgress| {
+                    let percent = progress.fraction().map(|f| (f * 100.0) as u32);
+                    if percent != last_percent {
+                        last_percent = percent;
+                        let _ = events.send(Event::ModelLoadProgress { progress });
+                        wake();
+                    }
+                };
+                match StableDiffusion::load_reporting(&path, &options, reporting) {
                     Ok(m) => {
                         send(Event::ModelLoaded {
                             info: m.info.clone(),

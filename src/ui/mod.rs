@@ -27,7 +27,11 @@ use prompt_panel::{PanelAction, PromptPanel};
 #[derive(Debug, Clone)]
 pub enum ModelStatus {
     None,
-    Loading(PathBuf),
+    Loading {
+        path: PathBuf,
+        /// Fraction of the weights read, once the worker has said.
+        progress: Option<f32>,
+    },
     Loaded(ModelInfo),
 }
 
@@ -126,7 +130,10 @@ impl PentimentoApp {
     }
 
     pub fn load_model(&mut self, path: PathBuf) {
-        self.model = ModelStatus::Loading(path.clone());
+        self.model = ModelStatus::Loading {
+            path: path.clone(),
+            progress: None,
+        };
         self.model_path = Some(path.clone());
         self.worker.load_model(path, self.load_options.clone());
     }
@@ -333,6 +340,14 @@ impl PentimentoApp {
             };
             match event {
                 Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
+                Event::ModelLoadProgress { progress } => {
+                    if let ModelStatus::Loading {
+                        progress: shown, ..
+                    } = &mut self.model
+                    {
+                        *shown = progress.fraction();
+                    }
+                }
                 Event::ModelLoaded { info, seconds } => {
                     self.status = format!(
                         "loaded {} ({}, {}) in {seconds:.1}s",
@@ -441,25 +456,42 @@ impl PentimentoApp {
         });
     }
 
+    /// Two rows: files, models, undo and view on the first; painting tools on the second. Each
+    /// wraps rather than clips in a narrow window.
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
-            if ui.button("Open image…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
-                    .pick_file()
-                {
-                    self.open_image(&path);
+            ui.menu_button("File", |ui| {
+                if ui.button("Open image…").clicked() {
+                    ui.close();
+                    if let Some(path) = rfd::FileDialog::new()
+                        .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
+                        .pick_file()
+                    {
+                        self.open_image(&path);
+                    }
                 }
-            }
-            if ui.button("Save PNG…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("PNG", &["png"])
-                    .set_file_name("pentimento.png")
-                    .save_file()
-                {
-                    self.save_png(&path);
+                if ui.button("Save PNG…").clicked() {
+                    ui.close();
+                    if let Some(path) = rfd::FileDialog::new()
+                        .add_filter("PNG", &["png"])
+                        .set_file_name("pentimento.png")
+                        .save_file()
+                    {
+                        self.save_png(&path);
+                    }
                 }
-            }
+                ui.separator();
+                if ui
+                    .button("Open model folder…")
+                    .on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)")
+                    .clicked()
+                {
+                    ui.close();
+                    if let Some(path) = rfd::FileDialog::new().pick_folder() {
+                        self.load_model(path);
+                    }
+                }
+            });
             if ui
                 .button("Models…")
                 .on_hover_text("your model library and downloads from the Hugging Face hub")
@@ -472,15 +504,6 @@ impl PentimentoApp {
                     .add_filter("Checkpoints", &["safetensors", "ckpt"])
                     .pick_file()
                 {
-                    self.load_model(path);
-                }
-            }
-            if ui
-                .button("Open model folder…")
-                .on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)")
-                .clicked()
-            {
-                if let Some(path) = rfd::FileDialog::new().pick_folder() {
                     self.load_model(path);
                 }
             }
@@ -569,6 +592,15 @@ impl PentimentoApp {
                 self.doc.redo();
             }
             ui.separator();
+            if ui.button("Fit").clicked() {
+                self.canvas.fit_pending = true;
+            }
+            if ui.button("1:1").clicked() {
+                self.canvas.one_to_one();
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().slider_width = 90.0;
             ui.selectable_value(&mut self.tool, Tool::MaskBrush, "Mask brush")
                 .on_hover_text("B");
             ui.selectable_value(&mut self.tool, Tool::MaskEraser, "Eraser")
@@ -598,13 +630,6 @@ impl PentimentoApp {
             }
             if ui.button("Invert mask").clicked() {
                 self.doc.invert_mask();
-            }
-            ui.separator();
-            if ui.button("Fit").clicked() {
-                self.canvas.fit_pending = true;
-            }
-            if ui.button("1:1").clicked() {
-                self.canvas.one_to_one();
             }
         });
     }
@@ -699,7 +724,7 @@ impl eframe::App for PentimentoApp {
             ui.horizontal(|ui| {
                 let model = match &self.model {
                     ModelStatus::None => "no model".to_string(),
-                    ModelStatus::Loading(p) => format!("loading {}…", p.display()),
+                    ModelStatus::Loading { path, .. } => format!("loading {}…", path.display()),
                     ModelStatus::Loaded(info) => format!(
                         "{} · {} · {} · VAE: {}{}",
                         info.path
@@ -717,6 +742,16 @@ impl eframe::App for PentimentoApp {
                     ),
                 };
                 ui.label(model);
+                if let ModelStatus::Loading {
+                    progress: Some(f), ..
+                } = self.model
+                {
+                    ui.add(
+                        egui::ProgressBar::new(f)
+                            .desired_width(140.0)
+                            .text(format!("{:.0} %", f * 100.0)),
+                    );
+                }
                 ui.separator();
                 ui.label(&self.status);
             });

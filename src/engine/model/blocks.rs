@@ -86,7 +86,7 @@ impl ResnetBlock {
             x,
             self.conv1.geometry()?,
             |t| self.norm1.forward_with(t, &s1, true),
-            |t, _| self.conv1.forward_unpadded(t),
+            |t, tile| self.conv1.forward_padded(t, tile.pad),
         )?;
         let s2 = self.norm2.statistics(&h)?;
         pass.conv(
@@ -94,7 +94,7 @@ impl ResnetBlock {
             self.conv2.geometry()?,
             |t| self.norm2.forward_with(t, &s2, true),
             |t, tile| {
-                let h = self.conv2.forward_unpadded(t)?;
+                let h = self.conv2.forward_padded(t, tile.pad)?;
                 let x = pass.read(x, tile)?;
                 match &self.shortcut {
                     Some(s) => s.forward(&x)? + h,
@@ -151,7 +151,7 @@ impl Downsample {
             x,
             geometry,
             |t| Ok(t.clone()),
-            |t, _| self.conv.forward_unpadded(t),
+            |t, tile| self.conv.forward_padded(t, tile.pad),
         )
     }
 
@@ -187,7 +187,7 @@ impl Upsample {
             x,
             geometry,
             |t| Ok(t.clone()),
-            |t, _| self.conv.forward_unpadded(t),
+            |t, tile| self.conv.forward_padded(t, tile.pad),
         )
     }
 

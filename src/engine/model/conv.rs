@@ -65,17 +65,37 @@ pub fn conv2d_no_bias(
     })
 }
 
+/// Zero padding on each side of an input, in cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Padding {
+    fn uniform(p: usize) -> Self {
+        Self {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
+    }
+}
+
 impl Conv2d {
-    /// The convolution of an input that already carries its padding (a tile with its halo).
-    pub fn forward_unpadded(&self, x: &Tensor) -> Result<Tensor> {
-        let conv = Conv2d {
-            params: ConvParams {
-                padding: 0,
-                ..self.params
-            },
-            ..self.clone()
-        };
-        conv.forward(x)
+    /// The convolution with `padding` in place of its own (a tile: zeros only where the tile
+    /// meets the image's edge).
+    pub fn forward_padded(&self, x: &Tensor, padding: Padding) -> Result<Tensor> {
+        if self.cpu_fast(x) {
+            return self.cpu_forward(x, padding);
+        }
+        let x = x
+            .pad_with_zeros(2, padding.top, padding.bottom)?
+            .pad_with_zeros(3, padding.left, padding.right)?;
+        self.candle_forward(&x, 0)
     }
 
     /// How this convolution maps input cells to output cells (symmetric padding).
@@ -88,25 +108,29 @@ impl Conv2d {
             pad_after: self.params.padding,
         })
     }
-}
 
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let fast = x.device().is_cpu()
+    fn cpu_fast(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
-            && self.weight.is_contiguous();
-        if fast {
-            let cout = self.weight.dim(0)?;
-            let bias = match &self.bias {
-                Some(b) => b.clone(),
-                None => Tensor::zeros(cout, DType::F32, x.device())?,
-            };
-            return x
-                .contiguous()?
-                .apply_op3_no_bwd(&self.weight, &bias, &CpuConv(self.params));
-        }
-        let y = x.conv2d(&self.weight, self.params.padding, self.params.stride, 1, 1)?;
+            && self.weight.is_contiguous()
+    }
+
+    fn cpu_forward(&self, x: &Tensor, padding: Padding) -> Result<Tensor> {
+        let cout = self.weight.dim(0)?;
+        let bias = match &self.bias {
+            Some(b) => b.clone(),
+            None => Tensor::zeros(cout, DType::F32, x.device())?,
+        };
+        let op = CpuConv {
+            padding,
+            stride: self.params.stride,
+        };
+        x.contiguous()?.apply_op3_no_bwd(&self.weight, &bias, &op)
+    }
+
+    fn candle_forward(&self, x: &Tensor, padding: usize) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, padding, self.params.stride, 1, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
@@ -114,7 +138,19 @@ impl Module for Conv2d {
     }
 }
 
-struct CpuConv(ConvParams);
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.cpu_fast(x) {
+            return self.cpu_forward(x, Padding::uniform(self.params.padding));
+        }
+        self.candle_forward(x, self.params.padding)
+    }
+}
+
+struct CpuConv {
+    padding: Padding,
+    stride: usize,
+}
 
 impl CustomOp3 for CpuConv {
     fn name(&self) -> &'static str {
@@ -140,15 +176,13 @@ impl CustomOp3 for CpuConv {
         if wcin != cin {
             candle_core::bail!("conv2d: {cin} input channels, kernel expects {wcin}");
         }
-        let ConvParams {
-            padding: p,
-            stride: s,
-        } = self.0;
-        if h + 2 * p < kh || wd + 2 * p < kw {
+        let (pad, s) = (self.padding, self.stride);
+        let (ph, pw) = (pad.top + pad.bottom, pad.left + pad.right);
+        if h + ph < kh || wd + pw < kw {
             candle_core::bail!("conv2d: kernel larger than the padded input");
         }
-        let oh = (h + 2 * p - kh) / s + 1;
-        let ow = (wd + 2 * p - kw) / s + 1;
+        let oh = (h + ph - kh) / s + 1;
+        let ow = (wd + pw - kw) / s + 1;
         let k_size = cin * kh * kw;
         let mut out = vec![0f32; b * cout * oh * ow];
         // The bias, in place before the product adds to it.
@@ -159,7 +193,7 @@ impl CustomOp3 for CpuConv {
         {
             plane.fill(bv);
         }
-        let direct = kh == 1 && kw == 1 && s == 1 && p == 0;
+        let direct = kh == 1 && kw == 1 && s == 1 && ph + pw == 0;
         let rows_per_band = if direct {
             oh
         } else {
@@ -185,7 +219,7 @@ impl CustomOp3 for CpuConv {
                         xin,
                         (h, wd),
                         (kh, kw),
-                        self.0,
+                        (pad, s),
                         (y0, rows, ow),
                     );
                     &col[..k_size * n]
@@ -231,10 +265,7 @@ fn fill_band(
     x: &[f32],
     (h, w): (usize, usize),
     (kh, kw): (usize, usize),
-    ConvParams {
-        padding: p,
-        stride: s,
-    }: ConvParams,
+    (pad, s): (Padding, usize),
     (y0, rows, ow): (usize, usize, usize),
 ) {
     let n = rows * ow;
@@ -242,14 +273,15 @@ fn fill_band(
         let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
         let plane = &x[c * h * w..(c + 1) * h * w];
         for (ry, line) in dst.chunks_mut(ow).enumerate() {
-            let iy = ((y0 + ry) * s + i) as isize - p as isize;
+            let iy = ((y0 + ry) * s + i) as isize - pad.top as isize;
             if iy < 0 || iy >= h as isize {
                 line.fill(0.0);
                 continue;
             }
             let src = &plane[iy as usize * w..(iy as usize + 1) * w];
             if s == 1 {
-                // Output x reads input x + j − p: one copy between two zero margins.
+                // Output x reads input x + j − left: one copy between two zero margins.
+                let p = pad.left;
                 let start = p.saturating_sub(j).min(ow);
                 let end = (w + p).saturating_sub(j).min(ow).max(start);
                 line[..start].fill(0.0);
@@ -257,7 +289,7 @@ fn fill_band(
                 line[end..].fill(0.0);
             } else {
                 for (ox, v) in line.iter_mut().enumerate() {
-                    let ix = (ox * s + j) as isize - p as isize;
+                    let ix = (ox * s + j) as isize - pad.left as isize;
                     *v = if ix >= 0 && (ix as usize) < w {
                         src[ix as usize]
                     } else {
@@ -330,5 +362,46 @@ mod tests {
         let want = x.conv2d(&conv.weight, 1, 1, 1, 1).unwrap();
         let d = max_abs_diff(&got, &want);
         assert!(d < 1e-3, "{d}");
+    }
+
+    /// Padding that differs per side (a tile at the image's edge) on the CPU path equals
+    /// padding with zeros first, for both strides.
+    #[test]
+    fn padding_per_side_equals_padding_first() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 8), &dev).unwrap();
+        for stride in [1, 2] {
+            let conv = Conv2d {
+                weight: Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap(),
+                bias: Some(Tensor::randn(0f32, 1.0, 4, &dev).unwrap()),
+                params: ConvParams { padding: 1, stride },
+            };
+            for pad in [
+                Padding::default(),
+                Padding {
+                    top: 1,
+                    bottom: 0,
+                    left: 0,
+                    right: 1,
+                },
+                Padding {
+                    top: 0,
+                    bottom: 2,
+                    left: 1,
+                    right: 0,
+                },
+            ] {
+                let got = conv.forward_padded(&x, pad).unwrap();
+                let padded = x
+                    .pad_with_zeros(2, pad.top, pad.bottom)
+                    .unwrap()
+                    .pad_with_zeros(3, pad.left, pad.right)
+                    .unwrap();
+                let want = conv.candle_forward(&padded, 0).unwrap();
+                assert_eq!(got.dims(), want.dims(), "{pad:?} stride {stride}");
+                let d = max_abs_diff(&got, &want);
+                assert!(d < 1e-4, "{pad:?} stride {stride}: {d}");
+            }
+        }
     }
 }

@@ -146,6 +146,30 @@ impl StableDiffusion {
 
     /// Opens a model, folder or file, detecting its layout from its contents.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::load_reporting(path, opts, |_| {})
+    }
+
+    /// `load`, telling `progress` how much of the weights has been read.
+    pub fn load_reporting(
+        path: &Path,
+        opts: &LoadOptions,
+        mut progress: impl FnMut(LoadProgress) + 'static,
+    ) -> Result<Self> {
+        let total_bytes = expected_read_bytes(path, opts);
+        let mut read_bytes = 0;
+        weights::watch_reads(
+            move |bytes| {
+                read_bytes += bytes;
+                progress(LoadProgress {
+                    read_bytes,
+                    total_bytes,
+                })
+            },
+            || Self::load_quietly(path, opts),
+        )
+    }
+
+    fn load_quietly(path: &Path, opts: &LoadOptions) -> Result<Self> {
         if !path.exists() {
             return Err(EngineError::NotFound {
                 path: path.to_path_buf(),
@@ -162,6 +186,71 @@ impl StableDiffusion {
         model.info.memory_bytes = bytes;
         Ok(model)
     }
+}
+
+/// How far a model load has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// Bytes of weights read so far, as stored in the files.
+    pub read_bytes: u64,
+    /// What the load is expected to read; 0 when the files could not be sized beforehand.
+    pub total_bytes: u64,
+}
+
+impl LoadProgress {
+    /// Between 0 and 1; `None` when the total is unknown.
+    pub fn fraction(&self) -> Option<f32> {
+        (self.total_bytes > 0)
+            .then(|| (self.read_bytes as f64 / self.total_bytes as f64).min(1.0) as f32)
+    }
+}
+
+/// The bytes of weights loading `path` reads: every component file of a diffusers folder, the
+/// UNet (or its EMA copy), text encoder and VAE of a single file, plus a chosen external VAE.
+/// Best effort: 0 when the files cannot be sized (the load itself reports why).
+fn expected_read_bytes(path: &Path, opts: &LoadOptions) -> u64 {
+    let open = |p: &Path| WeightFile::open(p).ok();
+    let external = chosen_vae(path, opts);
+    let external_bytes = external
+        .as_deref()
+        .and_then(|p| {
+            if p.is_dir() {
+                component_weights(p).ok().and_then(|w| open(&w))
+            } else {
+                open(p)
+            }
+        })
+        .map(|f| f.stored_bytes(|_| true))
+        .unwrap_or(0);
+    let own = if path.is_dir() {
+        let mut parts = vec!["unet", "text_encoder"];
+        if external.is_none() {
+            parts.push("vae");
+        }
+        parts
+            .into_iter()
+            .filter_map(|part| component_weights(&path.join(part)).ok())
+            .filter_map(|w| open(&w))
+            .map(|f| f.stored_bytes(|_| true))
+            .sum()
+    } else {
+        let unet = if opts.ema {
+            "model_ema."
+        } else {
+            detect::UNET_PREFIX
+        };
+        let with_vae = external.is_none();
+        open(path)
+            .map(|f| {
+                f.stored_bytes(|n| {
+                    n.starts_with(unet)
+                        || n.starts_with("cond_stage_model.")
+                        || (with_vae && n.starts_with(detect::VAE_PREFIX) && !n.contains(".loss."))
+                })
+            })
+            .unwrap_or(0)
+    };
+    own + external_bytes
 }
 
 fn tensor_err<'a>(path: &'a Path, what: &str) -> impl Fn(candle_core::Error) -> EngineError + 'a {

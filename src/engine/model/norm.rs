@@ -62,6 +62,17 @@ impl GroupNorm {
                 self.groups
             );
         }
+        if x.device().is_cpu() && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
+            let op = Fused {
+                groups: self.groups,
+                eps: self.eps,
+                silu,
+                statistics: Some(statistics.to_vec()),
+            };
+            return x
+                .contiguous()?
+                .apply_op3_no_bwd(&self.weight, &self.bias, &op);
+        }
         let weight = self.weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let bias = self.bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let per_group = c / self.groups;
@@ -91,6 +102,7 @@ impl GroupNorm {
                 groups: self.groups,
                 eps: self.eps,
                 silu,
+                statistics: None,
             };
             return x
                 .contiguous()?
@@ -128,6 +140,9 @@ struct Fused {
     groups: usize,
     eps: f64,
     silu: bool,
+    /// Mean and `1 / sqrt(var + eps)` per image and group, when they come from elsewhere (the
+    /// whole image, for a tile); computed from the input otherwise.
+    statistics: Option<Vec<(f64, f64)>>,
 }
 
 impl CustomOp3 for Fused {
@@ -149,6 +164,13 @@ impl CustomOp3 for Fused {
         let bias = contiguous_f32(s3, l3, "group-norm")?;
         let dims = l1.shape().dims();
         let (b, c) = (dims[0], dims[1]);
+        if self
+            .statistics
+            .as_ref()
+            .is_some_and(|s| s.len() != b * self.groups)
+        {
+            candle_core::bail!("group-norm: statistics for another batch or grouping");
+        }
         let spatial = x.len() / (b * c);
         let per_group = c / self.groups;
         let group_len = per_group * spatial;
@@ -157,11 +179,16 @@ impl CustomOp3 for Fused {
             .zip(x.par_chunks(group_len))
             .enumerate()
             .for_each(|(i, (o, xg))| {
-                // Two passes in f64 for the statistics, as stable as PyTorch's.
-                let n = xg.len() as f64;
-                let mean = xg.iter().map(|&v| v as f64).sum::<f64>() / n;
-                let var = xg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mean, inv) = match &self.statistics {
+                    Some(s) => s[i],
+                    None => {
+                        // Two passes in f64, as stable as PyTorch's.
+                        let n = xg.len() as f64;
+                        let mean = xg.iter().map(|&v| v as f64).sum::<f64>() / n;
+                        let var = xg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                        (mean, 1.0 / (var + self.eps).sqrt())
+                    }
+                };
                 let first_channel = (i % self.groups) * per_group;
                 for (k, (oc, xc)) in o.chunks_mut(spatial).zip(xg.chunks(spatial)).enumerate() {
                     let ch = first_channel + k;
@@ -207,5 +234,34 @@ mod tests {
             let d = max_abs_diff(&got, &want);
             assert!(d < 1e-5, "{d}");
         }
+    }
+
+    /// With the whole image's statistics, a norm of part of it (the fused pass in f32, the
+    /// tensor ops in another dtype) is that part of the whole norm.
+    #[test]
+    fn given_statistics_normalise_a_part_as_the_whole() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (2, 8, 6, 7), &dev)
+            .unwrap()
+            .affine(1.0, 1.5)
+            .unwrap();
+        let norm = GroupNorm {
+            weight: Tensor::randn(1f32, 0.5, 8, &dev).unwrap(),
+            bias: Tensor::randn(0f32, 0.5, 8, &dev).unwrap(),
+            groups: 4,
+            eps: 1e-5,
+        };
+        let stats = norm.statistics(&Plane::from_tensor(&x).unwrap()).unwrap();
+        let whole = norm.forward_silu(&x).unwrap().narrow(2, 2, 3).unwrap();
+        let part = x.narrow(2, 2, 3).unwrap();
+        let fused = norm.forward_with(&part, &stats, true).unwrap();
+        assert!(max_abs_diff(&fused, &whole) < 1e-6);
+        let ops = norm
+            .forward_with(&part.to_dtype(DType::F64).unwrap(), &stats, true)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert!(max_abs_diff(&ops, &whole) < 1e-5);
+        assert!(norm.forward_with(&part, &stats[..4], true).is_err());
     }
 }

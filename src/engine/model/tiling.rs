@@ -7,7 +7,9 @@
 //! their overlaps hides the edges but not the shift.) The device holds one tile's working set;
 //! the host holds a few whole-image activations.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result, Tensor};
+
+use super::conv::Padding;
 use rayon::prelude::*;
 
 /// When and how to tile.
@@ -94,11 +96,13 @@ impl Plane {
                 cols.len()
             );
         }
-        let values = tile
-            .to_device(&Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let tile = tile.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+        let tile = tile.contiguous()?;
+        let (storage, layout) = tile.storage_and_layout();
+        let values = match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("a tile that is not contiguous f32 on the host"),
+        };
         self.data
             .par_chunks_mut(h * w)
             .zip(values.par_chunks(th * tw))
@@ -207,10 +211,12 @@ impl Geometry {
     }
 }
 
-/// The output rows and columns of one tile.
+/// The output rows and columns of one tile, and the zero padding its input needs where it
+/// meets the image's edge.
 pub struct Tile {
     pub rows: Span,
     pub cols: Span,
+    pub pad: Padding,
 }
 
 /// Where the tiles of a pass are computed: their side, device and dtype.
@@ -229,9 +235,8 @@ impl TilePass {
 
     /// Computes a convolution-like layer over `input` tile by tile: each tile's input window
     /// is read onto the device, passed through `pre` (pointwise: it sees real cells only),
-    /// doubled when the geometry upsamples, padded with zeros where it leaves the image, and
-    /// handed to `conv`, which must run with no padding of its own and return the tile's
-    /// output cells.
+    /// doubled when the geometry upsamples, and handed to `conv`, which must pad it as the
+    /// tile says (zeros only where the window leaves the image) and return its output cells.
     pub fn conv(
         &self,
         input: &Plane,
@@ -279,10 +284,13 @@ fn conv_tiles(
             } else {
                 pre(&input.read(in_rows, in_cols, device, dtype)?)?
             };
-            let x = x
-                .pad_with_zeros(2, top, bottom)?
-                .pad_with_zeros(3, left, right)?;
-            let tile = Tile { rows, cols };
+            let pad = Padding {
+                top,
+                bottom,
+                left,
+                right,
+            };
+            let tile = Tile { rows, cols, pad };
             let y = conv(&x, &tile)?;
             let plane = match &mut out {
                 Some(p) => p,
@@ -338,7 +346,11 @@ mod tests {
         let p = Plane::from_tensor(&x).unwrap();
         let on = (&Device::Cpu, DType::F32);
         let square = |t: &Tensor| t.sqr();
-        let unpadded = |t: &Tensor, _: &Tile| t.conv2d(&k, 0, 1, 1, 1);
+        let padded = |t: &Tensor, tile: &Tile| {
+            t.pad_with_zeros(2, tile.pad.top, tile.pad.bottom)?
+                .pad_with_zeros(3, tile.pad.left, tile.pad.right)
+        };
+        let unpadded = |t: &Tensor, tile: &Tile| padded(t, tile)?.conv2d(&k, 0, 1, 1, 1);
         for tile in [1, 4, 5, 64] {
             // 3×3, padding 1, a pointwise map before it.
             let got = conv_tiles(&p, Geometry::SAME_3X3, tile, on, square, unpadded).unwrap();
@@ -368,7 +380,7 @@ mod tests {
                 pad_before: 0,
                 pad_after: 1,
             };
-            let strided = |t: &Tensor, _: &Tile| t.conv2d(&k, 0, 2, 1, 1);
+            let strided = |t: &Tensor, tile: &Tile| padded(t, tile)?.conv2d(&k, 0, 2, 1, 1);
             let got = conv_tiles(&p, down, tile, on, |t| Ok(t.clone()), strided).unwrap();
             let want = x
                 .pad_with_zeros(2, 0, 1)

@@ -160,7 +160,7 @@ impl Encoder {
             &Plane::from_tensor(image)?,
             self.conv_in.geometry()?,
             |t| Ok(t.clone()),
-            |t, _| self.conv_in.forward_unpadded(t),
+            |t, tile| self.conv_in.forward_padded(t, tile.pad),
         )?;
         for (resnets, ds) in &self.down {
             for r in resnets {
@@ -252,7 +252,7 @@ impl Decoder {
             &x,
             self.conv_out.geometry()?,
             |t| self.norm_out.forward_with(t, &stats, true),
-            |t, _| self.conv_out.forward_unpadded(t),
+            |t, tile| self.conv_out.forward_padded(t, tile.pad),
         )?
         .to_tensor(&pass.device, pass.dtype)
     }

@@ -106,6 +106,17 @@ impl WeightFile {
         self.index.keys().map(|s| s.as_str())
     }
 
+    /// Bytes, as stored, of the tensors whose names `wanted` accepts.
+    pub fn stored_bytes(&self, wanted: impl Fn(&str) -> bool) -> u64 {
+        self.index
+            .iter()
+            .filter(|(name, _)| wanted(name))
+            .map(|(_, (shape, dtype))| {
+                (shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64
+            })
+            .sum()
+    }
+
     /// The dtype most of the floating-point weights are stored in.
     pub fn storage_dtype(&self) -> DType {
         let mut counts: HashMap<DType, usize> = HashMap::new();
@@ -155,6 +166,20 @@ thread_local! {
     static LOADED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+thread_local! {
+    /// Hears the bytes, as stored, of each tensor read on this thread (load progress).
+    static READ_WATCH: std::cell::RefCell<Option<Box<dyn FnMut(u64)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `load` with `watch` hearing the stored bytes of every tensor it reads.
+pub fn watch_reads<T>(watch: impl FnMut(u64) + 'static, load: impl FnOnce() -> T) -> T {
+    let previous = READ_WATCH.with(|w| w.replace(Some(Box::new(watch))));
+    let out = load();
+    READ_WATCH.with(|w| *w.borrow_mut() = previous);
+    out
+}
+
 /// Runs `load` and returns what it built with the bytes of weights it materialised.
 pub fn measure_load<T>(load: impl FnOnce() -> T) -> (T, u64) {
     let before = LOADED_BYTES.with(|b| b.get());
@@ -193,7 +218,14 @@ impl SimpleBackend for Shared {
         if !self.0.contains(name) {
             candle_core::bail!("the checkpoint has no tensor {name}");
         }
-        let t = self.0.load(name, dev)?.to_dtype(dtype)?;
+        let stored = self.0.load(name, dev)?;
+        let read = (stored.elem_count() * stored.dtype().size_in_bytes()) as u64;
+        READ_WATCH.with(|w| {
+            if let Some(watch) = w.borrow_mut().as_mut() {
+                watch(read)
+            }
+        });
+        let t = stored.to_dtype(dtype)?;
         let bytes = (t.elem_count() * dtype.size_in_bytes()) as u64;
         LOADED_BYTES.with(|b| b.set(b.get() + bytes));
         Ok(t)
