@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
+use super::fast_math::{exp_non_positive, with_wide_vectors};
 
 /// Most f32 attention scores held at once: 2²² (16 MiB).
 pub const SCORE_BUDGET: usize = 1 << 22;
@@ -169,19 +170,7 @@ impl CustomOp3 for CpuAttention {
 const LANES: usize = 16;
 
 fn softmax_in_place(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features the function is compiled for are present.
-        return unsafe { softmax_avx2(row) };
-    }
-    softmax_lanes(row)
-}
-
-/// The same code compiled for 8-wide vectors (the baseline x86-64 target has 4-wide ones).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_lanes(row)
+    with_wide_vectors(|| softmax_lanes(row))
 }
 
 #[inline(always)]
@@ -217,32 +206,6 @@ fn softmax_lanes(row: &mut [f32]) {
     }
 }
 
-/// `e^x` for `x ≤ 0` to within a few ulp, in plain arithmetic the compiler vectorises (libm's
-/// `expf` is a call per element and was a tenth of a UNet step).
-#[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer.
-    let x = x.max(-87.0);
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    // The integer n sits in t's low mantissa bits; reading it there rather than with `as`
-    // (which saturates and checks for NaN) keeps the loop vectorisable.
-    let k = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = x - n * LN2_HI - n * LN2_LO;
-    // e^r on [−ln2/2, ln2/2] (Cephes' coefficients).
-    let p = 1.987_569_1e-4f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    f32::from_bits((k.wrapping_add(127) << 23) as u32) * e_r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,30 +213,21 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn the_exponential_is_accurate() {
-        let mut worst = 0f64;
-        for i in 0..200_000 {
-            let x = -(i as f32) * 4.0e-4;
-            let want = (x as f64).exp();
-            let got = exp_non_positive(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 5e-7, "relative error {worst:e}");
-        assert_eq!(exp_non_positive(0.0), 1.0);
-        assert!(exp_non_positive(-200.0) >= 0.0);
-    }
-
-    #[test]
     fn softmax_rows_of_any_length() {
         for len in [1, 5, 16, 17, 100, 4096] {
-            let row: Vec<f32> = (0..len).map(|i| ((i * 7919) % 97) as f32 * 0.3 - 9.0).collect();
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 97) as f32 * 0.3 - 9.0)
+                .collect();
             let max = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
             let total: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
             let mut got = row.clone();
             softmax_in_place(&mut got);
             for (g, &v) in got.iter().zip(&row) {
                 let want = (v as f64 - max).exp() / total;
-                assert!((*g as f64 - want).abs() < 1e-6 * want.max(1e-3), "{len}: {g} vs {want}");
+                assert!(
+                    (*g as f64 - want).abs() < 1e-6 * want.max(1e-3),
+                    "{len}: {g} vs {want}"
+                );
             }
         }
     }

@@ -9,6 +9,8 @@ pub mod conv;
 pub(crate) mod cpu_storage;
 pub mod detect;
 pub mod external_vae;
+pub(crate) mod fast_math;
+pub mod geglu;
 pub mod hash;
 pub mod inspect;
 pub mod keymap;

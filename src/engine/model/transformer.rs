@@ -45,7 +45,6 @@ impl Attention {
 struct FeedForward {
     proj_in: Linear,
     proj_out: Linear,
-    inner: usize,
 }
 
 impl FeedForward {
@@ -54,17 +53,13 @@ impl FeedForward {
         Ok(Self {
             proj_in: linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
             proj_out: linear(inner, dim, vb.pp("net.2"))?,
-            inner,
         })
     }
 
     /// GEGLU with the exact (erf) GELU, as diffusers computes it.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.proj_in.forward(x)?;
-        let last = h.rank() - 1;
-        let value = h.narrow(last, 0, self.inner)?;
-        let gate = h.narrow(last, self.inner, self.inner)?;
-        self.proj_out.forward(&(value * gate.gelu_erf()?)?)
+        self.proj_out
+            .forward(&super::geglu::geglu(&self.proj_in.forward(x)?)?)
     }
 }
 
