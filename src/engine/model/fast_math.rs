@@ -61,6 +61,18 @@ pub(crate) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * one_plus_erf
 }
 
+/// `x · sigmoid(x)`, with one exponential of a non-positive argument on either side of 0.
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    let e = exp_non_positive(-x.abs());
+    let sigmoid = if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    x * sigmoid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +89,22 @@ mod tests {
         assert!(worst < 5e-7, "relative error {worst:e}");
         assert_eq!(exp_non_positive(0.0), 1.0);
         assert!(exp_non_positive(-200.0) >= 0.0);
+    }
+
+    #[test]
+    fn silu_is_within_a_few_ulp() {
+        for i in -100_000..100_000 {
+            let x = i as f32 * 1.0e-3;
+            let want = x as f64 / (1.0 + (-x as f64).exp());
+            let got = silu(x) as f64;
+            assert!(
+                (got - want).abs() <= 3e-7 * want.abs().max(1e-3),
+                "{x}: {got} vs {want}"
+            );
+        }
+        assert_eq!(silu(0.0), 0.0);
+        assert_eq!(silu(200.0), 200.0);
+        assert!(silu(-200.0) <= 0.0 && silu(-200.0) > -1e-30);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
+use super::fast_math::{self, with_wide_vectors};
 use super::tiling::Plane;
 
 #[derive(Debug, Clone)]
@@ -181,32 +182,54 @@ impl CustomOp3 for Fused {
             .for_each(|(i, (o, xg))| {
                 let (mean, inv) = match &self.statistics {
                     Some(s) => s[i],
-                    None => {
-                        // Two passes in f64, as stable as PyTorch's.
-                        let n = xg.len() as f64;
-                        let mean = xg.iter().map(|&v| v as f64).sum::<f64>() / n;
-                        let var = xg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                        (mean, 1.0 / (var + self.eps).sqrt())
-                    }
+                    None => group_statistics(xg, self.eps),
                 };
                 let first_channel = (i % self.groups) * per_group;
                 for (k, (oc, xc)) in o.chunks_mut(spatial).zip(xg.chunks(spatial)).enumerate() {
                     let ch = first_channel + k;
                     let scale = (inv * weight[ch] as f64) as f32;
                     let shift = (bias[ch] as f64 - mean * inv * weight[ch] as f64) as f32;
-                    if self.silu {
-                        for (y, &v) in oc.iter_mut().zip(xc) {
-                            let t = v * scale + shift;
-                            *y = t / (1.0 + (-t).exp());
-                        }
-                    } else {
-                        for (y, &v) in oc.iter_mut().zip(xc) {
-                            *y = v * scale + shift;
-                        }
-                    }
+                    with_wide_vectors(|| normalise(oc, xc, scale, shift, self.silu));
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one group: two passes in f64, as stable as PyTorch's, in
+/// lanes so that they vectorise.
+pub(crate) fn group_statistics(xg: &[f32], eps: f64) -> (f64, f64) {
+    with_wide_vectors(|| {
+        let n = xg.len() as f64;
+        let mean = lane_sum(xg, |v| v as f64) / n;
+        let var = lane_sum(xg, |v| (v as f64 - mean).powi(2)) / n;
+        (mean, 1.0 / (var + eps).sqrt())
+    })
+}
+
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut sums = [0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(c) {
+            *s += f(v);
+        }
+    }
+    chunks.remainder().iter().map(|&v| f(v)).sum::<f64>() + sums.iter().sum::<f64>()
+}
+
+#[inline(always)]
+fn normalise(out: &mut [f32], x: &[f32], scale: f32, shift: f32, silu: bool) {
+    if silu {
+        for (y, &v) in out.iter_mut().zip(x) {
+            *y = fast_math::silu(v * scale + shift);
+        }
+    } else {
+        for (y, &v) in out.iter_mut().zip(x) {
+            *y = v * scale + shift;
+        }
     }
 }
 

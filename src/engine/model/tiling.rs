@@ -115,8 +115,8 @@ impl Plane {
         Ok(())
     }
 
-    /// Mean and `1 / sqrt(var + eps)` of each group of channels of each image, two passes in
-    /// f64 as the fused GroupNorm computes them.
+    /// Mean and `1 / sqrt(var + eps)` of each group of channels of each image, as the fused
+    /// GroupNorm computes them.
     pub fn group_statistics(&self, groups: usize, eps: f64) -> Result<Vec<(f64, f64)>> {
         let [b, c, h, w] = self.dims;
         if groups == 0 || c % groups != 0 {
@@ -127,12 +127,7 @@ impl Plane {
             .data
             .par_chunks(group_len)
             .take(b * groups)
-            .map(|g| {
-                let n = g.len() as f64;
-                let mean = g.iter().map(|&v| v as f64).sum::<f64>() / n;
-                let var = g.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                (mean, 1.0 / (var + eps).sqrt())
-            })
+            .map(|g| super::norm::group_statistics(g, eps))
             .collect())
     }
 }
