@@ -118,6 +118,21 @@ fn first_run_panel_without_a_model() {
     h.snapshot("first_run");
 }
 
+/// While a model loads, the status bar shows how much of its weights has been read (the worker
+/// reports it; `worker.rs` tests the reports).
+#[test]
+fn the_status_bar_shows_load_progress() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.state_mut().model = ModelStatus::Loading {
+        path: PathBuf::from("big-model.safetensors"),
+        progress: Some(0.42),
+    };
+    h.run_steps(2);
+    h.get_by_label("42 %");
+    h.get_by_label_contains("loading big-model.safetensors");
+}
+
 #[test]
 fn type_a_prompt_generate_and_see_the_result() {
     let mut h = harness(Some("tiny-sd15.safetensors"));
