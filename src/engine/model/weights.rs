@@ -166,9 +166,12 @@ thread_local! {
     static LOADED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Hears the bytes, as stored, of each tensor read.
+type ReadWatch = Box<dyn FnMut(u64)>;
+
 thread_local! {
-    /// Hears the bytes, as stored, of each tensor read on this thread (load progress).
-    static READ_WATCH: std::cell::RefCell<Option<Box<dyn FnMut(u64)>>> =
+    /// The watch of this thread's load (progress), if any.
+    static READ_WATCH: std::cell::RefCell<Option<ReadWatch>> =
         const { std::cell::RefCell::new(None) };
 }
 
