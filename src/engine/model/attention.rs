@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
 use super::fast_math::{exp_non_positive, with_wide_vectors};
+use super::matmul::Product;
 
 /// Most f32 attention scores held at once: 2²² (16 MiB).
 pub const SCORE_BUDGET: usize = 1 << 22;
@@ -108,57 +109,22 @@ impl CustomOp3 for CpuAttention {
                 let r = oc.len() / hd;
                 let mut scores = vec![0f32; r * m];
                 let q_block = &qi[c * rows * hd..];
-                unsafe {
-                    // scores[r × m] = q_block[r × hd] · kᵀ[hd × m]
-                    gemm::gemm(
-                        r,
-                        m,
-                        hd,
-                        scores.as_mut_ptr(),
-                        1,
-                        m as isize,
-                        false,
-                        q_block.as_ptr(),
-                        1,
-                        hd as isize,
-                        ki.as_ptr(),
-                        hd as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                let single = |m, k, n, b_transposed| Product {
+                    m,
+                    k,
+                    n,
+                    out_row_stride: n,
+                    b_transposed,
+                    accumulate: false,
+                    threads: 1,
+                };
+                // scores[r × m] = q_block[r × hd] · kᵀ[hd × m]
+                single(r, hd, m, true).run(&mut scores, q_block, ki);
                 for row in scores.chunks_mut(m) {
                     softmax_in_place(row);
                 }
-                unsafe {
-                    // oc[r × hd] = scores[r × m] · v[m × hd]
-                    gemm::gemm(
-                        r,
-                        hd,
-                        m,
-                        oc.as_mut_ptr(),
-                        1,
-                        hd as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        m as isize,
-                        vi.as_ptr(),
-                        1,
-                        hd as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // oc[r × hd] = scores[r × m] · v[m × hd]
+                single(r, m, hd, false).run(oc, &scores, vi);
             });
         });
         Ok((CpuStorage::F32(out), Shape::from((b, h, n, hd))))

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu_storage::contiguous_f32;
+use super::matmul::Product;
 use super::tiling::Geometry;
 
 /// Most f32 values in one im2col band (4 MiB): small enough to be read back from cache by the
@@ -227,33 +228,16 @@ impl CustomOp3 for CpuConv {
                     &col[..k_size * n]
                 };
                 // out[:, y0·ow ..][cout × n] += w[cout × k_size] · rhs[k_size × n]
-                unsafe {
-                    gemm::gemm(
-                        cout,
-                        n,
-                        k_size,
-                        out_b.as_mut_ptr().add(y0 * ow),
-                        1,
-                        (oh * ow) as isize,
-                        true,
-                        w.as_ptr(),
-                        1,
-                        k_size as isize,
-                        rhs.as_ptr(),
-                        1,
-                        n as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        if threads > 1 {
-                            gemm::Parallelism::Rayon(threads)
-                        } else {
-                            gemm::Parallelism::None
-                        },
-                    );
+                Product {
+                    m: cout,
+                    k: k_size,
+                    n,
+                    out_row_stride: oh * ow,
+                    b_transposed: false,
+                    accumulate: true,
+                    threads,
                 }
+                .run(&mut out_b[y0 * ow..], w, rhs);
             }
         }
         Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))))
