@@ -313,19 +313,12 @@ impl Vae {
     /// the same result with the device holding one tile's activations.
     pub fn encode_tiled(&self, image: &Tensor, tiling: &Tiling) -> Result<LatentDistribution> {
         let moments = self.encoder.forward_tiled(image, &pass(image, tiling))?;
-        let moments = match &self.quant_conv {
-            Some(q) => q.forward(&moments)?,
-            None => moments,
-        };
-        self.distribution(&moments)
+        self.distribution(&self.quant(moments)?)
     }
 
     /// `decode` with the full-resolution layers run one tile at a time, for large images.
     pub fn decode_tiled(&self, z: &Tensor, tiling: &Tiling) -> Result<Tensor> {
-        let z = match &self.post_quant_conv {
-            Some(p) => p.forward(z)?,
-            None => z.clone(),
-        };
+        let z = self.post_quant(z)?;
         self.decoder.forward_tiled(&z, &pass(&z, tiling))
     }
 
@@ -335,10 +328,20 @@ impl Vae {
     }
 
     fn moments(&self, image: &Tensor) -> Result<Tensor> {
-        let moments = self.encoder.forward(image)?;
+        self.quant(self.encoder.forward(image)?)
+    }
+
+    fn quant(&self, moments: Tensor) -> Result<Tensor> {
         match &self.quant_conv {
             Some(q) => q.forward(&moments),
             None => Ok(moments),
+        }
+    }
+
+    fn post_quant(&self, z: &Tensor) -> Result<Tensor> {
+        match &self.post_quant_conv {
+            Some(p) => p.forward(z),
+            None => Ok(z.clone()),
         }
     }
 
@@ -352,11 +355,7 @@ impl Vae {
 
     /// Unscaled latents → image in roughly [-1, 1].
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = match &self.post_quant_conv {
-            Some(p) => p.forward(z)?,
-            None => z.clone(),
-        };
-        self.decoder.forward(&z)
+        self.decoder.forward(&self.post_quant(z)?)
     }
 }
 
