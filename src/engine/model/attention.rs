@@ -114,7 +114,9 @@ impl CustomOp3 for CpuAttention {
                     k,
                     n,
                     out_row_stride: n,
+                    a_row_stride: k,
                     b_transposed,
+                    b_row_stride: if b_transposed { k } else { n },
                     accumulate: false,
                     threads: 1,
                 };

@@ -3,7 +3,9 @@
 //! where it lies, the im2col band is built from whole-row copies, and nothing is transposed.
 //! candle's own CPU convolution re-packs the kernel and the input on every call and scatters
 //! its result, which made convolution-heavy networks (the VAE, TAESD) 2.5–5× slower than
-//! PyTorch's. Other devices use candle's.
+//! PyTorch's. Large 3×3, stride-1 convolutions (most of the VAE's and the UNet's outer levels)
+//! go through Winograd's transform instead (`winograd.rs`), a quarter of the multiplications.
+//! Other devices use candle's.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -12,6 +14,7 @@ use rayon::prelude::*;
 use super::cpu_storage::contiguous_f32;
 use super::matmul::Product;
 use super::tiling::Geometry;
+use super::winograd::{self, Conv3x3};
 
 /// Most f32 values in one im2col band (4 MiB): small enough to be read back from cache by the
 /// product. 16 MiB bands made TAESD's 64-channel convolutions 1.4× slower; 1 MiB ones starve
@@ -78,7 +81,7 @@ pub struct Padding {
 }
 
 impl Padding {
-    fn uniform(p: usize) -> Self {
+    pub(crate) fn uniform(p: usize) -> Self {
         Self {
             top: p,
             bottom: p,
@@ -186,6 +189,19 @@ impl CustomOp3 for CpuConv {
         }
         let oh = (h + ph - kh) / s + 1;
         let ow = (wd + pw - kw) / s + 1;
+        if kh == 3 && kw == 3 && s == 1 && winograd::worthwhile(cin, cout, oh, ow, b) {
+            let mut out = vec![0f32; b * cout * oh * ow];
+            Conv3x3 {
+                batch: b,
+                cin,
+                cout,
+                h,
+                w: wd,
+                padding: pad,
+            }
+            .run(&mut out, x, w, bias);
+            return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
+        }
         let k_size = cin * kh * kw;
         let mut out = vec![0f32; b * cout * oh * ow];
         // The bias, in place before the product adds to it.
@@ -233,7 +249,9 @@ impl CustomOp3 for CpuConv {
                     k: k_size,
                     n,
                     out_row_stride: oh * ow,
+                    a_row_stride: k_size,
                     b_transposed: false,
+                    b_row_stride: n,
                     accumulate: true,
                     threads,
                 }
@@ -302,10 +320,14 @@ mod tests {
             (5, 4, 3, 0, 2, 11, 9),
             (6, 5, 1, 0, 1, 4, 6),
             (2, 3, 3, 0, 1, 5, 5),
+            // Large enough for the Winograd path.
+            (32, 24, 3, 1, 1, 33, 35),
         ] {
             let x = Tensor::randn(0f32, 1.0, (2, cin, h, w), &dev).unwrap();
+            // Weights at a trained network's scale, so outputs stay near 1.
+            let std = 1.0 / ((cin * k * k) as f32).sqrt();
             let conv = Conv2d {
-                weight: Tensor::randn(0f32, 1.0, (cout, cin, k, k), &dev).unwrap(),
+                weight: Tensor::randn(0f32, std, (cout, cin, k, k), &dev).unwrap(),
                 bias: Some(Tensor::randn(0f32, 1.0, cout, &dev).unwrap()),
                 params: ConvParams {
                     padding: p,

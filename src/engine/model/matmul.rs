@@ -10,8 +10,14 @@ pub(crate) struct Product {
     /// Distance between output rows (`n` for a dense output; more when it writes into part of a
     /// wider matrix).
     pub out_row_stride: usize,
+    /// Distance between rows of `a` (`k` for a dense `a`; more when it is part of a wider
+    /// matrix).
+    pub a_row_stride: usize,
     /// `b` is stored as its transpose, `[n × k]`.
     pub b_transposed: bool,
+    /// Distance between the stored rows of `b` (`n`, or `k` when transposed, for a dense `b`;
+    /// more when `b` is part of a wider matrix).
+    pub b_row_stride: usize,
     /// Add the product to the output's values rather than overwrite them.
     pub accumulate: bool,
     /// Threads for this product: 1 where the caller already runs products in parallel.
@@ -24,19 +30,26 @@ impl Product {
         if m == 0 || n == 0 {
             return;
         }
-        let rs = self.out_row_stride;
+        let (rs, a_rs, bs) = (self.out_row_stride, self.a_row_stride, self.b_row_stride);
+        // (stored rows, stored row length) of b.
+        let (b_rows, b_len) = if self.b_transposed { (n, k) } else { (k, n) };
         assert!(
-            rs >= n && out.len() >= (m - 1) * rs + n && a.len() >= m * k && b.len() >= k * n,
-            "matrix product {m}×{k}·{k}×{n} (output row stride {rs}) over slices of {}, {}, {}",
+            rs >= n
+                && out.len() >= (m - 1) * rs + n
+                && a_rs >= k
+                && a.len() >= (m - 1) * a_rs + k
+                && bs >= b_len
+                && (b_rows == 0 || b.len() >= (b_rows - 1) * bs + b_len),
+            "matrix product {m}×{k}·{k}×{n} (row strides: output {rs}, a {a_rs}, b {bs}) over slices of {}, {}, {}",
             out.len(),
             a.len(),
             b.len()
         );
         // (column stride, row stride) of b as gemm reads it.
         let (b_cs, b_rs) = if self.b_transposed {
-            (k as isize, 1)
+            (bs as isize, 1)
         } else {
-            (1, n as isize)
+            (1, bs as isize)
         };
         let parallelism = if self.threads > 1 {
             gemm::Parallelism::Rayon(self.threads)
@@ -55,7 +68,7 @@ impl Product {
                 self.accumulate,
                 a.as_ptr(),
                 1,
-                k as isize,
+                a_rs as isize,
                 b.as_ptr(),
                 b_cs,
                 b_rs,
@@ -90,7 +103,9 @@ mod tests {
                     k,
                     n,
                     out_row_stride: rs,
+                    a_row_stride: k,
                     b_transposed: transposed,
+                    b_row_stride: if transposed { k } else { n },
                     accumulate,
                     threads: 1,
                 };
@@ -117,7 +132,9 @@ mod tests {
             k: 2,
             n: 2,
             out_row_stride: 2,
+            a_row_stride: 2,
             b_transposed: false,
+            b_row_stride: 2,
             accumulate: false,
             threads: 1,
         };

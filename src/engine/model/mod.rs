@@ -23,6 +23,7 @@ pub mod unet;
 pub mod vae;
 pub mod vae_fallback;
 pub mod weights;
+pub(crate) mod winograd;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
