@@ -138,7 +138,10 @@ impl CustomOp3 for CpuAttention {
 const LANES: usize = 16;
 
 fn softmax_in_place(row: &mut [f32]) {
-    with_wide_vectors(|| softmax_lanes(row))
+    with_wide_vectors(
+        #[inline(always)]
+        || softmax_lanes(row),
+    )
 }
 
 #[inline(always)]

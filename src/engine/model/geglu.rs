@@ -47,7 +47,12 @@ impl CustomOp1 for CpuGeglu {
         if inner > 0 {
             out.par_chunks_mut(inner * ROWS_PER_TASK)
                 .zip(h.par_chunks(width * ROWS_PER_TASK))
-                .for_each(|(o, rows)| with_wide_vectors(|| gate_rows(o, rows, inner)));
+                .for_each(|(o, rows)| {
+                    with_wide_vectors(
+                        #[inline(always)]
+                        || gate_rows(o, rows, inner),
+                    )
+                });
         }
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }

@@ -189,7 +189,10 @@ impl CustomOp3 for Fused {
                     let ch = first_channel + k;
                     let scale = (inv * weight[ch] as f64) as f32;
                     let shift = (bias[ch] as f64 - mean * inv * weight[ch] as f64) as f32;
-                    with_wide_vectors(|| normalise(oc, xc, scale, shift, self.silu));
+                    with_wide_vectors(
+                        #[inline(always)]
+                        || normalise(oc, xc, scale, shift, self.silu),
+                    );
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -199,12 +202,15 @@ impl CustomOp3 for Fused {
 /// Mean and `1 / sqrt(var + eps)` of one group: two passes in f64, as stable as PyTorch's, in
 /// lanes so that they vectorise.
 pub(crate) fn group_statistics(xg: &[f32], eps: f64) -> (f64, f64) {
-    with_wide_vectors(|| {
-        let n = xg.len() as f64;
-        let mean = lane_sum(xg, |v| v as f64) / n;
-        let var = lane_sum(xg, |v| (v as f64 - mean).powi(2)) / n;
-        (mean, 1.0 / (var + eps).sqrt())
-    })
+    with_wide_vectors(
+        #[inline(always)]
+        || {
+            let n = xg.len() as f64;
+            let mean = lane_sum(xg, |v| v as f64) / n;
+            let var = lane_sum(xg, |v| (v as f64 - mean).powi(2)) / n;
+            (mean, 1.0 / (var + eps).sqrt())
+        },
+    )
 }
 
 #[inline(always)]
