@@ -122,11 +122,14 @@ impl CustomOp3 for CpuAttention {
                 };
                 // scores[r × m] = q_block[r × hd] · kᵀ[hd × m]
                 single(r, hd, m, true).run(&mut scores, q_block, ki);
-                for row in scores.chunks_mut(m) {
-                    softmax_in_place(row);
-                }
-                // oc[r × hd] = scores[r × m] · v[m × hd]
+                let sums: Vec<f32> = scores.chunks_mut(m).map(exp_shifted_in_place).collect();
+                // oc[r × hd] = scores[r × m] · v[m × hd], then each row over its softmax sum:
+                // hd divisions per row instead of m.
                 single(r, m, hd, false).run(oc, &scores, vi);
+                for (row, sum) in oc.chunks_mut(hd).zip(sums) {
+                    let inv = 1.0 / sum;
+                    row.iter_mut().for_each(|v| *v *= inv);
+                }
             });
         });
         Ok((CpuStorage::F32(out), Shape::from((b, h, n, hd))))
@@ -137,15 +140,16 @@ impl CustomOp3 for CpuAttention {
 /// vector registers (one running f32 sum would pin the loop to scalar code).
 const LANES: usize = 16;
 
-fn softmax_in_place(row: &mut [f32]) {
+/// `e^(x − max)` for each value of `row`, in place; returns their sum (the softmax's divisor).
+fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
     with_wide_vectors(
         #[inline(always)]
-        || softmax_lanes(row),
+        || exp_shifted_lanes(row),
     )
 }
 
 #[inline(always)]
-fn softmax_lanes(row: &mut [f32]) {
+fn exp_shifted_lanes(row: &mut [f32]) -> f32 {
     let mut maxima = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -171,10 +175,7 @@ fn softmax_lanes(row: &mut [f32]) {
         *v = exp_non_positive(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
+    sum
 }
 
 #[cfg(test)]
@@ -192,11 +193,12 @@ mod tests {
             let max = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
             let total: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
             let mut got = row.clone();
-            softmax_in_place(&mut got);
+            let sum = exp_shifted_in_place(&mut got);
             for (g, &v) in got.iter().zip(&row) {
+                let g = g / sum;
                 let want = (v as f64 - max).exp() / total;
                 assert!(
-                    (*g as f64 - want).abs() < 1e-6 * want.max(1e-3),
+                    (g as f64 - want).abs() < 1e-6 * want.max(1e-3),
                     "{len}: {g} vs {want}"
                 );
             }

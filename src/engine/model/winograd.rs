@@ -101,7 +101,7 @@ impl Conv3x3 {
                     .par_chunks_mut(POINTS * n)
                     .zip(xin.par_chunks(h * w))
                     .for_each(|(vc, plane)| band.transform_input(vc, plane, (h, w), self.padding));
-                // products[point][co][block] = u[point][co × cin] · v[·][point][block]
+                // products[point][co][block] = u[co][point][ci] · v[ci][point][block], over ci
                 products[..POINTS * cout * n]
                     .par_chunks_mut(cout * n)
                     .enumerate()
