@@ -1,7 +1,9 @@
 //! Building blocks shared by the UNet and the VAE: residual blocks and resampling.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
 
 use super::conv::{conv2d, Conv2d, ConvParams};
 

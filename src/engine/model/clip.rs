@@ -6,9 +6,9 @@
 //! fused `in_proj` matrix.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{
-    embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
-};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, LayerNormConfig, VarBuilder};
+
+use super::linear::{linear, Linear};
 
 use super::config::{Activation, ClipConfig};
 

@@ -14,6 +14,7 @@ pub mod geglu;
 pub mod hash;
 pub mod inspect;
 pub mod keymap;
+pub mod linear;
 pub(crate) mod matmul;
 pub mod norm;
 pub mod taesd;

@@ -3,9 +3,10 @@
 //! residual.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::blocks::conv1x1;
+use super::linear::{linear, linear_no_bias, Linear};
 use super::norm::{group_norm, GroupNorm};
 
 pub struct Attention {

@@ -1,7 +1,9 @@
 //! diffusers' `UNet2DConditionModel` for SD 1.x/2.x: 4-channel and 9-channel (inpainting).
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{linear, Linear};
 
 use super::blocks::{conv3x3, Downsample, ResnetBlock, Upsample};
 use super::config::UNetConfig;

@@ -1,7 +1,9 @@
 //! diffusers' `AutoencoderKL`, the SD VAE: images in [-1, 1] to latent distributions and back.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::Linear;
 
 use super::conv::Conv2d;
 
