@@ -39,7 +39,7 @@ impl MidAttention {
             .forward(x)?
             .reshape((b, c, h * w))?
             .transpose(1, 2)?
-            // candle 0.11's Linear is wrong on a transposed input with a batch above 1.
+            // One contiguous copy for the three projections (each would make its own).
             .contiguous()?;
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
