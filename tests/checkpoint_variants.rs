@@ -257,7 +257,12 @@ fn inspect_tells_what_each_file_is() {
     assert!(vae.contains("kind:        VAE"), "{vae}");
     let sd2 = inspect(&fixture("extra/tiny-sd2.safetensors"));
     assert!(
-        sd2.contains("SD 2.x") && sd2.contains("OpenCLIP") && sd2.contains("v (assumed"),
+        sd2.contains("SD 2.x") && sd2.contains("OpenCLIP") && sd2.contains("test forward"),
+        "{sd2}"
+    );
+    // Each setting the weights cannot tell says what decided it.
+    assert!(
+        sd2.contains("attention heads per level") && sd2.contains("rule: 8 heads per level"),
         "{sd2}"
     );
     let dir = tmp_dir("inspect-ema");
@@ -323,8 +328,8 @@ fn files_that_are_not_sd_checkpoints_say_what_they_are() {
 }
 
 #[test]
-fn sd2_prediction_follows_the_global_step() {
-    use pentimento::engine::model::detect::{detect, SD2_BASE_GLOBAL_STEP};
+fn sd2_prediction_is_left_to_the_test_forward() {
+    use pentimento::engine::model::detect::{detect, PredictionChoice};
     use pentimento::engine::model::weights::WeightFile;
     use pentimento::engine::sampler::Prediction;
     let ckpt = WeightFile::open(&fixture("tiny-sd15-inpainting.ckpt")).unwrap();
@@ -335,7 +340,134 @@ fn sd2_prediction_follows_the_global_step() {
     );
     let sd2 = WeightFile::open(&fixture("extra/tiny-sd2.safetensors")).unwrap();
     let mut layout = detect(&sd2).unwrap();
-    assert_eq!(layout.implied_prediction().0, Prediction::V);
-    layout.global_step = Some(SD2_BASE_GLOBAL_STEP);
-    assert_eq!(layout.implied_prediction().0, Prediction::Epsilon);
+    assert_eq!(
+        layout.prediction_choice(),
+        PredictionChoice::NeedsTestForward
+    );
+    layout.marked_v_prediction = true;
+    assert!(matches!(
+        layout.prediction_choice(),
+        PredictionChoice::Known(Prediction::V, _)
+    ));
+}
+
+/// AUTOMATIC1111's test forward decides an SD 2.x single file's prediction type: a UNet whose
+/// last convolution outputs −2 everywhere is far below its 0.5 input (v), one that outputs 0
+/// is not (ε). The choice shows in the load line and the PNG's parameters; `--prediction`
+/// overrides it.
+#[test]
+fn the_test_forward_tells_v_from_epsilon() {
+    let dir = tmp_dir("test-forward");
+    let mut tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(fixture("extra/tiny-sd2.safetensors"), &Device::Cpu)
+            .unwrap();
+    let w = "model.diffusion_model.out.2.weight";
+    let b = "model.diffusion_model.out.2.bias";
+    tensors.insert(w.into(), tensors[w].zeros_like().unwrap());
+    for (name, bias, want) in [("v-like", -2.0, "v"), ("eps-like", 0.0, "epsilon")] {
+        let bias_t = (tensors[b].zeros_like().unwrap() + bias).unwrap();
+        tensors.insert(b.into(), bias_t);
+        let path = dir.join(format!("{name}.safetensors"));
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let out = dir.join(format!("{name}.png"));
+        let o = cli(&[
+            "generate",
+            "--model",
+            path.to_str().unwrap(),
+            "--prompt",
+            "a",
+            "--steps",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{want}-prediction by test forward of the UNet")),
+            "{name}: {stderr}"
+        );
+        let info = cli(&["info", out.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert!(
+            text.contains(&format!("Prediction: {want} (test forward of the UNet)")),
+            "{text}"
+        );
+        let o = cli(&[
+            "generate",
+            "--model",
+            path.to_str().unwrap(),
+            "--prompt",
+            "a",
+            "--steps",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--prediction",
+            "v",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("v-prediction by option"));
+    }
+}
+
+/// A sidecar YAML that contradicts the weights, or is not one, fails with the key named and
+/// nothing written.
+#[test]
+fn contradictory_or_hostile_yaml_is_a_clear_error() {
+    let dir = tmp_dir("bad-yaml");
+    let model = dir.join("m.safetensors");
+    std::fs::copy(fixture("extra/tiny-sd2.safetensors"), &model).unwrap();
+    let good = std::fs::read_to_string(fixture("extra/tiny-sd2-h16.yaml")).unwrap();
+    let cases = [
+        (
+            good.replace("context_dim: 32", "context_dim: 1024"),
+            "context_dim",
+        ),
+        (
+            good.replace("num_head_channels: 16", "num_head_channels: 24"),
+            "num_head_channels",
+        ),
+        (
+            good.replace("parameterization: \"v\"", "parameterization: \"x0\""),
+            "parameterization",
+        ),
+        (
+            good.replace("FrozenOpenCLIPEmbedder", "FrozenCLIPEmbedder"),
+            "cond_stage_config.target",
+        ),
+        ("model: [".repeat(10_000), "(file)"),
+        ("\u{0}\u{1}binary".to_string(), "(file)"),
+    ];
+    for (yaml, key) in cases {
+        std::fs::write(dir.join("m.yaml"), &yaml).unwrap();
+        let out = dir.join("out.png");
+        let o = cli(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "a",
+            "--steps",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+        assert!(!out.exists());
+    }
 }

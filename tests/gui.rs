@@ -446,6 +446,7 @@ fn history_survives_a_restart_and_an_item_can_be_reused() {
             model_hash: None,
             vae: None,
             inpaint: None,
+            prediction: None,
             source_image_sha256: None,
             sweep: None,
         };

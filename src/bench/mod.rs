@@ -112,6 +112,8 @@ pub fn build(arch: Arch, device: &Device, dtype: DType) -> Result<(StableDiffusi
         family,
         inpainting: false,
         prediction,
+        prediction_source: crate::engine::model::detect::Source::Rule("the bench's architecture"),
+        config: None,
         dtype,
         vae: None,
         ema: false,

@@ -14,7 +14,7 @@ use pentimento::engine::inpaint::repaint::{self, Resampling};
 use pentimento::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent, DEFAULT_RESAMPLING};
 use pentimento::engine::mask::Mask;
 use pentimento::engine::model::hash::sha256_file;
-use pentimento::engine::model::VaeChoice;
+use pentimento::engine::model::{ConfigChoice, VaeChoice};
 use pentimento::engine::sampler::Prediction;
 use pentimento::engine::{GenerationParams, LoadOptions, RgbImage, StableDiffusion};
 use pentimento::png_info::{write_png, ImageRecord, InpaintRecord, VERSION};
@@ -141,6 +141,10 @@ pub struct GenerateArgs {
     /// Override the prediction type the checkpoint implies.
     #[arg(long, value_enum)]
     pub prediction: Option<PredictionArg>,
+    /// The original LDM config YAML of a single-file checkpoint (v2-inference-v.yaml …);
+    /// NAME.yaml beside the checkpoint is used without this.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
     /// VAE to decode with: a .vae.pt/.vae.ckpt/.vae.safetensors file or a diffusers vae folder;
@@ -342,6 +346,10 @@ impl Session {
             }),
             vae: vae_choice(&args.vae),
             ema: args.ema,
+            config: match &args.config {
+                Some(p) => ConfigChoice::File(p.clone()),
+                None => ConfigChoice::Automatic,
+            },
         };
         let started = Instant::now();
         let bar = LoadBar::new();
@@ -350,12 +358,13 @@ impl Session {
         let model = model?;
         let info = &model.info;
         eprintln!(
-            "loaded {} ({}, {}{}, {}-prediction{}), VAE: {}, in {:.1}s",
+            "loaded {} ({}, {}{}, {}-prediction by {}{}), VAE: {}, in {:.1}s",
             info.path.display(),
             info.format,
             info.family,
             if info.inpainting { " inpainting" } else { "" },
             info.prediction,
+            info.prediction_source,
             if info.ema { ", EMA weights" } else { "" },
             info.vae
                 .as_ref()
@@ -422,6 +431,10 @@ impl Session {
                 }),
                 _ => None,
             },
+            prediction: Some(pentimento::png_info::PredictionRecord {
+                kind: model.info.prediction.to_string(),
+                source: model.info.prediction_source.to_string(),
+            }),
             source_image_sha256: args.init_image.as_deref().and_then(|p| sha256_file(p).ok()),
             sweep: None,
         };

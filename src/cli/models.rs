@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use pentimento::engine::model::inspect::human_size;
-use pentimento::engine::model::inspect::inspect;
+use pentimento::engine::model::inspect::inspect_with;
+use pentimento::engine::model::ConfigChoice;
 use pentimento::library::hub::{self, Hub, PullEvent};
 use pentimento::library::scan::{scan, Source};
 use pentimento::library::settings::LibrarySettings;
@@ -14,12 +15,16 @@ use super::progress::DownloadProgress;
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
     /// Family, UNet channels, prediction type, dtype, components, size and hash of a model
-    /// file or folder, read from its header only.
+    /// file or folder, read from its header only, and what decided each setting (file, YAML,
+    /// rule, test forward).
     Inspect {
         path: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The checkpoint's LDM config YAML [default: NAME.yaml beside it, if any].
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Download a model from the Hugging Face hub into the hub cache (shared with other tools):
     /// a short name (sd15, sd15-inpainting, sd21, sd2-inpainting, taesd) or any owner/name.
@@ -67,8 +72,9 @@ fn settings_path() -> anyhow::Result<PathBuf> {
 
 pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
-        ModelsCommand::Inspect { path, json } => {
-            let report = inspect(&path)?;
+        ModelsCommand::Inspect { path, json, config } => {
+            let choice = config.map(ConfigChoice::File).unwrap_or_default();
+            let report = inspect_with(&path, &choice)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -17,6 +17,9 @@ pub enum EngineError {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    Config(#[from] crate::engine::model::ldm_yaml::YamlError),
+
     #[error("invalid setting: {0}")]
     InvalidParams(String),
 

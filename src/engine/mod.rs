@@ -1,5 +1,6 @@
 //! The diffusion engine: models, samplers and the sampling loop. Knows nothing of any GUI.
 
+pub mod checkpoint;
 pub mod denoise;
 pub mod device;
 pub mod error;

@@ -34,6 +34,15 @@ pub struct InpaintRecord {
     pub mask_sha256: Option<String>,
 }
 
+/// The prediction type a model was run with, and what decided it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    /// "epsilon" or "v".
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+}
+
 /// Everything about how an image was made: our own complete record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -45,6 +54,9 @@ pub struct ImageRecord {
     pub model_hash: Option<String>,
     pub vae: Option<String>,
     pub inpaint: Option<InpaintRecord>,
+    /// The model's prediction type and what decided it (config, marker, test forward, option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<PredictionRecord>,
     pub source_image_sha256: Option<String>,
     /// For a grid: the axes swept; `params` are the first cell's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +103,9 @@ impl ImageRecord {
         }
         if let Some(v) = &self.vae {
             fields.push(("VAE".into(), v.clone()));
+        }
+        if let Some(p) = &self.prediction {
+            fields.push(("Prediction".into(), format!("{} ({})", p.kind, p.source)));
         }
         if self.kind != "txt2img" {
             fields.push(("Denoising strength".into(), number(p.strength)));
@@ -317,6 +332,10 @@ mod tests {
                 padding: 32,
                 masked_content: "fill".into(),
                 mask_sha256: Some("ab".into()),
+            }),
+            prediction: Some(PredictionRecord {
+                kind: "v".into(),
+                source: "test forward of the UNet".into(),
             }),
             source_image_sha256: Some("cd".into()),
             sweep: None,

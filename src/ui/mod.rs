@@ -255,6 +255,7 @@ impl PentimentoApp {
                 _ => None,
             },
             inpaint: None,
+            prediction: None,
             source_image_sha256: None,
             sweep: None,
         }

@@ -43,30 +43,169 @@ pub struct SingleFileLayout {
     /// A training checkpoint's EMA copy of the UNet (`model_ema.*`) is present.
     pub has_ema: bool,
     pub global_step: Option<i64>,
+    /// Text encoder layers the file holds (SD 2.x files keep one more than they use).
+    pub text_layers_held: usize,
+    pub heads_source: Source,
+    pub text_layer_source: Source,
+    pub schedule: crate::engine::sampler::TrainingSchedule,
+    /// The LDM config YAML applied, if any.
+    pub yaml: Option<super::ldm_yaml::LdmConfig>,
 }
 
-/// The SD 2.x 512-base checkpoint was saved at this step; the 768-v ones later (diffusers' rule).
-pub const SD2_BASE_GLOBAL_STEP: i64 = 875_000;
+/// What decided a setting of a single-file model, for `models inspect` and the PNG record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Read off the tensors (names, shapes, markers).
+    File,
+    /// The LDM config YAML beside the checkpoint or given with `--config`.
+    Yaml,
+    /// A rule of thumb where neither says (with the rule).
+    Rule(&'static str),
+    /// AUTOMATIC1111's test forward of the UNet, made at load.
+    TestForward,
+    /// The user's option (`--prediction`).
+    Option,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File => f.write_str("file"),
+            Source::Yaml => f.write_str("YAML"),
+            Source::Rule(why) => write!(f, "rule: {why}"),
+            Source::TestForward => f.write_str("test forward of the UNet"),
+            Source::Option => f.write_str("option"),
+        }
+    }
+}
+
+/// How the prediction type of a single file is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PredictionChoice {
+    Known(crate::engine::sampler::Prediction, Source),
+    /// An SD 2.x text-to-image file with nothing to say: the 512 ε base or the 768 v model. A
+    /// test forward of its UNet tells them apart (AUTOMATIC1111's rule).
+    NeedsTestForward,
+}
 
 impl SingleFileLayout {
-    /// What the file implies about its prediction type, and why.
-    pub fn implied_prediction(&self) -> (crate::engine::sampler::Prediction, &'static str) {
+    /// What the file (and its YAML, once applied) says about its prediction type.
+    pub fn prediction_choice(&self) -> PredictionChoice {
         use crate::engine::sampler::Prediction;
-        if self.marked_v_prediction {
-            (Prediction::V, "v (marked by a v_pred key)")
-        } else if self.family != Family::Sd2 || self.unet.is_inpainting() {
-            (Prediction::Epsilon, "epsilon")
-        } else if self.global_step == Some(SD2_BASE_GLOBAL_STEP) {
-            (
+        if let Some(yaml) = &self.yaml {
+            PredictionChoice::Known(yaml.prediction, Source::Yaml)
+        } else if self.marked_v_prediction {
+            PredictionChoice::Known(Prediction::V, Source::File)
+        } else if self.family != Family::Sd2 || self.unet.in_channels != 4 {
+            PredictionChoice::Known(
                 Prediction::Epsilon,
-                "epsilon (SD 2.x 512-base, by its global_step)",
+                Source::Rule("SD 1.x and inpainting models predict noise"),
             )
         } else {
-            (
-                Prediction::V,
-                "v (assumed for SD 2.x text-to-image; override with --prediction)",
-            )
+            PredictionChoice::NeedsTestForward
         }
+    }
+
+    /// Applies an LDM config YAML: it wins over every guess from tensor shapes, and must agree
+    /// with the weights where both speak.
+    pub fn apply_yaml(
+        &mut self,
+        yaml: super::ldm_yaml::LdmConfig,
+    ) -> Result<(), super::ldm_yaml::YamlError> {
+        use super::ldm_yaml::{TextEncoderKind, TextLayer, YamlError};
+        yaml.apply_to_unet(&mut self.unet)?;
+        if let Some(vae) = self.vae.as_mut() {
+            yaml.apply_to_vae(vae)?;
+        }
+        if let Some((kind, layer)) = yaml.text {
+            let file_kind = match self.family {
+                Family::Sd1 => TextEncoderKind::Clip,
+                Family::Sd2 => TextEncoderKind::OpenClip,
+            };
+            if kind != file_kind {
+                return Err(YamlError {
+                    path: yaml.path.clone(),
+                    key: "model.params.cond_stage_config.target".into(),
+                    message: format!(
+                        "{kind:?} text encoder, but the checkpoint holds a {} one",
+                        self.family
+                    ),
+                });
+            }
+            // The layers the file holds; SD 2.x files keep OpenCLIP's last layer too.
+            let held = self.text_layers_held;
+            let wanted = match layer {
+                TextLayer::Last => held,
+                TextLayer::Penultimate => held.saturating_sub(1),
+            };
+            if wanted == 0 {
+                return Err(YamlError {
+                    path: yaml.path.clone(),
+                    key: "model.params.cond_stage_config.params.layer".into(),
+                    message: "the text encoder has too few layers".into(),
+                });
+            }
+            self.clip.num_layers = wanted;
+            self.text_layer_source = Source::Yaml;
+        }
+        self.heads_source = Source::Yaml;
+        self.schedule = yaml.schedule.clone();
+        self.yaml = Some(yaml);
+        Ok(())
+    }
+
+    /// Each setting the weights cannot tell, its value and what decided it.
+    pub fn decisions(&self) -> Vec<(&'static str, String, Source)> {
+        let yaml_or_rule = |rule| {
+            if self.yaml.is_some() {
+                Source::Yaml
+            } else {
+                Source::Rule(rule)
+            }
+        };
+        let prediction = match self.prediction_choice() {
+            PredictionChoice::Known(p, source) => (p.to_string(), source),
+            PredictionChoice::NeedsTestForward => {
+                ("decided at load".to_string(), Source::TestForward)
+            }
+        };
+        vec![
+            ("family", self.family.to_string(), Source::File),
+            (
+                "UNet input channels",
+                self.unet.in_channels.to_string(),
+                Source::File,
+            ),
+            (
+                "attention heads per level",
+                format!("{:?}", self.unet.heads),
+                self.heads_source.clone(),
+            ),
+            ("prediction", prediction.0, prediction.1),
+            (
+                "text encoder layers used",
+                format!("{} of {}", self.clip.num_layers, self.text_layers_held),
+                self.text_layer_source.clone(),
+            ),
+            (
+                "latent scale",
+                self.vae
+                    .as_ref()
+                    .map(|v| v.scaling_factor.to_string())
+                    .unwrap_or_else(|| "(no VAE)".into()),
+                yaml_or_rule("SD 1.x/2.x: 0.18215"),
+            ),
+            (
+                "training schedule",
+                format!(
+                    "{} steps, betas {}–{}",
+                    self.schedule.num_train_timesteps,
+                    self.schedule.beta_start,
+                    self.schedule.beta_end
+                ),
+                yaml_or_rule("SD 1.x/2.x: 1000 steps, 0.00085–0.012"),
+            ),
+        ]
     }
 }
 
@@ -113,7 +252,32 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
         ));
     }
     let vae = detect_vae(w, VAE_PREFIX).ok();
+    let text_layers_held = match clip_layout {
+        ClipLayout::HuggingFace => clip.num_layers,
+        ClipLayout::OpenClip => clip.num_layers + 1,
+    };
+    let heads_source = Source::Rule(
+        if unet
+            .heads
+            .iter()
+            .zip(&unet.block_out_channels)
+            .all(|(h, c)| c / h == 64)
+        {
+            "64-wide heads (SD 2.x)"
+        } else {
+            "8 heads per level (SD 1.x, and diffusers' default)"
+        },
+    );
+    let text_layer_source = Source::Rule(match clip_layout {
+        ClipLayout::HuggingFace => "SD 1.x: the last layer",
+        ClipLayout::OpenClip => "SD 2.x: the penultimate layer",
+    });
     Ok(SingleFileLayout {
+        text_layers_held,
+        heads_source,
+        text_layer_source,
+        schedule: crate::engine::sampler::TrainingSchedule::default(),
+        yaml: None,
         family,
         unet,
         vae,

@@ -28,6 +28,10 @@ pub struct Inspection {
     pub components: Vec<String>,
     pub tensors: usize,
     pub bytes: u64,
+    /// The LDM config YAML applied (beside the file or given).
+    pub config: Option<PathBuf>,
+    /// What decided each setting the weights alone cannot tell: (setting, value, source).
+    pub settings: Vec<Setting>,
     /// AUTOMATIC1111's legacy short hash (SHA-256 of 64 KiB at offset 1 MiB, 8 hex digits),
     /// which needs no full read; `None` for folders.
     pub legacy_hash: Option<String>,
@@ -48,7 +52,20 @@ pub fn legacy_hash(path: &Path) -> Result<String> {
     Ok(digest.iter().take(4).map(|b| format!("{b:02x}")).collect())
 }
 
+/// One setting of a model, its value and what decided it (file, YAML, rule, test forward).
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting {
+    pub setting: String,
+    pub value: String,
+    pub source: String,
+}
+
+/// `inspect_with`, taking `<name>.yaml` beside a single file when there is one.
 pub fn inspect(path: &Path) -> Result<Inspection> {
+    inspect_with(path, &super::ConfigChoice::Automatic)
+}
+
+pub fn inspect_with(path: &Path, config: &super::ConfigChoice) -> Result<Inspection> {
     if !path.exists() {
         return Err(EngineError::NotFound {
             path: path.to_path_buf(),
@@ -75,15 +92,35 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         components: vec![],
         tensors: w.names().count(),
         bytes,
+        config: None,
+        settings: vec![],
         legacy_hash: legacy_hash(path).ok(),
     };
     match detect::detect(&w) {
-        Ok(layout) => {
+        Ok(mut layout) => {
+            if let Some(yaml) = super::chosen_config(path, config) {
+                layout.apply_yaml(super::ldm_yaml::LdmConfig::read(&yaml)?)?;
+                out.config = Some(yaml);
+            }
+            out.settings = layout
+                .decisions()
+                .into_iter()
+                .map(|(setting, value, source)| Setting {
+                    setting: setting.into(),
+                    value,
+                    source: source.to_string(),
+                })
+                .collect();
             out.kind = "Stable Diffusion checkpoint".into();
             out.family = Some(layout.family.to_string());
             out.unet_in_channels = Some(layout.unet.in_channels);
             out.inpainting = Some(layout.unet.is_inpainting());
-            out.prediction = Some(layout.implied_prediction().1.into());
+            out.prediction = Some(match layout.prediction_choice() {
+                detect::PredictionChoice::Known(p, source) => format!("{p} ({source})"),
+                detect::PredictionChoice::NeedsTestForward => {
+                    "decided at load by a test forward of the UNet (AUTOMATIC1111's rule); --prediction overrides".into()
+                }
+            });
             out.components.push("UNet".into());
             if layout.vae.is_some() {
                 out.components.push("VAE".into());
@@ -180,6 +217,8 @@ fn inspect_folder(dir: &Path) -> Result<Inspection> {
         components,
         tensors,
         bytes,
+        config: None,
+        settings: vec![],
         legacy_hash: None,
     })
 }
@@ -221,6 +260,15 @@ impl std::fmt::Display for Inspection {
         )?;
         if let Some(h) = &self.legacy_hash {
             writeln!(f, "legacy hash: {h}")?;
+        }
+        if let Some(c) = &self.config {
+            writeln!(f, "config:      {}", c.display())?;
+        }
+        if !self.settings.is_empty() {
+            writeln!(f, "settings (value, decided by):")?;
+            for s in &self.settings {
+                writeln!(f, "  {:<27} {:<28} {}", s.setting, s.value, s.source)?;
+            }
         }
         Ok(())
     }

@@ -14,9 +14,11 @@ pub mod geglu;
 pub mod hash;
 pub mod inspect;
 pub mod keymap;
+pub mod ldm_yaml;
 pub mod linear;
 pub(crate) mod matmul;
 pub mod norm;
+pub mod prediction_probe;
 pub mod taesd;
 pub mod tiling;
 pub mod transformer;
@@ -71,6 +73,29 @@ pub struct LoadOptions {
     pub vae: VaeChoice,
     /// Use the EMA copy of the UNet in a training checkpoint that holds both.
     pub ema: bool,
+    /// The LDM config YAML of a single file.
+    pub config: ConfigChoice,
+}
+
+/// Where a single file's LDM config YAML comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConfigChoice {
+    /// `<name>.yaml` beside the checkpoint, if there is one (as AUTOMATIC1111 does).
+    #[default]
+    Automatic,
+    /// This file.
+    File(PathBuf),
+}
+
+/// The config YAML a single file's load uses, if any.
+pub fn chosen_config(model: &Path, choice: &ConfigChoice) -> Option<PathBuf> {
+    match choice {
+        ConfigChoice::File(p) => Some(p.clone()),
+        ConfigChoice::Automatic => {
+            let sibling = model.with_extension("yaml");
+            (model.is_file() && sibling.is_file()).then_some(sibling)
+        }
+    }
 }
 
 impl LoadOptions {
@@ -81,6 +106,7 @@ impl LoadOptions {
             prediction: None,
             vae: VaeChoice::Automatic,
             ema: false,
+            config: ConfigChoice::Automatic,
         }
     }
 
@@ -101,6 +127,10 @@ pub struct ModelInfo {
     pub family: Family,
     pub inpainting: bool,
     pub prediction: Prediction,
+    /// What decided the prediction type (config, marker, test forward, option, rule).
+    pub prediction_source: detect::Source,
+    /// The LDM config YAML a single file was loaded with.
+    pub config: Option<PathBuf>,
     pub dtype: DType,
     /// The external VAE decoding, if not the model's own.
     pub vae: Option<PathBuf>,
@@ -419,16 +449,22 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         } else {
             Family::Sd1
         };
-    let prediction = opts
-        .prediction
-        .or(folder_prediction)
-        .unwrap_or(Prediction::Epsilon);
+    let (prediction, prediction_source) = match (opts.prediction, folder_prediction) {
+        (Some(p), _) => (p, detect::Source::Option),
+        (None, Some(p)) => (p, detect::Source::File),
+        (None, None) => (
+            Prediction::Epsilon,
+            detect::Source::Rule("no prediction_type in the scheduler config"),
+        ),
+    };
     let info = ModelInfo {
         path: dir.to_path_buf(),
         format: ModelFormat::DiffusersFolder,
         family,
         inpainting: unet_cfg.is_inpainting(),
         prediction,
+        prediction_source,
+        config: None,
         dtype,
         vae: vae_path,
         ema: false,
@@ -484,7 +520,12 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     let dtype = opts.compute_dtype();
     let device = &opts.device;
     let file = Arc::new(WeightFile::open(path)?);
-    let layout = detect::detect(&file).map_err(|m| EngineError::bad_model(path, m))?;
+    let mut layout = detect::detect(&file).map_err(|m| EngineError::bad_model(path, m))?;
+    let config = chosen_config(path, &opts.config);
+    if let Some(yaml) = &config {
+        let parsed = ldm_yaml::LdmConfig::read(yaml)?;
+        layout.apply_yaml(parsed)?;
+    }
 
     let unet_cfg = layout.unet.clone();
     let map_cfg = unet_cfg.clone();
@@ -551,8 +592,21 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     };
     let tokenizer = ClipTokenizer::bundled(pad)?;
 
-    // v-prediction cannot be read off the weights: see `implied_prediction`.
-    let (implied, _) = layout.implied_prediction();
+    // v-prediction cannot be read off the weights: see `prediction_choice`.
+    let (prediction, prediction_source) = match (opts.prediction, layout.prediction_choice()) {
+        (Some(p), _) => (p, detect::Source::Option),
+        (None, detect::PredictionChoice::Known(p, source)) => (p, source),
+        (None, detect::PredictionChoice::NeedsTestForward) => {
+            let v = prediction_probe::predicts_v(&unet, &unet_cfg, device, dtype)
+                .map_err(tensor_err(path, "UNet test forward"))?;
+            let p = if v {
+                Prediction::V
+            } else {
+                Prediction::Epsilon
+            };
+            (p, detect::Source::TestForward)
+        }
+    };
     let format = match file.kind() {
         weights::ContainerKind::Safetensors => ModelFormat::Safetensors,
         weights::ContainerKind::Pickle => ModelFormat::Ckpt,
@@ -562,7 +616,9 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         format,
         family: layout.family,
         inpainting: unet_cfg.is_inpainting(),
-        prediction: opts.prediction.unwrap_or(implied),
+        prediction,
+        prediction_source,
+        config,
         dtype,
         vae: vae_path,
         ema: opts.ema,
@@ -577,7 +633,7 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         vae,
         text,
         info,
-        TrainingSchedule::default(),
+        layout.schedule.clone(),
         vae_fallback,
         device.clone(),
     ))

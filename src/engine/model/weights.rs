@@ -1,16 +1,15 @@
-//! The tensors of one checkpoint file, whatever its container: safetensors (memory-mapped) or
-//! a PyTorch zip/pickle `.ckpt`, read with candle's pickle reader, which never executes code.
+//! The tensors of one checkpoint file, whatever its container: safetensors or a PyTorch
+//! zip/pickle `.ckpt` (our own reader, which never executes code), both memory-mapped.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{
-    pickle::PthTensors, safetensors::MmapedSafetensors, DType, Device, Shape, Tensor,
-};
+use candle_core::{safetensors::MmapedSafetensors, DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
+use crate::engine::checkpoint::{TensorLocation, TorchCheckpoint};
 use crate::engine::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +20,10 @@ pub enum ContainerKind {
 
 enum Container {
     Safetensors(MmapedSafetensors),
-    Pickle(PthTensors),
+    Pickle {
+        map: memmap2::Mmap,
+        tensors: HashMap<String, TensorLocation>,
+    },
 }
 
 /// Name → (shape, stored dtype) for every tensor in the file, and lazy access to their data.
@@ -38,6 +40,7 @@ impl WeightFile {
     /// Opens a checkpoint, telling the container from its first bytes, not its name.
     pub fn open(path: &Path) -> Result<Self> {
         let kind = sniff(path)?;
+        let mut global_step = None;
         let bad = |e: candle_core::Error| {
             EngineError::bad_model(path, format!("not a readable checkpoint ({e})"))
         };
@@ -53,26 +56,34 @@ impl WeightFile {
                 (Container::Safetensors(st), index)
             }
             ContainerKind::Pickle => {
-                // Training checkpoints wrap the weights in `state_dict`; some files do not.
-                let pth = match PthTensors::new(path, Some("state_dict")) {
-                    Ok(p) if !p.tensor_infos().is_empty() => p,
-                    _ => PthTensors::new(path, None).map_err(bad)?,
+                let io = |source| EngineError::Io {
+                    path: path.to_path_buf(),
+                    source,
                 };
-                let index = pth
-                    .tensor_infos()
+                let file = std::fs::File::open(path).map_err(io)?;
+                // SAFETY: the file is mapped read-only; Pentimento never writes model files.
+                let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+                let ckpt = TorchCheckpoint::read(&map).map_err(|e| {
+                    EngineError::bad_model(path, format!("not a readable checkpoint ({e})"))
+                })?;
+                global_step = ckpt.global_step;
+                let index = ckpt
+                    .tensors
                     .iter()
-                    .map(|(name, info)| (name.clone(), (info.layout.dims().to_vec(), info.dtype)))
+                    .map(|(name, t)| (name.clone(), (t.shape.clone(), t.dtype)))
                     .collect();
-                (Container::Pickle(pth), index)
+                (
+                    Container::Pickle {
+                        map,
+                        tensors: ckpt.tensors,
+                    },
+                    index,
+                )
             }
         };
         if index.is_empty() {
             return Err(EngineError::bad_model(path, "the file holds no tensors"));
         }
-        let global_step = match kind {
-            ContainerKind::Pickle => read_global_step(path),
-            ContainerKind::Safetensors => None,
-        };
         Ok(Self {
             path: path.to_path_buf(),
             kind,
@@ -132,11 +143,12 @@ impl WeightFile {
             .unwrap_or(DType::F32)
     }
 
-    fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
+    /// One tensor as stored (its own dtype), on `device`.
+    pub fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         match &self.container {
             Container::Safetensors(st) => st.load(name, device),
-            Container::Pickle(pth) => match pth.get(name)? {
-                Some(t) => t.to_device(device),
+            Container::Pickle { map, tensors } => match tensors.get(name) {
+                Some(t) => t.load(map, device),
                 None => Err(candle_core::Error::CannotFindTensor {
                     path: name.to_string(),
                 }),
@@ -269,28 +281,4 @@ fn sniff(path: &Path) -> Result<ContainerKind> {
         path,
         "neither a safetensors file nor a PyTorch zip checkpoint",
     ))
-}
-
-/// The `global_step` entry of a `.ckpt`'s top-level dict, read from its pickle without
-/// executing anything. Best effort: `None` when absent or unreadable.
-fn read_global_step(path: &Path) -> Option<i64> {
-    use candle_core::pickle::{Object, Stack};
-    let file = std::fs::File::open(path).ok()?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).ok()?;
-    let name = zip
-        .file_names()
-        .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .find(|n| n.ends_with("data.pkl"))?;
-    let entry = zip.by_name(&name).ok()?;
-    let mut reader = std::io::BufReader::new(entry);
-    let mut stack = Stack::empty();
-    stack.read_loop(&mut reader).ok()?;
-    match stack.finalize().ok()? {
-        Object::Dict(entries) => entries.into_iter().find_map(|(k, v)| match (k, v) {
-            (Object::Unicode(k), Object::Int(v)) if k == "global_step" => Some(v as i64),
-            (Object::Unicode(k), Object::Long(v)) if k == "global_step" => Some(v),
-            _ => None,
-        }),
-        _ => None,
-    }
 }
