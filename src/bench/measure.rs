@@ -255,12 +255,13 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         })?;
         record(Figure::TaesdDecode, runs);
     }
+    let job = crate::engine::Job::new(crate::engine::JobKind::Txt2Img, params.clone());
     if wanted(Figure::Txt2img) {
         progress(Figure::Txt2img.describe());
         // The whole run is long on a CPU: timed once, after the warm-up of the figures above.
         let runs = time(dev, 1, false, || {
             model
-                .txt2img(&params, &mut |_| ControlFlow::Continue(()))
+                .run(&job, &mut |_| ControlFlow::Continue(()))
                 .map(|_| ())
         })?;
         record(Figure::Txt2img, runs);
@@ -275,7 +276,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         previews.set_decoder(Some(build_taesd(dev)?));
         let runs = time(dev, 1, false, || {
             model
-                .txt2img(&params, &mut |s| {
+                .run(&job, &mut |s| {
                     previews.submit(0, s.step, s.total, s.latents);
                     ControlFlow::Continue(())
                 })

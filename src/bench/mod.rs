@@ -118,6 +118,7 @@ pub fn build(arch: Arch, device: &Device, dtype: DType) -> Result<(StableDiffusi
         vae: None,
         ema: false,
         memory_bytes: bytes,
+        hash: None,
     };
     let fallback_device = device.clone();
     let fallback = VaeFallback::new(move |dt| {

@@ -1,10 +1,11 @@
 //! `pentimento grid`: one labelled PNG of a sweep over seeds, CFG, steps, samplers, … with the
 //! same options as `generate`.
 
+use super::sheet::Sheet;
 use anyhow::{bail, Context};
 use clap::Args;
+use pentimento::engine::Job;
 use pentimento::png_info::write_png;
-use pentimento::sweep::sheet::Sheet;
 use pentimento::sweep::{Axis, Field, Sweep};
 
 use super::generate::{GenerateArgs, Plan, Session};
@@ -66,22 +67,28 @@ pub fn run(args: GridArgs) -> anyhow::Result<()> {
     }
     let layout = layout(&args)?;
     let plan = Plan::from_args(&args.generate)?;
-    let cells = layout.sweep.cells(&plan.params)?;
+    let cells = layout.sweep.cells(&plan.job.params)?;
     for (i, cell) in cells.iter().enumerate() {
         cell.validate()
             .with_context(|| format!("cell {} of the grid", i + 1))?;
     }
-    let session = Session::load(&args.generate, plan)?;
+    let session = Session::load(&args.generate, &plan)?;
 
     let captions = cell_captions(&layout.sweep, cells.len());
     let mut images = Vec::with_capacity(cells.len());
+    let mut first_record = None;
     for (i, (cell, caption)) in cells.iter().zip(&captions).enumerate() {
         eprintln!("cell {}/{}: {caption}", i + 1, cells.len());
-        let image = session
-            .images(cell, 1)?
+        let job = Job {
+            params: cell.clone(),
+            ..plan.job.clone()
+        };
+        let result = session
+            .run(&job)?
             .pop()
             .context("the job produced no image")?;
-        images.push(image);
+        first_record.get_or_insert(result.record);
+        images.push(result.image);
     }
 
     let sheet = if layout.wrapped {
@@ -102,9 +109,9 @@ pub fn run(args: GridArgs) -> anyhow::Result<()> {
         }
     };
     let grid = sheet.render().map_err(anyhow::Error::msg)?;
-    let mut record = session.record(&cells[0]);
+    let mut record = first_record.context("the grid has no cells")?;
     record.sweep = Some(layout.sweep);
-    let out = &args.generate.out;
+    let out = &plan.out;
     write_png(out, &grid, &record)
         .with_context(|| format!("{}: cannot write PNG", out.display()))?;
     eprintln!(

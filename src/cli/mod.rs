@@ -6,6 +6,7 @@ mod grid;
 mod info;
 mod models;
 mod progress;
+mod sheet;
 
 use clap::{Parser, Subcommand};
 

@@ -1,59 +1,23 @@
 //! What the user is editing: the image, the mask, results waiting to be accepted, and the undo
 //! history of every change. No GUI types: the canvas view reads this and sends it input.
+//!
+//! `stroke` paints, `staging` holds results, `undo` keeps the history in a memory budget,
+//! `region` copies rectangles.
 
 pub mod brush;
+pub mod region;
+mod staging;
+mod stroke;
+pub mod undo;
 
 use crate::engine::image::RgbImage;
 use crate::engine::mask::Mask;
-use crate::engine::params::GenerationParams;
-use brush::{dab_alpha, dab_centres, BrushSettings, Tool};
-
-/// A pixel rectangle (x, y, width, height), clipped to the document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    pub x: usize,
-    pub y: usize,
-    pub w: usize,
-    pub h: usize,
-}
-
-/// One undoable change: the pixels of a region of the image (RGBA) or the mask, before and after.
-#[derive(Debug, Clone)]
-enum Edit {
-    Mask {
-        region: Region,
-        before: Vec<u8>,
-        after: Vec<u8>,
-    },
-    Image {
-        region: Region,
-        before: Vec<u8>,
-        after: Vec<u8>,
-    },
-    /// A whole new image (accepting a result, opening a file).
-    Replace {
-        before: (usize, usize, Vec<u8>, Vec<u8>),
-        after: (usize, usize, Vec<u8>, Vec<u8>),
-    },
-}
-
-/// A generated image waiting in the staging area: shown over the original until accepted.
-#[derive(Debug, Clone)]
-pub struct StagedResult {
-    pub image: RgbImage,
-    pub params: GenerationParams,
-}
-
-struct ActiveStroke {
-    tool: Tool,
-    brush: BrushSettings,
-    last: (f32, f32),
-    /// Per-pixel coverage of this stroke (full document size, allocated for the stroke only).
-    coverage: Vec<f32>,
-    /// The target's pixels when the stroke began.
-    before: Vec<u8>,
-    dirty: Option<Region>,
-}
+use crate::png_info::ImageRecord;
+pub use region::Rect;
+pub use staging::StagedResult;
+use staging::Staging;
+use stroke::ActiveStroke;
+use undo::{Edit, LayerDelta, Snapshot, UndoStack};
 
 pub struct Document {
     width: usize,
@@ -62,20 +26,17 @@ pub struct Document {
     rgba: Vec<u8>,
     /// 0 = keep, 255 = regenerate.
     mask: Vec<u8>,
-    undo: Vec<Edit>,
-    redo: Vec<Edit>,
+    /// The record of what made the image (an accepted result, an opened PNG's parameters).
+    record: Option<ImageRecord>,
+    history: UndoStack,
     stroke: Option<ActiveStroke>,
-    pub staged: Vec<StagedResult>,
-    /// Which staged result is shown.
-    pub staged_index: usize,
-    /// Show the original instead of the staged result (before/after flip).
-    pub show_original: bool,
+    staging: Staging,
     /// Bumped on every change of the image or the mask, for the canvas to upload.
-    pub image_revision: u64,
-    pub mask_revision: u64,
+    image_revision: u64,
+    mask_revision: u64,
     /// What changed since the canvas last asked, so that it uploads only that.
-    image_dirty: Option<Region>,
-    mask_dirty: Option<Region>,
+    image_dirty: Option<Rect>,
+    mask_dirty: Option<Rect>,
 }
 
 impl Document {
@@ -86,12 +47,10 @@ impl Document {
             height,
             rgba: vec![0; width * height * 4],
             mask: vec![0; width * height],
-            undo: vec![],
-            redo: vec![],
+            record: None,
+            history: UndoStack::default(),
             stroke: None,
-            staged: vec![],
-            staged_index: 0,
-            show_original: false,
+            staging: Staging::default(),
             image_revision: 1,
             mask_revision: 1,
             image_dirty: None,
@@ -105,6 +64,12 @@ impl Document {
         doc
     }
 
+    /// The same document with an undo budget other than `undo::UNDO_BUDGET_BYTES`.
+    pub fn with_undo_budget(mut self, bytes: usize) -> Self {
+        self.history = UndoStack::with_budget(bytes);
+        self
+    }
+
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }
@@ -115,6 +80,19 @@ impl Document {
 
     pub fn mask_bytes(&self) -> &[u8] {
         &self.mask
+    }
+
+    /// What made the image, when known: Save writes it into the PNG.
+    pub fn record(&self) -> Option<&ImageRecord> {
+        self.record.as_ref()
+    }
+
+    pub fn image_revision(&self) -> u64 {
+        self.image_revision
+    }
+
+    pub fn mask_revision(&self) -> u64 {
+        self.mask_revision
     }
 
     /// Whether any pixel has image content (a blank canvas has none).
@@ -155,126 +133,6 @@ impl Document {
         self.mask.iter().all(|&v| v == 0)
     }
 
-    pub fn can_undo(&self) -> bool {
-        !self.undo.is_empty()
-    }
-
-    pub fn can_redo(&self) -> bool {
-        !self.redo.is_empty()
-    }
-
-    // --- strokes -------------------------------------------------------------------------
-
-    pub fn begin_stroke(&mut self, tool: Tool, brush: BrushSettings, at: (f32, f32)) {
-        let before = match tool {
-            Tool::ColorBrush(_) => self.rgba.clone(),
-            _ => self.mask.clone(),
-        };
-        self.stroke = Some(ActiveStroke {
-            tool,
-            brush,
-            last: at,
-            coverage: vec![0.0; self.width * self.height],
-            before,
-            dirty: None,
-        });
-        self.stamp(at);
-    }
-
-    pub fn continue_stroke(&mut self, to: (f32, f32)) {
-        let Some(stroke) = &self.stroke else { return };
-        for centre in dab_centres(stroke.last, to, stroke.brush.size) {
-            self.stamp(centre);
-        }
-        if let Some(s) = &mut self.stroke {
-            s.last = to;
-        }
-    }
-
-    pub fn end_stroke(&mut self) {
-        let Some(stroke) = self.stroke.take() else {
-            return;
-        };
-        let Some(region) = stroke.dirty else { return };
-        let edit = match stroke.tool {
-            Tool::ColorBrush(_) => Edit::Image {
-                region,
-                before: copy_region(&stroke.before, self.width, 4, region),
-                after: copy_region(&self.rgba, self.width, 4, region),
-            },
-            _ => Edit::Mask {
-                region,
-                before: copy_region(&stroke.before, self.width, 1, region),
-                after: copy_region(&self.mask, self.width, 1, region),
-            },
-        };
-        self.push(edit);
-    }
-
-    pub fn stroke_active(&self) -> bool {
-        self.stroke.is_some()
-    }
-
-    fn stamp(&mut self, (cx, cy): (f32, f32)) {
-        let (w, h) = (self.width, self.height);
-        let Some(stroke) = &mut self.stroke else {
-            return;
-        };
-        let r = (stroke.brush.size / 2.0).max(0.5);
-        let x0 = (cx - r).floor().max(0.0) as usize;
-        let y0 = (cy - r).floor().max(0.0) as usize;
-        let x1 = ((cx + r).ceil() as isize).clamp(0, w as isize) as usize;
-        let y1 = ((cy + r).ceil() as isize).clamp(0, h as isize) as usize;
-        if x0 >= x1 || y0 >= y1 {
-            return;
-        }
-        for y in y0..y1 {
-            for x in x0..x1 {
-                let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
-                let a = dab_alpha(d, r, stroke.brush.hardness);
-                let i = y * w + x;
-                if a <= stroke.coverage[i] {
-                    continue;
-                }
-                stroke.coverage[i] = a;
-                match stroke.tool {
-                    Tool::MaskBrush => {
-                        let orig = stroke.before[i] as f32;
-                        self.mask[i] = (orig + (255.0 - orig) * a).round() as u8;
-                    }
-                    Tool::MaskEraser => {
-                        let orig = stroke.before[i] as f32;
-                        self.mask[i] = (orig * (1.0 - a)).round() as u8;
-                    }
-                    Tool::ColorBrush(c) => {
-                        for k in 0..3 {
-                            let orig = stroke.before[i * 4 + k] as f32;
-                            self.rgba[i * 4 + k] = (orig + (c[k] as f32 - orig) * a).round() as u8;
-                        }
-                        let alpha = stroke.before[i * 4 + 3] as f32;
-                        self.rgba[i * 4 + 3] = (alpha + (255.0 - alpha) * a).round() as u8;
-                    }
-                }
-            }
-        }
-        let region = Region {
-            x: x0,
-            y: y0,
-            w: x1 - x0,
-            h: y1 - y0,
-        };
-        stroke.dirty = Some(match stroke.dirty {
-            None => region,
-            Some(d) => union(d, region),
-        });
-        let color = matches!(stroke.tool, Tool::ColorBrush(_));
-        if color {
-            self.touch_image(Some(region));
-        } else {
-            self.touch_mask(Some(region));
-        }
-    }
-
     // --- whole-mask operations -------------------------------------------------------------
 
     fn set_mask(&mut self, f: impl Fn(u8) -> u8) {
@@ -282,18 +140,13 @@ impl Document {
         for v in &mut self.mask {
             *v = f(*v);
         }
-        if before != self.mask {
-            let region = Region {
-                x: 0,
-                y: 0,
-                w: self.width,
-                h: self.height,
-            };
-            let after = self.mask.clone();
-            self.push(Edit::Mask {
-                region,
-                before,
-                after,
+        let size = (self.width, self.height);
+        let delta = LayerDelta::between(&before, &self.mask, size, 1, self.whole());
+        if delta.is_some() {
+            self.history.push(Edit::Change {
+                image: None,
+                mask: delta,
+                records: None,
             });
             self.touch_mask(None);
         }
@@ -311,192 +164,168 @@ impl Document {
         self.set_mask(|v| 255 - v);
     }
 
-    // --- undo ----------------------------------------------------------------------------
+    // --- whole-image changes ---------------------------------------------------------------
 
-    fn push(&mut self, edit: Edit) {
-        self.undo.push(edit);
-        self.redo.clear();
-        // Bound the memory of the history.
-        if self.undo.len() > 200 {
-            self.undo.remove(0);
+    /// Replaces the whole image (and clears the mask), undoably; `record` says what made it
+    /// (an opened PNG's parameters), if anything.
+    pub fn replace_image(&mut self, image: &RgbImage, record: Option<ImageRecord>) {
+        let mask = vec![0; image.width * image.height];
+        self.set_state(image, mask, record);
+    }
+
+    /// Sets image, mask and record as one undoable step.
+    fn set_state(&mut self, image: &RgbImage, mask: Vec<u8>, record: Option<ImageRecord>) {
+        let rgba = rgb_to_rgba(image);
+        let records = Box::new((self.record.clone(), record.clone()));
+        if (image.width, image.height) == self.size() {
+            let size = self.size();
+            let all = self.whole();
+            let edit = Edit::Change {
+                image: LayerDelta::between(&self.rgba, &rgba, size, 4, all),
+                mask: LayerDelta::between(&self.mask, &mask, size, 1, all),
+                records: Some(records),
+            };
+            self.rgba = rgba;
+            self.mask = mask;
+            self.record = record;
+            self.touch_image(None);
+            self.touch_mask(None);
+            self.history.push(edit);
+        } else {
+            let before = Snapshot::of(self.width, self.height, &self.rgba, &self.mask);
+            let after = Snapshot::of(image.width, image.height, &rgba, &mask);
+            self.resize_to(image.width, image.height, rgba, mask);
+            self.record = record;
+            self.history.push(Edit::Resize {
+                before,
+                after,
+                records,
+            });
         }
     }
 
+    /// New layers of another size: everything is new to the canvas (nothing of the old size
+    /// stays marked dirty).
+    fn resize_to(&mut self, width: usize, height: usize, rgba: Vec<u8>, mask: Vec<u8>) {
+        self.width = width;
+        self.height = height;
+        self.rgba = rgba;
+        self.mask = mask;
+        self.stroke = None;
+        self.image_dirty = None;
+        self.mask_dirty = None;
+        self.touch_image(None);
+        self.touch_mask(None);
+    }
+
+    // --- undo ----------------------------------------------------------------------------
+
+    pub fn can_undo(&self) -> bool {
+        self.history.can_undo()
+    }
+
+    pub fn can_redo(&self) -> bool {
+        self.history.can_redo()
+    }
+
+    /// Bytes the undo history holds.
+    pub fn undo_bytes(&self) -> usize {
+        self.history.bytes()
+    }
+
     pub fn undo(&mut self) -> bool {
-        let Some(edit) = self.undo.pop() else {
+        let Some(edit) = self.history.take_undo() else {
             return false;
         };
         self.apply(&edit, true);
-        self.redo.push(edit);
+        self.history.done_undo(edit);
         true
     }
 
     pub fn redo(&mut self) -> bool {
-        let Some(edit) = self.redo.pop() else {
+        let Some(edit) = self.history.take_redo() else {
             return false;
         };
         self.apply(&edit, false);
-        self.undo.push(edit);
+        self.history.done_redo(edit);
         true
     }
 
     fn apply(&mut self, edit: &Edit, backwards: bool) {
-        match edit {
-            Edit::Mask {
-                region,
-                before,
-                after,
-            } => {
-                paste_region(
-                    &mut self.mask,
-                    self.width,
-                    1,
-                    *region,
-                    if backwards { before } else { after },
-                );
-                self.touch_mask(Some(*region));
+        let pick = |r: &(Option<ImageRecord>, Option<ImageRecord>)| {
+            if backwards {
+                r.0.clone()
+            } else {
+                r.1.clone()
             }
-            Edit::Image {
-                region,
-                before,
-                after,
-            } => {
-                paste_region(
-                    &mut self.rgba,
-                    self.width,
-                    4,
-                    *region,
-                    if backwards { before } else { after },
-                );
-                self.touch_image(Some(*region));
-            }
-            Edit::Replace { before, after } => {
-                let (w, h, rgba, mask) = if backwards { before } else { after };
-                self.width = *w;
-                self.height = *h;
-                self.rgba = rgba.clone();
-                self.mask = mask.clone();
-                self.touch_image(None);
-                self.touch_mask(None);
-            }
-        }
-    }
-
-    /// Replaces the whole image (and clears the mask), undoably.
-    pub fn replace_image(&mut self, image: &RgbImage) {
-        let before = (
-            self.width,
-            self.height,
-            self.rgba.clone(),
-            self.mask.clone(),
-        );
-        let after = (
-            image.width,
-            image.height,
-            rgb_to_rgba(image),
-            vec![0; image.width * image.height],
-        );
-        self.apply(
-            &Edit::Replace {
-                before: before.clone(),
-                after: after.clone(),
-            },
-            false,
-        );
-        self.push(Edit::Replace { before, after });
-    }
-
-    // --- staging -------------------------------------------------------------------------
-
-    pub fn stage(&mut self, result: StagedResult) {
-        self.staged.push(result);
-        self.staged_index = self.staged.len() - 1;
-        self.show_original = false;
-        self.touch_image(None);
-    }
-
-    /// The staged result being shown, if any (and not flipped to the original).
-    pub fn shown_result(&self) -> Option<&StagedResult> {
-        if self.show_original {
-            return None;
-        }
-        self.staged.get(self.staged_index)
-    }
-
-    pub fn select_staged(&mut self, index: usize) {
-        if index < self.staged.len() {
-            self.staged_index = index;
-            self.touch_image(None);
-        }
-    }
-
-    /// Makes the shown result the image (undoable) and empties the staging area.
-    pub fn accept(&mut self) -> bool {
-        let Some(result) = self.staged.get(self.staged_index).cloned() else {
-            return false;
         };
-        let mask = self.mask.clone();
-        self.replace_image(&result.image);
-        // Keep the mask: a painter often refines the same region again.
-        if mask.len() == self.mask.len() {
-            self.mask = mask;
-            self.touch_mask(None);
+        match edit {
+            Edit::Change {
+                image,
+                mask,
+                records,
+            } => {
+                if let Some(d) = image {
+                    if d.apply(&mut self.rgba, self.width) {
+                        self.touch_image(d.area());
+                    }
+                }
+                if let Some(d) = mask {
+                    if d.apply(&mut self.mask, self.width) {
+                        self.touch_mask(d.area());
+                    }
+                }
+                if let Some(r) = records {
+                    self.record = pick(r);
+                }
+            }
+            Edit::Resize {
+                before,
+                after,
+                records,
+            } => {
+                let state = if backwards { before } else { after };
+                if let Some((rgba, mask)) = state.layers() {
+                    self.resize_to(state.width, state.height, rgba, mask);
+                    self.record = pick(records);
+                }
+            }
         }
-        self.staged.clear();
-        self.show_original = false;
-        true
     }
 
-    pub fn discard(&mut self) {
-        self.staged.clear();
-        self.show_original = false;
-        self.touch_image(None);
-    }
-
-    /// Flips between the staged result and the original.
-    pub fn set_show_original(&mut self, show: bool) {
-        self.show_original = show;
-        self.touch_image(None);
-    }
-
-    fn whole(&self) -> Region {
-        Region {
-            x: 0,
-            y: 0,
-            w: self.width,
-            h: self.height,
-        }
+    fn whole(&self) -> Rect {
+        region::whole(self.width, self.height)
     }
 
     /// Records a change of the image (`None`: all of it).
-    fn touch_image(&mut self, region: Option<Region>) {
+    fn touch_image(&mut self, region: Option<Rect>) {
         let r = region.unwrap_or_else(|| self.whole());
         self.image_revision += 1;
-        self.image_dirty = Some(self.image_dirty.map_or(r, |d| union(d, r)));
+        self.image_dirty = Some(self.image_dirty.map_or(r, |d| region::union(d, r)));
     }
 
-    fn touch_mask(&mut self, region: Option<Region>) {
+    fn touch_mask(&mut self, region: Option<Rect>) {
         let r = region.unwrap_or_else(|| self.whole());
         self.mask_revision += 1;
-        self.mask_dirty = Some(self.mask_dirty.map_or(r, |d| union(d, r)));
+        self.mask_dirty = Some(self.mask_dirty.map_or(r, |d| region::union(d, r)));
     }
 
     /// The part of the image changed since the last call.
-    pub fn take_image_dirty(&mut self) -> Option<Region> {
+    pub fn take_image_dirty(&mut self) -> Option<Rect> {
         self.image_dirty.take()
     }
 
-    pub fn take_mask_dirty(&mut self) -> Option<Region> {
+    pub fn take_mask_dirty(&mut self) -> Option<Rect> {
         self.mask_dirty.take()
     }
 
-    /// The bytes of a region of the image (RGBA) or the mask.
-    pub fn image_region(&self, r: Region) -> Vec<u8> {
-        copy_region(&self.rgba, self.width, 4, r)
+    /// The bytes of a region of the image (RGBA) or the mask; empty if it does not fit.
+    pub fn image_region(&self, r: Rect) -> Vec<u8> {
+        region::copy_region(&self.rgba, self.width, 4, r)
     }
 
-    pub fn mask_region(&self, r: Region) -> Vec<u8> {
-        copy_region(&self.mask, self.width, 1, r)
+    pub fn mask_region(&self, r: Rect) -> Vec<u8> {
+        region::copy_region(&self.mask, self.width, 1, r)
     }
 }
 
@@ -508,39 +337,25 @@ fn rgb_to_rgba(image: &RgbImage) -> Vec<u8> {
         .collect()
 }
 
-fn union(a: Region, b: Region) -> Region {
-    let x = a.x.min(b.x);
-    let y = a.y.min(b.y);
-    let x1 = (a.x + a.w).max(b.x + b.w);
-    let y1 = (a.y + a.h).max(b.y + b.h);
-    Region {
-        x,
-        y,
-        w: x1 - x,
-        h: y1 - y,
-    }
-}
-
-fn copy_region(data: &[u8], width: usize, bpp: usize, r: Region) -> Vec<u8> {
-    let mut out = Vec::with_capacity(r.w * r.h * bpp);
-    for y in r.y..r.y + r.h {
-        let start = (y * width + r.x) * bpp;
-        out.extend_from_slice(&data[start..start + r.w * bpp]);
-    }
-    out
-}
-
-fn paste_region(data: &mut [u8], width: usize, bpp: usize, r: Region, src: &[u8]) {
-    for (row, y) in (r.y..r.y + r.h).enumerate() {
-        let start = (y * width + r.x) * bpp;
-        data[start..start + r.w * bpp]
-            .copy_from_slice(&src[row * r.w * bpp..(row + 1) * r.w * bpp]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brush::{BrushSettings, Tool};
+
+    fn test_record() -> ImageRecord {
+        ImageRecord {
+            version: "test".into(),
+            kind: "inpaint".into(),
+            params: Default::default(),
+            model: None,
+            model_hash: None,
+            vae: None,
+            inpaint: None,
+            prediction: None,
+            source_image_sha256: None,
+            sweep: None,
+        }
+    }
 
     #[test]
     fn a_stroke_undoes_and_redoes() {
@@ -580,7 +395,7 @@ mod tests {
         assert_eq!(doc.rgba()[(8 * 16 + 8) * 4], 200);
         doc.stage(StagedResult {
             image: RgbImage::new(16, 16, vec![99; 16 * 16 * 3]).unwrap(),
-            params: Default::default(),
+            record: test_record(),
         });
         assert_eq!(
             doc.rgba()[0],
@@ -604,5 +419,102 @@ mod tests {
         doc.undo();
         doc.clear_mask();
         assert!(doc.mask_is_empty());
+    }
+
+    /// Accept, undo, redo: image, mask and record come back together.
+    #[test]
+    fn accept_undo_redo_restore_image_mask_and_record_together() {
+        let img = RgbImage::new(32, 32, vec![10; 32 * 32 * 3]).unwrap();
+        let mut doc = Document::from_rgb(&img);
+        doc.fill_mask();
+        doc.stage(StagedResult {
+            image: RgbImage::new(32, 32, vec![99; 32 * 32 * 3]).unwrap(),
+            record: test_record(),
+        });
+        assert!(doc.accept());
+        let after = (doc.rgba().to_vec(), doc.mask_bytes().to_vec());
+        assert!(after.1.iter().all(|&v| v == 255), "the mask is kept");
+        assert!(doc.record().is_some());
+        assert!(doc.undo());
+        assert_eq!(doc.rgba()[0], 10);
+        assert!(doc.mask_bytes().iter().all(|&v| v == 255));
+        assert!(doc.record().is_none());
+        assert!(doc.redo());
+        assert_eq!((doc.rgba().to_vec(), doc.mask_bytes().to_vec()), after);
+        assert!(doc.record().is_some());
+        // Undo past the mask fill too, and forward again.
+        assert!(doc.undo() && doc.undo());
+        assert!(doc.mask_is_empty());
+        assert!(doc.redo() && doc.redo());
+        assert_eq!((doc.rgba().to_vec(), doc.mask_bytes().to_vec()), after);
+    }
+
+    /// A full-canvas change of a 4000×3000 photo-like image costs less than one copy of it.
+    #[test]
+    fn a_full_canvas_edit_costs_less_than_one_image_copy() {
+        let (w, h) = (4000, 3000);
+        let photo = |shift: usize| {
+            let pixels = (0..w * h * 3)
+                .map(|i| {
+                    let (p, c) = (i / 3, i % 3);
+                    let (x, y) = (p % w, p / w);
+                    ((x * (c + 1) + y * 2 + shift + (x * y) % 7) % 256) as u8
+                })
+                .collect();
+            RgbImage::new(w, h, pixels).unwrap()
+        };
+        let mut doc = Document::from_rgb(&photo(0));
+        doc.stage(StagedResult {
+            image: photo(37),
+            record: test_record(),
+        });
+        assert!(doc.accept());
+        let copy = w * h * 4;
+        assert!(
+            doc.undo_bytes() < copy,
+            "undo holds {} bytes, one copy is {copy}",
+            doc.undo_bytes()
+        );
+        assert!(doc.undo());
+        assert_eq!(doc.rgba()[..12], rgb_to_rgba(&photo(0))[..12]);
+    }
+
+    #[test]
+    fn the_undo_budget_drops_the_oldest_edits() {
+        let mut doc = Document::blank(256, 256).with_undo_budget(4096);
+        for i in 0..50 {
+            doc.begin_stroke(
+                Tool::MaskBrush,
+                BrushSettings {
+                    size: 3.0,
+                    hardness: 1.0,
+                },
+                ((i * 5) as f32, (i * 5) as f32),
+            );
+            doc.end_stroke();
+        }
+        assert!(doc.undo_bytes() <= 4096);
+        let mut undone = 0;
+        while doc.undo() {
+            undone += 1;
+        }
+        assert!(undone > 1 && undone < 50, "{undone}");
+    }
+
+    /// Opening a smaller image never reaches outside its layers (issue: a crash when the old
+    /// image's dirty area was merged with the new one).
+    #[test]
+    fn a_smaller_image_replaces_a_larger_one_cleanly() {
+        let mut doc = Document::blank(512, 512);
+        doc.discard();
+        doc.replace_image(
+            &RgbImage::new(128, 96, vec![5; 128 * 96 * 3]).unwrap(),
+            None,
+        );
+        let dirty = doc.take_image_dirty().unwrap();
+        assert_eq!((dirty.width, dirty.height), (128, 96));
+        assert_eq!(doc.image_region(dirty).len(), 128 * 96 * 4);
+        assert!(doc.undo());
+        assert_eq!(doc.size(), (512, 512));
     }
 }

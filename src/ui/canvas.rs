@@ -9,7 +9,7 @@ use eframe::egui_wgpu;
 
 use super::canvas_gpu::{CanvasCallback, CanvasFrame, GpuRevisions, Upload};
 use crate::document::brush::{BrushSettings, Tool};
-use crate::document::{Document, Region};
+use crate::document::{self, Document};
 
 /// Marks the revision of pixels that are not the document's (a preview, a staged result).
 const SHOWN_OTHER: u64 = 1 << 63;
@@ -20,8 +20,8 @@ fn document_upload(
     gpu: u64,
     sent: u64,
     rev: u64,
-    dirty: Option<Region>,
-    region_bytes: impl FnOnce(Region) -> Vec<u8>,
+    dirty: Option<document::Rect>,
+    region_bytes: impl FnOnce(document::Rect) -> Vec<u8>,
     all: impl FnOnce() -> Vec<u8>,
 ) -> Upload {
     if gpu == rev {
@@ -162,7 +162,7 @@ impl CanvasView {
         // stroke's rectangle, not 48 MB a frame. Previews and staged results (job-sized) go whole.
         let (shown_size, image) = match shown {
             Shown::Document => {
-                let rev = doc.image_revision;
+                let rev = doc.image_revision();
                 let dirty = doc.take_image_dirty();
                 let gpu = self.revisions.image.load(Ordering::SeqCst);
                 let upload = document_upload(
@@ -202,7 +202,7 @@ impl CanvasView {
             }
         };
         let mask = if shown_size == size {
-            let rev = doc.mask_revision;
+            let rev = doc.mask_revision();
             let dirty = doc.take_mask_dirty();
             let gpu = self.revisions.mask.load(Ordering::SeqCst);
             let upload = document_upload(

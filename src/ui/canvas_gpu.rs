@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::document::Region;
+use crate::document::Rect;
 
 use eframe::egui_wgpu::{self, wgpu, CallbackResources, CallbackTrait, ScreenDescriptor};
 
@@ -19,7 +19,7 @@ pub enum Upload {
     Patch {
         from: u64,
         to: u64,
-        region: Region,
+        region: Rect,
         data: Vec<u8>,
     },
 }
@@ -232,7 +232,7 @@ fn write(
     queue: &wgpu::Queue,
     texture: &wgpu::Texture,
     bytes_per_pixel: usize,
-    r: Region,
+    r: Rect,
     data: &[u8],
 ) {
     queue.write_texture(
@@ -249,12 +249,12 @@ fn write(
         data,
         wgpu::TexelCopyBufferLayout {
             offset: 0,
-            bytes_per_row: Some((r.w * bytes_per_pixel) as u32),
-            rows_per_image: Some(r.h as u32),
+            bytes_per_row: Some((r.width * bytes_per_pixel) as u32),
+            rows_per_image: Some(r.height as u32),
         },
         wgpu::Extent3d {
-            width: r.w as u32,
-            height: r.h as u32,
+            width: r.width as u32,
+            height: r.height as u32,
             depth_or_array_layers: 1,
         },
     );
@@ -277,11 +277,11 @@ fn apply(
                     queue,
                     texture,
                     bpp,
-                    Region {
+                    Rect {
                         x: 0,
                         y: 0,
-                        w: size.0,
-                        h: size.1,
+                        width: size.0,
+                        height: size.1,
                     },
                     data,
                 );
@@ -296,10 +296,10 @@ fn apply(
             region,
             data,
         } => {
-            let fits = region.x + region.w <= size.0
-                && region.y + region.h <= size.1
-                && data.len() == region.w * region.h * bpp;
-            if *from == held && fits && region.w > 0 && region.h > 0 {
+            let fits = region.x + region.width <= size.0
+                && region.y + region.height <= size.1
+                && data.len() == region.width * region.height * bpp;
+            if *from == held && fits && region.width > 0 && region.height > 0 {
                 write(queue, texture, bpp, *region, data);
                 *to
             } else {

@@ -15,9 +15,9 @@ use crate::document::brush::{BrushSettings, Tool};
 use crate::document::{Document, StagedResult};
 use crate::engine::image::RgbImage;
 use crate::engine::model::{LoadOptions, ModelInfo};
-use crate::engine::params::GenerationParams;
-use crate::engine::worker::{Event, JobId, JobInput, Worker};
-use crate::png_info::{write_png, ImageRecord, VERSION};
+use crate::engine::worker::{Event, JobId, Worker};
+use crate::engine::{Job, JobKind};
+use crate::png_info::write_png;
 use canvas::{CanvasView, Shown};
 use history::{History, Reuse};
 pub use model_picker::LibraryPlaces;
@@ -37,8 +37,6 @@ pub enum ModelStatus {
 
 struct RunningJob {
     ids: Vec<JobId>,
-    /// "txt2img", "img2img" or "inpaint", for the record of each result.
-    kind: &'static str,
     step: usize,
     total: usize,
     preview: Option<(u64, RgbImage)>,
@@ -168,7 +166,12 @@ impl PentimentoApp {
                 match RgbImage::new(w as usize, h as usize, rgb.into_raw()) {
                     Ok(image) => {
                         self.doc.discard();
-                        self.doc.replace_image(&image);
+                        // An opened PNG keeps the record it carries, for Save.
+                        let record = std::fs::read(path)
+                            .ok()
+                            .and_then(|b| crate::png_info::parse_png(&b))
+                            .and_then(|info| info.record);
+                        self.doc.replace_image(&image, record);
                         self.canvas.fit_pending = true;
                         self.status = format!("opened {} ({w}×{h})", path.display());
                         // A PNG that carries parameters fills the panel.
@@ -216,49 +219,30 @@ impl PentimentoApp {
         }
     }
 
-    /// Saves what the canvas shows, with the parameters that made it when known.
+    /// Saves what the canvas shows, with the record of what made it when known (a staged
+    /// result, the accepted one, an opened PNG's): the record the job layer made, so the file
+    /// says what the CLI would write for the same job.
     pub fn save_png(&mut self, path: &Path) {
-        let (image, params) = match self.doc.shown_result() {
-            Some(r) => (r.image.clone(), Some(r.params.clone())),
-            None => (self.doc.rgb(), self.history.last_params()),
+        let (image, record) = match self.doc.shown_result() {
+            Some(r) => (r.image.clone(), Some(r.record.clone())),
+            None => (self.doc.rgb(), self.doc.record().cloned()),
         };
-        let record = self.record_for(
-            params.unwrap_or_else(|| self.panel.params.clone()),
-            "txt2img",
-        );
-        self.status = match write_png(path, &image, &record) {
-            Ok(()) => format!("saved {}", path.display()),
+        let written = match &record {
+            Some(record) => write_png(path, &image, record),
+            None => {
+                image::RgbImage::from_raw(image.width as u32, image.height as u32, image.pixels)
+                    .ok_or_else(|| std::io::Error::other("image buffer size"))
+                    .and_then(|img| img.save(path).map_err(std::io::Error::other))
+            }
+        };
+        self.status = match written {
+            Ok(()) if record.is_some() => format!("saved {}", path.display()),
+            Ok(()) => format!(
+                "saved {} (no generation parameters: nothing generated it)",
+                path.display()
+            ),
             Err(e) => format!("{}: cannot save: {e}", path.display()),
         };
-    }
-
-    /// What a PNG of a result made with `params` records.
-    fn record_for(&self, params: GenerationParams, kind: &str) -> ImageRecord {
-        ImageRecord {
-            version: VERSION.into(),
-            kind: kind.into(),
-            params,
-            model: match &self.model {
-                ModelStatus::Loaded(info) => info
-                    .path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned()),
-                _ => None,
-            },
-            model_hash: None,
-            vae: match &self.model {
-                ModelStatus::Loaded(info) => info
-                    .vae
-                    .as_ref()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned()),
-                _ => None,
-            },
-            inpaint: None,
-            prediction: None,
-            source_image_sha256: None,
-            sweep: None,
-        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -287,38 +271,38 @@ impl PentimentoApp {
             self.panel.inpaint.area,
             crate::engine::inpaint::InpaintArea::Whole
         );
-        let (job_params, input, kind) = if !self.doc.has_image() {
+        let (params, kind) = if !self.doc.has_image() {
             if self.doc.size() != (first.width, first.height) {
                 self.doc = Document::blank(first.width, first.height);
                 self.canvas.fit_pending = true;
             }
-            (first.clone(), JobInput::Text, "txt2img")
+            (first.clone(), JobKind::Txt2Img)
         } else if !self.doc.mask_is_empty() {
-            let input = JobInput::Inpaint {
-                image: self.doc.rgb(),
-                mask: self.doc.mask(),
+            let kind = JobKind::Inpaint {
+                image: std::sync::Arc::new(self.doc.rgb()),
+                mask: std::sync::Arc::new(self.doc.mask()),
                 options: self.panel.inpaint,
             };
-            let params = if whole_image {
-                from_canvas
-            } else {
-                first.clone()
-            };
-            (params, input, "inpaint")
+            (
+                if whole_image {
+                    from_canvas
+                } else {
+                    first.clone()
+                },
+                kind,
+            )
         } else {
-            (from_canvas, JobInput::Image(self.doc.rgb()), "img2img")
+            let init = std::sync::Arc::new(self.doc.rgb());
+            (from_canvas, JobKind::Img2Img { init })
         };
-        // Job n of a batch count starts at seed + n · batch size, as AUTOMATIC1111 numbers them.
+        let job = Job::new(kind, params).with_batch(batch);
+        // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
         let ids = (0..self.panel.batch_count.max(1))
-            .map(|n| {
-                let params = job_params.for_batch_image(n * batch);
-                self.worker.generate_batch(params, input.clone(), batch)
-            })
+            .map(|n| self.worker.generate(job.nth_of_run(n)))
             .collect();
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob {
             ids,
-            kind,
             step: 0,
             total: first.steps,
             preview: None,
@@ -375,16 +359,16 @@ impl PentimentoApp {
                     results,
                     seconds,
                 } if mine(id, &self.job) => {
-                    let seeds: Vec<String> =
-                        results.iter().map(|r| r.params.seed.to_string()).collect();
+                    let seeds: Vec<String> = results
+                        .iter()
+                        .map(|r| r.params().seed.to_string())
+                        .collect();
                     self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
-                    let kind = self.job.as_ref().map_or("txt2img", |j| j.kind);
                     for r in results {
-                        let record = self.record_for(r.params.clone(), kind);
-                        self.history.push(r.image.clone(), record);
+                        self.history.push(r.image.clone(), r.record.clone());
                         self.doc.stage(StagedResult {
                             image: r.image,
-                            params: r.params,
+                            record: r.record,
                         });
                     }
                     self.finish_job(id);
@@ -636,34 +620,34 @@ impl PentimentoApp {
     }
 
     fn staging_bar(&mut self, ui: &mut egui::Ui) {
-        if self.doc.staged.is_empty() {
+        if self.doc.staged().is_empty() {
             return;
         }
         ui.horizontal(|ui| {
             ui.label(
                 RichText::new(format!(
                     "Result {} of {}",
-                    self.doc.staged_index + 1,
-                    self.doc.staged.len()
+                    self.doc.staged_index() + 1,
+                    self.doc.staged().len()
                 ))
                 .strong(),
             );
             if ui
-                .add_enabled(self.doc.staged_index > 0, egui::Button::new("Previous"))
+                .add_enabled(self.doc.staged_index() > 0, egui::Button::new("Previous"))
                 .clicked()
             {
-                self.doc.select_staged(self.doc.staged_index - 1);
+                self.doc.select_staged(self.doc.staged_index() - 1);
             }
             if ui
                 .add_enabled(
-                    self.doc.staged_index + 1 < self.doc.staged.len(),
+                    self.doc.staged_index() + 1 < self.doc.staged().len(),
                     egui::Button::new("Next"),
                 )
                 .clicked()
             {
-                self.doc.select_staged(self.doc.staged_index + 1);
+                self.doc.select_staged(self.doc.staged_index() + 1);
             }
-            let mut before = self.doc.show_original;
+            let mut before = self.doc.show_original();
             if ui.toggle_value(&mut before, "Before").changed() {
                 self.doc.set_show_original(before);
             }
@@ -790,7 +774,7 @@ impl eframe::App for PentimentoApp {
             .show(ui, |ui| {
                 let preview = self.job.as_ref().and_then(|j| j.preview.as_ref());
                 let staged = self.doc.shown_result().map(|r| r.image.clone());
-                let shown_result_rev = self.doc.image_revision;
+                let shown_result_rev = self.doc.image_revision();
                 let shown = match (preview, &staged) {
                     (Some((rev, img)), _) => Shown::Rgb {
                         revision: *rev,

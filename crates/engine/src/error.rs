@@ -1,0 +1,66 @@
+//! The engine's error type: every failure a user can cause names what went wrong and where.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{path}: no such file or folder")]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: {message}")]
+    BadModel { path: PathBuf, message: String },
+
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Config(#[from] crate::model::ldm_yaml::YamlError),
+
+    #[error("invalid setting: {0}")]
+    InvalidParams(String),
+
+    #[error("unknown sampler {name:?}; known samplers: {known}")]
+    UnknownSampler { name: String, known: String },
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error("{context}: {source}")]
+    Tensor {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Attaches a human-readable context to candle errors, which otherwise say only which op failed.
+pub trait TensorContext<T> {
+    fn context(self, what: impl Into<String>) -> Result<T>;
+}
+
+impl<T> TensorContext<T> for candle_core::Result<T> {
+    fn context(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|source| EngineError::Tensor {
+            context: what.into(),
+            source,
+        })
+    }
+}
+
+impl EngineError {
+    pub fn bad_model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        EngineError::BadModel {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

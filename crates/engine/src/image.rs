@@ -1,0 +1,124 @@
+//! Images as they cross the engine's boundary: plain 8-bit RGB buffers with their size.
+
+use candle_core::{DType, Tensor};
+
+use candle_core::Device;
+
+use super::error::{EngineError, Result, TensorContext};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    /// Row-major, 3 bytes a pixel.
+    pub pixels: Vec<u8>,
+}
+
+impl RgbImage {
+    pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
+        if pixels.len() != width * height * 3 {
+            return Err(EngineError::InvalidParams(format!(
+                "an RGB image of {width}×{height} needs {} bytes, got {}",
+                width * height * 3,
+                pixels.len()
+            )));
+        }
+        Ok(Self {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// The image at `width`×`height`, resampled with Lanczos (as diffusers' image processor)
+    /// when its size differs. Never cropped.
+    pub fn resized(&self, width: usize, height: usize) -> RgbImage {
+        if (self.width, self.height) == (width, height) {
+            return self.clone();
+        }
+        let Some(buffer) =
+            image::RgbImage::from_raw(self.width as u32, self.height as u32, self.pixels.clone())
+        else {
+            return self.clone();
+        };
+        let out = image::imageops::resize(
+            &buffer,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Lanczos3,
+        );
+        RgbImage {
+            width,
+            height,
+            pixels: out.into_raw(),
+        }
+    }
+
+    pub fn crop(&self, r: crate::mask::Rect) -> RgbImage {
+        let mut pixels = Vec::with_capacity(r.width * r.height * 3);
+        for y in r.y..r.y + r.height {
+            let row = (y * self.width + r.x) * 3;
+            pixels.extend_from_slice(&self.pixels[row..row + r.width * 3]);
+        }
+        RgbImage {
+            width: r.width,
+            height: r.height,
+            pixels,
+        }
+    }
+
+    /// Copies `other` into this image with its top-left corner at (x, y), clipped.
+    pub fn paste(&mut self, other: &RgbImage, x: usize, y: usize) {
+        for oy in 0..other.height {
+            let ty = y + oy;
+            if ty >= self.height {
+                break;
+            }
+            let n = other.width.min(self.width.saturating_sub(x));
+            let src = oy * other.width * 3;
+            let dst = (ty * self.width + x) * 3;
+            self.pixels[dst..dst + n * 3].copy_from_slice(&other.pixels[src..src + n * 3]);
+        }
+    }
+
+    /// `(1, 3, h, w)` in [-1, 1], as diffusers normalises images for the VAE.
+    pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
+        let data: Vec<f32> = self
+            .pixels
+            .iter()
+            .map(|&v| v as f32 / 255.0 * 2.0 - 1.0)
+            .collect();
+        Tensor::from_vec(data, (self.height, self.width, 3), device)
+            .and_then(|t| t.permute((2, 0, 1)))
+            .and_then(|t| t.unsqueeze(0))
+            .and_then(|t| t.contiguous())
+            .context("image")
+    }
+
+    /// A decoded VAE output `(1, 3, h, w)` in [-1, 1], quantised as diffusers does:
+    /// `round(clamp(x / 2 + 0.5, 0, 1) · 255)`.
+    pub fn from_vae_output(t: &Tensor) -> Result<Self> {
+        let (_, c, h, w) = t.dims4().context("decoded image")?;
+        if c != 3 {
+            return Err(EngineError::InvalidParams(format!(
+                "decoded image has {c} channels, expected 3"
+            )));
+        }
+        let unit = ((t.to_dtype(DType::F32).context("decoded image")? / 2.0).context("scale")?
+            + 0.5)
+            .and_then(|t| t.clamp(0f32, 1f32))
+            .context("decoded image")?;
+        let hwc: Vec<f32> = unit
+            .squeeze(0)
+            .and_then(|t| t.permute((1, 2, 0)))
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .context("decoded image")?;
+        let pixels = hwc.into_iter().map(|v| (v * 255.0).round() as u8).collect();
+        Ok(Self {
+            width: w,
+            height: h,
+            pixels,
+        })
+    }
+}

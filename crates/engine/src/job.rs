@@ -1,0 +1,216 @@
+//! One generation job, decided in one place: what it starts from (its kind), its parameters,
+//! how many images it samples together and the seed of each. The CLI, the app and the worker
+//! build a `Job`; `StableDiffusion::run` runs it; `png_info::ImageRecord::for_job` says what
+//! each image's PNG records.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use crate::denoise::StepInfo;
+use crate::error::{EngineError, Result};
+use crate::image::RgbImage;
+use crate::inpaint::canvas::{self, Margins};
+use crate::inpaint::InpaintOptions;
+use crate::mask::Mask;
+use crate::model::StableDiffusion;
+use crate::params::GenerationParams;
+use crate::png_info::ImageRecord;
+use crate::sampler::SamplerKind;
+
+/// The most images one UNet batch may hold.
+pub const MAX_BATCH: usize = 64;
+
+/// What a job starts from. Images are shared (`Arc`): a job is cheap to clone and to keep
+/// beside its results.
+#[derive(Debug, Clone)]
+pub enum JobKind {
+    /// From noise.
+    Txt2Img,
+    /// From an image, noised to the strength's step.
+    Img2Img { init: Arc<RgbImage> },
+    /// Regenerates the masked part of an image (white = regenerate).
+    Inpaint {
+        image: Arc<RgbImage>,
+        mask: Arc<Mask>,
+        options: InpaintOptions,
+    },
+    /// Extends an image's canvas by margins and generates the new area.
+    Outpaint {
+        image: Arc<RgbImage>,
+        margins: Margins,
+        options: InpaintOptions,
+    },
+}
+
+impl JobKind {
+    /// The name PNG records and AUTOMATIC1111 use for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Txt2Img => "txt2img",
+            JobKind::Img2Img { .. } => "img2img",
+            JobKind::Inpaint { .. } => "inpaint",
+            JobKind::Outpaint { .. } => "outpaint",
+        }
+    }
+
+    /// The image the job starts from, if any (before outpainting extends it).
+    pub fn source_image(&self) -> Option<&RgbImage> {
+        match self {
+            JobKind::Txt2Img => None,
+            JobKind::Img2Img { init } => Some(init),
+            JobKind::Inpaint { image, .. } | JobKind::Outpaint { image, .. } => Some(image),
+        }
+    }
+
+    pub fn inpaint_options(&self) -> Option<&InpaintOptions> {
+        match self {
+            JobKind::Inpaint { options, .. } | JobKind::Outpaint { options, .. } => Some(options),
+            _ => None,
+        }
+    }
+
+    /// The image and mask inpainting works on: outpainting's extended canvas and its mask.
+    pub fn canvas_and_mask(&self) -> Result<Option<(Arc<RgbImage>, Arc<Mask>)>> {
+        Ok(match self {
+            JobKind::Inpaint { image, mask, .. } => Some((image.clone(), mask.clone())),
+            JobKind::Outpaint { image, margins, .. } => {
+                let (canvas, mask) = canvas::extend(image, *margins)?;
+                Some((Arc::new(canvas), Arc::new(mask)))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// A job: its kind, its parameters (image 0's) and its batch size.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub kind: JobKind,
+    pub params: GenerationParams,
+    /// Images sampled together in one UNet batch; image i uses seed + i.
+    pub batch: usize,
+}
+
+/// One finished image and its record: the parameters that reproduce it alone, the model, the
+/// job's kind and inputs.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub image: RgbImage,
+    pub record: ImageRecord,
+}
+
+impl Generated {
+    pub fn params(&self) -> &GenerationParams {
+        &self.record.params
+    }
+}
+
+impl Job {
+    pub fn new(kind: JobKind, params: GenerationParams) -> Self {
+        Self {
+            kind,
+            params,
+            batch: 1,
+        }
+    }
+
+    pub fn with_batch(self, batch: usize) -> Self {
+        Self { batch, ..self }
+    }
+
+    /// The parameters of image `i`: AUTOMATIC1111 numbers seeds consecutively.
+    pub fn image_params(&self, i: usize) -> GenerationParams {
+        self.params.for_batch_image(i)
+    }
+
+    /// Job `n` of a run of jobs one after another (AUTOMATIC1111's batch count): it starts
+    /// where the previous job's seeds end.
+    pub fn nth_of_run(&self, n: usize) -> Job {
+        Job {
+            params: self.params.for_batch_image(n * self.batch),
+            ..self.clone()
+        }
+    }
+
+    /// Everything that can be checked before a model is touched.
+    pub fn validate(&self) -> Result<SamplerKind> {
+        let sampler = self.params.validate()?;
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(EngineError::InvalidParams(format!(
+                "batch size {} is outside 1–{MAX_BATCH}",
+                self.batch
+            )));
+        }
+        if let JobKind::Inpaint { image, mask, .. } = &self.kind {
+            if (mask.width, mask.height) != (image.width, image.height) {
+                return Err(EngineError::InvalidParams(format!(
+                    "the mask is {}×{} but the image is {}×{}",
+                    mask.width, mask.height, image.width, image.height
+                )));
+            }
+        }
+        Ok(sampler)
+    }
+}
+
+impl StableDiffusion {
+    /// Runs a job. `on_step` sees every model call and may cancel; each image comes back with
+    /// the parameters that reproduce it alone. Inpainting results are pasted back into the
+    /// image (outside the mask the input's pixels are kept exactly).
+    pub fn run(
+        &self,
+        job: &Job,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<Generated>> {
+        let record = ImageRecord::for_job(job, &self.info)?;
+        let images = self.run_images(job, on_step, true)?;
+        Ok(images
+            .into_iter()
+            .enumerate()
+            .map(|(i, image)| Generated {
+                image,
+                record: record.with_params(job.image_params(i)),
+            })
+            .collect())
+    }
+
+    /// The raw decodes of a job at the model's working size: for inpainting, before the
+    /// crop is scaled back and pasted into the image. This is what diffusers' pipelines
+    /// return, so references compare against it.
+    pub fn run_at_model_size(
+        &self,
+        job: &Job,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<RgbImage>> {
+        self.run_images(job, on_step, false)
+    }
+
+    fn run_images(
+        &self,
+        job: &Job,
+        on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+        paste: bool,
+    ) -> Result<Vec<RgbImage>> {
+        let sampler = job.validate()?;
+        let (params, batch) = (&job.params, job.batch);
+        match &job.kind {
+            JobKind::Txt2Img => self.txt2img(params, sampler, batch, on_step),
+            JobKind::Img2Img { init } => self.img2img(params, sampler, init, batch, on_step),
+            JobKind::Inpaint {
+                image,
+                mask,
+                options,
+            } => self.inpaint(params, sampler, image, mask, options, batch, on_step, paste),
+            JobKind::Outpaint {
+                image,
+                margins,
+                options,
+            } => {
+                let (canvas, mask) = canvas::extend(image, *margins)?;
+                self.inpaint(
+                    params, sampler, &canvas, &mask, options, batch, on_step, paste,
+                )
+            }
+        }
+    }
+}

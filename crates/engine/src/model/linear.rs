@@ -1,0 +1,164 @@
+//! Fully connected layers, as PyTorch's `nn.Linear` (`weight` `[out, in]`, optional `bias`).
+//! On the CPU in f32 all rows of the input, whatever its batch, go through one matrix product
+//! against the weight where it lies, into an output that already holds the bias. candle's
+//! `Linear` broadcasts the weight over the batch and the product packs it again for each batch
+//! element, then adds the bias in a second pass: the text encoder's short sequences (77 tokens,
+//! a batch of two for CFG) paid for that. Other devices use candle's.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::VarBuilder;
+
+use super::cpu_storage::contiguous_f32;
+use super::matmul::Product;
+
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// `weight` and `bias`, as `nn.Linear(in_dim, out_dim)`.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(
+        vb.get((out_dim, in_dim), "weight")?,
+        Some(vb.get(out_dim, "bias")?),
+    ))
+}
+
+/// `weight` only, as `nn.Linear(in_dim, out_dim, bias=False)`.
+pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    fn cpu_fast(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+            && self.weight.is_contiguous()
+            && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.cpu_fast(x) {
+            let out_dim = self.weight.dim(0)?;
+            let bias = match &self.bias {
+                Some(b) => b.clone(),
+                None => Tensor::zeros(out_dim, DType::F32, x.device())?,
+            };
+            return x
+                .contiguous()?
+                .apply_op3_no_bwd(&self.weight, &bias, &CpuLinear);
+        }
+        // candle 0.11's Linear is wrong on a transposed input with a batch above 1.
+        candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(&x.contiguous()?)
+    }
+}
+
+struct CpuLinear;
+
+impl CustomOp3 for CpuLinear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, bias) = (
+            contiguous_f32(s1, l1, "linear")?,
+            contiguous_f32(s2, l2, "linear")?,
+            contiguous_f32(s3, l3, "linear")?,
+        );
+        let (out_dim, in_dim) = l2.shape().dims2()?;
+        let dims = l1.shape().dims();
+        if dims.last() != Some(&in_dim) || bias.len() != out_dim {
+            candle_core::bail!(
+                "linear: input {:?} against a weight [{out_dim}, {in_dim}] and a bias of {}",
+                dims,
+                bias.len()
+            );
+        }
+        let rows = x.len() / in_dim.max(1);
+        let mut out = Vec::with_capacity(rows * out_dim);
+        for _ in 0..rows {
+            out.extend_from_slice(bias);
+        }
+        // out[rows × out] += x[rows × in] · wᵀ, w stored as [out × in].
+        Product {
+            m: rows,
+            k: in_dim,
+            n: out_dim,
+            out_row_stride: out_dim,
+            a_row_stride: in_dim,
+            b_transposed: true,
+            b_row_stride: in_dim,
+            accumulate: true,
+            threads: candle_core::utils::get_num_threads(),
+        }
+        .run(&mut out, x, w);
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("checked above") = out_dim;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cpu_storage::max_abs_diff;
+    use candle_core::Device;
+
+    /// Against candle's `Linear`, with and without a bias, for 2-, 3- and 4-D inputs and a
+    /// transposed (non-contiguous) one.
+    #[test]
+    fn matches_candles_linear() {
+        let dev = Device::Cpu;
+        let weight = Tensor::randn(0f32, 0.2, (7, 5), &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, 7, &dev).unwrap();
+        let inputs = [
+            Tensor::randn(0f32, 1.0, (3, 5), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (2, 4, 5), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (2, 5, 6), &dev)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+        ];
+        for bias in [Some(bias), None] {
+            let ours = Linear::new(weight.clone(), bias.clone());
+            let theirs = candle_nn::Linear::new(weight.clone(), bias.clone());
+            for x in &inputs {
+                let got = ours.forward(x).unwrap();
+                let want = theirs.forward(&x.contiguous().unwrap()).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let d = max_abs_diff(&got, &want);
+                assert!(d < 1e-5, "{:?} bias {}: {d}", x.dims(), bias.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn a_mismatched_input_is_an_error() {
+        let dev = Device::Cpu;
+        let layer = Linear::new(Tensor::zeros((7, 5), DType::F32, &dev).unwrap(), None);
+        let x = Tensor::zeros((2, 4), DType::F32, &dev).unwrap();
+        assert!(layer.forward(&x).is_err());
+    }
+}

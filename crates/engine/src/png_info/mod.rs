@@ -1,0 +1,511 @@
+//! Generation parameters in PNGs: written in AUTOMATIC1111's `parameters` format (which
+//! AUTOMATIC1111's PNG Info, Forge, Civitai and Krita read) plus our complete record as JSON under
+//! `pentimento`; read back from Pentimento, AUTOMATIC1111, Forge, Krita AI Diffusion, InvokeAI
+//! and ComfyUI files.
+
+pub mod a1111;
+mod chunks;
+pub mod other_tools;
+
+use std::io::BufWriter;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use a1111::Parameters;
+pub use chunks::{read_text_chunks, TextChunk};
+
+use crate::image::RgbImage;
+use crate::inpaint::{InpaintArea, InpaintOptions};
+use crate::job::{Job, JobKind};
+use crate::mask::Mask;
+use crate::model::ModelInfo;
+use crate::params::GenerationParams;
+use crate::sampler::SamplerKind;
+
+pub const VERSION: &str = concat!("pentimento ", env!("CARGO_PKG_VERSION"));
+
+/// Inpainting settings of a job, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InpaintRecord {
+    pub mask_blur: usize,
+    pub repaint_resample: usize,
+    pub repaint_jump: usize,
+    /// "whole" or "masked".
+    pub area: String,
+    pub padding: usize,
+    pub masked_content: String,
+    /// SHA-256 of the mask's 8-bit grey levels.
+    pub mask_sha256: Option<String>,
+}
+
+/// The prediction type a model was run with, and what decided it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    /// "epsilon" or "v".
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+}
+
+impl InpaintRecord {
+    fn new(options: &InpaintOptions, mask_sha256: Option<String>) -> Self {
+        let (area, padding) = match options.area {
+            InpaintArea::Whole => ("whole", 0),
+            InpaintArea::Masked { padding } => ("masked", padding),
+        };
+        Self {
+            mask_blur: options.mask_blur,
+            repaint_resample: options.resampling.resample,
+            repaint_jump: options.resampling.jump,
+            area: area.into(),
+            padding,
+            masked_content: options.masked_content.name().into(),
+            mask_sha256,
+        }
+    }
+}
+
+/// AUTOMATIC1111 names a model by its file's stem; a diffusers folder by its name (all of it:
+/// `sd-2.1` stays `sd-2.1`).
+pub fn model_name(path: &Path) -> Option<String> {
+    let name = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The SHA-256 of an image's RGB bytes: the same for the same pixels whatever file (or
+/// canvas) they came from.
+pub fn image_sha256(image: &RgbImage) -> String {
+    sha256_hex(&image.pixels)
+}
+
+/// The SHA-256 of a mask's 8-bit grey levels.
+pub fn mask_sha256(mask: &Mask) -> String {
+    let grey: Vec<u8> = mask
+        .values
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    sha256_hex(&grey)
+}
+
+/// Everything about how an image was made: our own complete record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub version: String,
+    /// "txt2img", "img2img", "inpaint" or "outpaint".
+    pub kind: String,
+    pub params: GenerationParams,
+    pub model: Option<String>,
+    pub model_hash: Option<String>,
+    pub vae: Option<String>,
+    pub inpaint: Option<InpaintRecord>,
+    /// The model's prediction type and what decided it (config, marker, test forward, option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<PredictionRecord>,
+    /// SHA-256 of the source image's RGB bytes.
+    pub source_image_sha256: Option<String>,
+    /// For a grid: the axes swept; `params` are the first cell's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::Sweep>,
+}
+
+/// A display number: `7` rather than `7.0`, `7.5` as is.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+impl ImageRecord {
+    /// What the PNGs of `job`'s images made by `model` record, with image 0's parameters
+    /// (`with_params` gives each other image's): the one place that decides it, for the CLI,
+    /// the worker and the app's Save alike.
+    pub fn for_job(job: &Job, model: &ModelInfo) -> crate::Result<Self> {
+        let inpaint = match &job.kind {
+            JobKind::Inpaint { .. } | JobKind::Outpaint { .. } => {
+                let options = job.kind.inpaint_options().copied().unwrap_or_default();
+                let mask = job.kind.canvas_and_mask()?.map(|(_, m)| mask_sha256(&m));
+                Some(InpaintRecord::new(&options, mask))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            version: VERSION.into(),
+            kind: job.kind.name().into(),
+            params: job.image_params(0),
+            model: model_name(&model.path),
+            model_hash: model.hash.clone(),
+            vae: model
+                .vae
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            inpaint,
+            prediction: Some(PredictionRecord {
+                kind: model.prediction.to_string(),
+                source: model.prediction_source.to_string(),
+            }),
+            source_image_sha256: job.kind.source_image().map(image_sha256),
+            sweep: None,
+        })
+    }
+
+    /// The same record for another image of the job (another seed) or a grid cell.
+    pub fn with_params(&self, params: GenerationParams) -> Self {
+        Self {
+            params,
+            ..self.clone()
+        }
+    }
+
+    /// The AUTOMATIC1111 text for this record, fields in AUTOMATIC1111's order.
+    pub fn parameters(&self) -> Parameters {
+        let p = &self.params;
+        let mut fields: Vec<(String, String)> = vec![("Steps".into(), p.steps.to_string())];
+        match SamplerKind::from_name(&p.sampler) {
+            Some(kind) if kind.karras => {
+                fields.push((
+                    "Sampler".into(),
+                    SamplerKind {
+                        karras: false,
+                        ..kind
+                    }
+                    .name(),
+                ));
+                fields.push(("Schedule type".into(), "Karras".into()));
+            }
+            Some(kind) => fields.push(("Sampler".into(), kind.name())),
+            None => fields.push(("Sampler".into(), p.sampler.clone())),
+        }
+        fields.push(("CFG scale".into(), number(p.cfg_scale)));
+        fields.push(("Seed".into(), p.seed.to_string()));
+        fields.push(("Size".into(), format!("{}x{}", p.width, p.height)));
+        if let Some(h) = &self.model_hash {
+            fields.push(("Model hash".into(), h.clone()));
+        }
+        if let Some(m) = &self.model {
+            fields.push(("Model".into(), m.clone()));
+        }
+        if let Some(v) = &self.vae {
+            fields.push(("VAE".into(), v.clone()));
+        }
+        if let Some(p) = &self.prediction {
+            fields.push(("Prediction".into(), format!("{} ({})", p.kind, p.source)));
+        }
+        if self.kind != "txt2img" {
+            fields.push(("Denoising strength".into(), number(p.strength)));
+        }
+        if p.clip_skip > 1 {
+            fields.push(("Clip skip".into(), p.clip_skip.to_string()));
+        }
+        if let Some(inpaint) = &self.inpaint {
+            fields.push(("Mask blur".into(), inpaint.mask_blur.to_string()));
+        }
+        if let Some(vs) = p.variation_seed {
+            fields.push(("Variation seed".into(), vs.to_string()));
+            fields.push((
+                "Variation seed strength".into(),
+                number(p.variation_strength),
+            ));
+        }
+        if p.eta > 0.0 {
+            fields.push(("Eta".into(), number(p.eta)));
+        }
+        fields.push(("Version".into(), self.version.clone()));
+        Parameters {
+            prompt: p.prompt.clone(),
+            negative_prompt: p.negative_prompt.clone(),
+            fields,
+        }
+    }
+}
+
+fn is_latin1(s: &str) -> bool {
+    s.chars().all(|c| (c as u32) < 256)
+}
+
+/// Writes an 8-bit RGB PNG with the record's parameters: `parameters` as tEXt when the text is
+/// Latin-1 and iTXt (UTF-8) otherwise, `pentimento` as iTXt JSON.
+pub fn write_png(path: &Path, image: &RgbImage, record: &ImageRecord) -> std::io::Result<()> {
+    let to_io = |e: png::EncodingError| std::io::Error::other(e.to_string());
+    let file = std::fs::File::create(path)?;
+    let mut enc = png::Encoder::new(
+        BufWriter::new(file),
+        image.width as u32,
+        image.height as u32,
+    );
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let text = a1111::format(&record.parameters());
+    if is_latin1(&text) {
+        enc.add_text_chunk("parameters".into(), text)
+            .map_err(to_io)?;
+    } else {
+        enc.add_itxt_chunk("parameters".into(), text)
+            .map_err(to_io)?;
+    }
+    let json = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    enc.add_itxt_chunk("pentimento".into(), json)
+        .map_err(to_io)?;
+    let mut writer = enc.write_header().map_err(to_io)?;
+    writer.write_image_data(&image.pixels).map_err(to_io)?;
+    writer.finish().map_err(to_io)
+}
+
+/// Which tool wrote the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Tool {
+    Pentimento,
+    /// AUTOMATIC1111, Forge, Krita AI Diffusion and others writing its format.
+    Automatic1111,
+    InvokeAi,
+    ComfyUi,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PngInfo {
+    pub tool: Tool,
+    pub parameters: Parameters,
+    /// Our own record, for PNGs Pentimento wrote.
+    pub record: Option<ImageRecord>,
+}
+
+impl Serialize for Parameters {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.fields.len() + 2))?;
+        map.serialize_entry("prompt", &self.prompt)?;
+        map.serialize_entry("negative_prompt", &self.negative_prompt)?;
+        for (k, v) in &self.fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The generation parameters of a PNG's bytes, or `None` when it carries none we know.
+pub fn parse_png(bytes: &[u8]) -> Option<PngInfo> {
+    let texts = read_text_chunks(bytes);
+    let find = |key: &str| {
+        texts
+            .iter()
+            .find(|t| t.keyword == key)
+            .map(|t| t.text.as_str())
+    };
+    let record = find("pentimento").and_then(|j| serde_json::from_str::<ImageRecord>(j).ok());
+    if let Some(record) = record {
+        return Some(PngInfo {
+            tool: Tool::Pentimento,
+            parameters: record.parameters(),
+            record: Some(record),
+        });
+    }
+    if let Some(text) = find("parameters") {
+        return Some(PngInfo {
+            tool: Tool::Automatic1111,
+            parameters: a1111::parse(text),
+            record: None,
+        });
+    }
+    if let Some(p) = find("invokeai_metadata").and_then(other_tools::invokeai) {
+        return Some(PngInfo {
+            tool: Tool::InvokeAi,
+            parameters: p,
+            record: None,
+        });
+    }
+    if let Some(p) = find("prompt").and_then(other_tools::comfyui) {
+        return Some(PngInfo {
+            tool: Tool::ComfyUi,
+            parameters: p,
+            record: None,
+        });
+    }
+    None
+}
+
+impl PngInfo {
+    /// These parameters over `base`: what `--params-from` reruns. Fields that are missing or
+    /// unreadable keep `base`'s value.
+    pub fn apply_to(&self, base: &GenerationParams) -> GenerationParams {
+        if let Some(r) = &self.record {
+            return r.params.clone();
+        }
+        let p = &self.parameters;
+        let mut out = base.clone();
+        out.prompt = p.prompt.clone();
+        out.negative_prompt = p.negative_prompt.clone();
+        let num = |k: &str| p.get(k).and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(v) = num("Steps") {
+            out.steps = v as usize;
+        }
+        if let Some(v) = num("CFG scale") {
+            out.cfg_scale = v;
+        }
+        if let Some(v) = p.get("Seed").and_then(|v| v.trim().parse::<u64>().ok()) {
+            out.seed = v;
+        }
+        if let Some((w, h)) = p.get("Size").and_then(|s| s.split_once('x')) {
+            if let (Ok(w), Ok(h)) = (w.trim().parse(), h.trim().parse()) {
+                out.width = w;
+                out.height = h;
+            }
+        }
+        if let Some(sampler) = p.get("Sampler") {
+            let karras = p
+                .get("Schedule type")
+                .is_some_and(|s| s.eq_ignore_ascii_case("karras"));
+            let name = if karras {
+                format!("{sampler} Karras")
+            } else {
+                sampler.to_string()
+            };
+            if SamplerKind::from_name(&name).is_some() {
+                out.sampler = name;
+            } else if SamplerKind::from_name(sampler).is_some() {
+                out.sampler = sampler.to_string();
+            }
+        }
+        if let Some(v) = num("Denoising strength") {
+            out.strength = v;
+        }
+        if let Some(v) = num("Clip skip") {
+            out.clip_skip = v as usize;
+        }
+        if let Some(v) = p
+            .get("Variation seed")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            out.variation_seed = Some(v);
+            out.variation_strength = num("Variation seed strength").unwrap_or(0.0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(prompt: &str) -> ImageRecord {
+        ImageRecord {
+            version: VERSION.into(),
+            kind: "inpaint".into(),
+            params: GenerationParams {
+                prompt: prompt.into(),
+                negative_prompt: "blurry, \"quoted\"".into(),
+                seed: 4_000_000_000,
+                steps: 25,
+                cfg_scale: 6.5,
+                sampler: "DPM++ 2M Karras".into(),
+                width: 640,
+                height: 448,
+                clip_skip: 2,
+                strength: 0.6,
+                variation_seed: Some(9),
+                variation_strength: 0.25,
+                ..Default::default()
+            },
+            model: Some("my, model: v2".into()),
+            model_hash: Some("0123456789".into()),
+            vae: Some("final-pruned.vae.pt".into()),
+            inpaint: Some(InpaintRecord {
+                mask_blur: 4,
+                repaint_resample: 2,
+                repaint_jump: 1,
+                area: "masked".into(),
+                padding: 32,
+                masked_content: "fill".into(),
+                mask_sha256: Some("ab".into()),
+            }),
+            prediction: Some(PredictionRecord {
+                kind: "v".into(),
+                source: "test forward of the UNet".into(),
+            }),
+            source_image_sha256: Some("cd".into()),
+            sweep: None,
+        }
+    }
+
+    fn roundtrip(prompt: &str) -> (Vec<u8>, PngInfo) {
+        let dir = std::env::temp_dir().join(format!(
+            "pentimento-png-{}-{}",
+            std::process::id(),
+            prompt.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.png");
+        let image = RgbImage::new(3, 2, (0..18).collect()).unwrap();
+        write_png(&path, &image, &record(prompt)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let info = parse_png(&bytes).unwrap();
+        let decoded = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert_eq!(decoded.into_raw(), image.pixels);
+        (bytes, info)
+    }
+
+    #[test]
+    fn every_field_round_trips_in_latin1_and_utf8() {
+        for prompt in [
+            "a castle, (masterpiece:1.2)\nsecond line, café",
+            "猫の写真, ünïcödé ✨",
+        ] {
+            let (bytes, info) = roundtrip(prompt);
+            assert_eq!(info.tool, Tool::Pentimento);
+            assert_eq!(info.record.as_ref().unwrap(), &record(prompt));
+            // The AUTOMATIC1111 text alone reads back the same fields.
+            let texts = read_text_chunks(&bytes);
+            let params = texts.iter().find(|t| t.keyword == "parameters").unwrap();
+            let a1111 = PngInfo {
+                tool: Tool::Automatic1111,
+                parameters: a1111::parse(&params.text),
+                record: None,
+            };
+            let back = a1111.apply_to(&GenerationParams::default());
+            let want = &record(prompt).params;
+            assert_eq!(back.prompt, want.prompt);
+            assert_eq!(back.negative_prompt, want.negative_prompt);
+            assert_eq!(
+                (back.seed, back.steps, back.cfg_scale),
+                (want.seed, want.steps, want.cfg_scale)
+            );
+            assert_eq!(
+                (back.width, back.height, back.sampler.as_str()),
+                (want.width, want.height, "DPM++ 2M Karras")
+            );
+            assert_eq!(
+                (back.strength, back.clip_skip),
+                (want.strength, want.clip_skip)
+            );
+            assert_eq!(
+                (back.variation_seed, back.variation_strength),
+                (want.variation_seed, want.variation_strength)
+            );
+            assert_eq!(a1111.parameters.get("Model"), Some("my, model: v2"));
+            assert_eq!(a1111.parameters.get("Mask blur"), Some("4"));
+            // tEXt for Latin-1 text, iTXt otherwise.
+            let latin1 = prompt.chars().all(|c| (c as u32) < 256);
+            let marker: &[u8] = if latin1 {
+                b"tEXtparameters"
+            } else {
+                b"iTXtparameters"
+            };
+            assert!(bytes.windows(marker.len()).any(|w| w == marker));
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The engine on its own thread: it owns the model and talks to the UI only through channels.
+//! Requests go in; progress, previews, results and errors come out, each tagged with its job id
+//! so that a late event of a cancelled job can be ignored. Cancelling takes effect at the next
+//! step; the worker survives every job.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::image::RgbImage;
+pub use super::job::Generated;
+use super::job::Job;
+use super::model::taesd::Taesd;
+use super::model::{LoadOptions, LoadProgress, ModelInfo, StableDiffusion};
+use super::preview::PreviewThread;
+use super::EngineError;
+
+pub type JobId = u64;
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    LoadModel {
+        path: PathBuf,
+        options: LoadOptions,
+    },
+    /// Decode previews with TAESD from this folder (or weights file); `None`: the fast
+    /// latent-to-RGB projection.
+    SetPreviewDecoder(Option<PathBuf>),
+    Generate {
+        id: JobId,
+        job: Box<Job>,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    ModelLoading {
+        path: PathBuf,
+    },
+    /// How much of the weights a model load has read (sent as each whole percent passes).
+    ModelLoadProgress {
+        progress: LoadProgress,
+    },
+    ModelLoaded {
+        info: ModelInfo,
+        seconds: f64,
+    },
+    Progress {
+        id: JobId,
+        step: usize,
+        total: usize,
+    },
+    /// The picture at `step` (the first image of a batch). Previews are decoded beside the
+    /// sampling and may skip steps when decoding is slower; the last step always comes.
+    Preview {
+        id: JobId,
+        step: usize,
+        image: RgbImage,
+    },
+    /// Something to tell the user that stops nothing (a preview decoder that cannot be used).
+    Notice {
+        message: String,
+    },
+    /// Every image of the job, in seed order.
+    Done {
+        id: JobId,
+        results: Vec<Generated>,
+        seconds: f64,
+    },
+    Cancelled {
+        id: JobId,
+    },
+    /// `id` is `None` for errors outside a job (loading a model).
+    Failed {
+        id: Option<JobId>,
+        message: String,
+    },
+}
+
+/// The UI's handle on the engine thread.
+pub struct Worker {
+    requests: Sender<Request>,
+    events: Receiver<Event>,
+    cancelled: Arc<AtomicU64>,
+    next_id: JobId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the engine thread. `wake` is called after each event (the UI asks for a repaint).
+    pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let (requests, rx) = unbounded();
+        let (tx, events) = unbounded();
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let flag = cancelled.clone();
+        let thread = std::thread::Builder::new()
+            .name("pentimento-engine".into())
+            .spawn(move || run(rx, tx, flag, wake))
+            .ok();
+        Self {
+            requests,
+            events,
+            cancelled,
+            next_id: 1,
+            thread,
+        }
+    }
+
+    pub fn load_model(&self, path: PathBuf, options: LoadOptions) {
+        let _ = self.requests.send(Request::LoadModel { path, options });
+    }
+
+    pub fn set_preview_decoder(&self, path: Option<PathBuf>) {
+        let _ = self.requests.send(Request::SetPreviewDecoder(path));
+    }
+
+    /// Queues a job and returns its id.
+    pub fn generate(&mut self, job: Job) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let _ = self.requests.send(Request::Generate {
+            id,
+            job: Box::new(job),
+        });
+        id
+    }
+
+    /// Stops job `id` at its next step (or before it starts).
+    pub fn cancel(&self, id: JobId) {
+        self.cancelled.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Events that have arrived, without waiting.
+    pub fn poll(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits for the next event (for tests and the CLI).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.cancelled.store(u64::MAX, Ordering::SeqCst);
+        let _ = self.requests.send(Request::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    requests: Receiver<Request>,
+    events: Sender<Event>,
+    cancelled: Arc<AtomicU64>,
+    wake: impl Fn() + Send + Sync + 'static,
+) {
+    let wake = Arc::new(wake);
+    let send = |e: Event| {
+        let _ = events.send(e);
+        wake();
+    };
+    let previews = {
+        let (events, wake) = (events.clone(), wake.clone());
+        PreviewThread::spawn(move |id, step, image| {
+            let _ = events.send(Event::Preview { id, step, image });
+            wake();
+        })
+    };
+    let mut model: Option<StableDiffusion> = None;
+    // The TAESD folder asked for, opened on the model's device.
+    let mut taesd_path: Option<PathBuf> = None;
+    let open_taesd = |path: &Option<PathBuf>, model: &Option<StableDiffusion>| match path {
+        None => Ok(None),
+        Some(p) => {
+            let device = model
+                .as_ref()
+                .map(|m| m.device.clone())
+                .unwrap_or(candle_core::Device::Cpu);
+            Taesd::open(p, &device).map(Some)
+        }
+    };
+    for request in requests {
+        match request {
+            Request::Shutdown => break,
+            Request::SetPreviewDecoder(path) => {
+                taesd_path = path;
+                match open_taesd(&taesd_path, &model) {
+                    Ok(t) => previews.set_decoder(t),
+                    Err(e) => {
+                        taesd_path = None;
+                        previews.set_decoder(None);
+                        send(Event::Notice {
+                            message: format!("TAESD previews are off: {e}"),
+                        });
+                    }
+                }
+            }
+            Request::LoadModel { path, options } => {
+                // Free the old model before loading the next, so two never share memory.
+                model = None;
+                send(Event::ModelLoading { path: path.clone() });
+                let started = Instant::now();
+                let (events, wake) = (events.clone(), wake.clone());
+                let mut last_percent = None;
+                let reporting = move |progress: LoadProgress| {
+                    let percent = progress.fraction().map(|f| (f * 100.0) as u32);
+                    if percent != last_percent {
+                        last_percent = percent;
+                        let _ = events.send(Event::ModelLoadProgress { progress });
+                        wake();
+                    }
+                };
+                match StableDiffusion::load_reporting(&path, &options, reporting) {
+                    Ok(m) => {
+                        send(Event::ModelLoaded {
+                            info: m.info.clone(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        });
+                        model = Some(m);
+                        // Previews decode where the model computes.
+                        if taesd_path.is_some() {
+                            previews.set_decoder(open_taesd(&taesd_path, &model).ok().flatten());
+                        }
+                    }
+                    Err(e) => send(Event::Failed {
+                        id: None,
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            Request::Generate { id, job } => {
+                if cancelled.load(Ordering::SeqCst) >= id {
+                    send(Event::Cancelled { id });
+                    continue;
+                }
+                let Some(m) = &model else {
+                    send(Event::Failed {
+                        id: Some(id),
+                        message: "no model is loaded: open a checkpoint first".into(),
+                    });
+                    continue;
+                };
+                let started = Instant::now();
+                let mut on_step = |s: super::denoise::StepInfo| {
+                    send(Event::Progress {
+                        id,
+                        step: s.step,
+                        total: s.total,
+                    });
+                    previews.submit(id, s.step, s.total, s.latents);
+                    if cancelled.load(Ordering::SeqCst) >= id {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                };
+                match m.run(&job, &mut on_step) {
+                    Ok(results) => send(Event::Done {
+                        id,
+                        results,
+                        seconds: started.elapsed().as_secs_f64(),
+                    }),
+                    Err(EngineError::Cancelled) => send(Event::Cancelled { id }),
+                    Err(e) => send(Event::Failed {
+                        id: Some(id),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+}

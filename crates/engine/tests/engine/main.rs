@@ -1,0 +1,12 @@
+//! The engine's tests in one binary (it links once): references against diffusers, prompt
+//! encoding, batches, tiling, half precision, RePaint's statistics and the worker thread.
+
+mod common;
+
+mod batch;
+mod half_precision;
+mod prompt_encoding;
+mod reference;
+mod repaint_gaussian;
+mod vae_tiling;
+mod worker;

@@ -1,0 +1,168 @@
+//! The options of `pentimento generate` (and `grid`) as the user types them: clap's view,
+//! nothing decided yet. `plan` turns them into a job.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use pentimento::engine::inpaint::canvas::Margins;
+use pentimento::engine::inpaint::{MaskedContent, DEFAULT_RESAMPLING};
+use pentimento::engine::sampler::Prediction;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RngArg {
+    /// PyTorch's CPU generator, as diffusers with `torch.Generator().manual_seed(seed)`.
+    Cpu,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PredictionArg {
+    Epsilon,
+    V,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AreaArg {
+    Whole,
+    Masked,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MaskedContentArg {
+    Original,
+    Fill,
+    LatentNoise,
+    LatentNothing,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A diffusers folder or a single-file .safetensors / .ckpt checkpoint.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt (required unless --params-from gives one).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Seed of the initial noise [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampling steps [default: 20].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale [default: 7.5].
+    #[arg(long)]
+    pub cfg: Option<f64>,
+    /// AUTOMATIC1111's sampler name, case-insensitive (see `pentimento samplers`) [default: Euler].
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// Start from the parameters stored in a PNG (Pentimento, AUTOMATIC1111, Forge, Krita,
+    /// InvokeAI, ComfyUI); the other options given override them.
+    #[arg(long, value_name = "FILE.png")]
+    pub params_from: Option<PathBuf>,
+    /// Jobs to run one after another; image i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    pub batch_count: usize,
+    /// Images sampled together in one UNet batch (faster per image, more memory); image i of
+    /// the batch is what seed + i gives alone.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Blend the noise of this seed into the seed's (AUTOMATIC1111's variation seed).
+    #[arg(long)]
+    pub variation_seed: Option<u64>,
+    /// How far toward the variation seed's noise, 0 to 1.
+    #[arg(long)]
+    pub variation_strength: Option<f64>,
+    /// Image width (multiple of 8); default 512, or the init image's width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Image height (multiple of 8); default 512, or the init image's height.
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// DDIM's η (0: deterministic) [default: 0].
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Stop at the N-th last layer of the text encoder, as AUTOMATIC1111's "Clip skip" [default: 1].
+    #[arg(long)]
+    pub clip_skip: Option<usize>,
+    /// Start from this image (img2img); it is resized to --width/--height when they differ.
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// Denoising strength: 0 keeps the image, 1 replaces it (default 0.75 for img2img, 1 for
+    /// inpainting and outpainting).
+    #[arg(long)]
+    pub strength: Option<f64>,
+    /// Inpainting mask for --init-image, same size: white = regenerate, black = keep, grey = partly.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Extend the --init-image canvas by LEFT,TOP,RIGHT,BOTTOM pixels and generate the new area.
+    #[arg(long, value_name = "LEFT,TOP,RIGHT,BOTTOM")]
+    pub outpaint: Option<Margins>,
+    /// Feathered edge of the paste-back, in pixels (0: hard edge).
+    #[arg(long, default_value_t = 4)]
+    pub mask_blur: usize,
+    /// RePaint passes over each block of steps, for ordinary (non-inpainting) models; 1 = plain blend.
+    #[arg(long, default_value_t = DEFAULT_RESAMPLING.resample)]
+    pub repaint_resample: usize,
+    /// RePaint block length in steps: how far back each resampling pass goes.
+    #[arg(long, default_value_t = DEFAULT_RESAMPLING.jump)]
+    pub repaint_jump: usize,
+    /// Inpaint the whole image, or only a box around the mask at the job's size.
+    #[arg(long, value_enum, default_value = "whole")]
+    pub inpaint_area: AreaArg,
+    /// Context around the mask in only-masked mode, in pixels.
+    #[arg(long, default_value_t = 32)]
+    pub padding: usize,
+    /// What an ordinary model starts from inside the mask (matters with strength below 1).
+    #[arg(long, value_enum, default_value = "original")]
+    pub masked_content: MaskedContentArg,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub rng: RngArg,
+    /// Override the prediction type the checkpoint implies.
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionArg>,
+    /// The original LDM config YAML of a single-file checkpoint (v2-inference-v.yaml …);
+    /// NAME.yaml beside the checkpoint is used without this.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// VAE to decode with: a .vae.pt/.vae.ckpt/.vae.safetensors file or a diffusers vae folder;
+    /// "automatic" (default) uses NAME.vae.* beside the checkpoint if present, "none" the
+    /// checkpoint's own.
+    #[arg(long, default_value = "automatic")]
+    pub vae: String,
+    /// Use the EMA weights of a training checkpoint that has both (model_ema.*).
+    #[arg(long)]
+    pub ema: bool,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl From<MaskedContentArg> for MaskedContent {
+    fn from(a: MaskedContentArg) -> Self {
+        match a {
+            MaskedContentArg::Original => MaskedContent::Original,
+            MaskedContentArg::Fill => MaskedContent::Fill,
+            MaskedContentArg::LatentNoise => MaskedContent::LatentNoise,
+            MaskedContentArg::LatentNothing => MaskedContent::LatentNothing,
+        }
+    }
+}
+
+impl From<PredictionArg> for Prediction {
+    fn from(a: PredictionArg) -> Self {
+        match a {
+            PredictionArg::Epsilon => Prediction::Epsilon,
+            PredictionArg::V => Prediction::V,
+        }
+    }
+}

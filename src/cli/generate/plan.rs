@@ -1,0 +1,261 @@
+//! From the options as typed to what runs: reads the input images, settles the parameters
+//! (defaults, `--params-from`, the init image's size) and builds the `Job`, refusing bad
+//! settings and an unwritable destination before any time is spent on a model.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use pentimento::engine::inpaint::repaint::Resampling;
+use pentimento::engine::inpaint::{InpaintArea, InpaintOptions};
+use pentimento::engine::mask::Mask;
+use pentimento::engine::model::{ConfigChoice, LoadOptions, VaeChoice};
+use pentimento::engine::{GenerationParams, Job, JobKind, RgbImage};
+
+use super::args::{AreaArg, DeviceArg, GenerateArgs, RngArg};
+
+/// Everything a run needs that can be checked before a model is loaded.
+pub struct Plan {
+    /// The first job; job n of `batch_count` is `job.nth_of_run(n)`.
+    pub job: Job,
+    pub batch_count: usize,
+    pub out: PathBuf,
+}
+
+impl Plan {
+    pub fn from_args(args: &GenerateArgs) -> anyhow::Result<Self> {
+        if args.batch_count == 0 {
+            bail!("--batch-count must be at least 1");
+        }
+        let max = pentimento::engine::job::MAX_BATCH;
+        if args.batch_size == 0 || args.batch_size > max {
+            bail!("--batch-size must be between 1 and {max}");
+        }
+        let init = args.init_image.as_deref().map(load_image).transpose()?;
+        let masked_area = matches!(args.inpaint_area, AreaArg::Masked)
+            && (args.mask.is_some() || args.outpaint.is_some());
+        let options = InpaintOptions {
+            mask_blur: args.mask_blur,
+            resampling: Resampling {
+                resample: args.repaint_resample.max(1),
+                jump: args.repaint_jump.max(1),
+            },
+            area: if masked_area {
+                InpaintArea::Masked {
+                    padding: args.padding,
+                }
+            } else {
+                InpaintArea::Whole
+            },
+            masked_content: args.masked_content.into(),
+        };
+        let kind = match (init, &args.mask, args.outpaint) {
+            (None, None, None) => JobKind::Txt2Img,
+            (None, _, _) => bail!("--mask and --outpaint need --init-image"),
+            (Some(_), Some(_), Some(_)) => bail!("give either --mask or --outpaint, not both"),
+            (Some(image), None, None) => JobKind::Img2Img {
+                init: Arc::new(image),
+            },
+            (Some(image), Some(mask), None) => {
+                let mask = load_mask(mask)?;
+                if (mask.width, mask.height) != (image.width, image.height) {
+                    bail!(
+                        "the mask is {}x{} but the image is {}x{}",
+                        mask.width,
+                        mask.height,
+                        image.width,
+                        image.height
+                    );
+                }
+                JobKind::Inpaint {
+                    image: Arc::new(image),
+                    mask: Arc::new(mask),
+                    options,
+                }
+            }
+            (Some(image), None, Some(margins)) => JobKind::Outpaint {
+                image: Arc::new(image),
+                margins,
+                options,
+            },
+        };
+        // The size the model works at: outpainting's extended canvas, the init image's size
+        // (rounded down to a multiple of 8, as diffusers does), or 512 (also in only-masked
+        // mode, where the model works at its native size).
+        let source_size = match &kind {
+            JobKind::Txt2Img => None,
+            JobKind::Outpaint { image, margins, .. } => Some((
+                image.width + margins.left + margins.right,
+                image.height + margins.top + margins.bottom,
+            )),
+            JobKind::Img2Img { init: image } | JobKind::Inpaint { image, .. } => {
+                Some((image.width, image.height))
+            }
+        };
+        let default_size = |from_image: Option<usize>| match from_image {
+            Some(v) if !masked_area => (v / 8 * 8).max(8),
+            _ => 512,
+        };
+        let width = args
+            .width
+            .unwrap_or_else(|| default_size(source_size.map(|s| s.0)));
+        let height = args
+            .height
+            .unwrap_or_else(|| default_size(source_size.map(|s| s.1)));
+        let base = match &args.params_from {
+            Some(path) => params_from_png(path)?,
+            None => GenerationParams {
+                prompt: String::new(),
+                ..Default::default()
+            },
+        };
+        let params = GenerationParams {
+            prompt: match (&args.prompt, &args.params_from) {
+                (Some(p), _) => p.clone(),
+                (None, Some(_)) => base.prompt.clone(),
+                (None, None) => bail!("--prompt is required (or --params-from FILE.png)"),
+            },
+            negative_prompt: args
+                .negative_prompt
+                .clone()
+                .unwrap_or(base.negative_prompt.clone()),
+            seed: args.seed.unwrap_or(base.seed),
+            steps: args.steps.unwrap_or(base.steps),
+            cfg_scale: args.cfg.unwrap_or(base.cfg_scale),
+            sampler: args.sampler.clone().unwrap_or(base.sampler.clone()),
+            width: args.width.unwrap_or(if args.params_from.is_some() {
+                base.width
+            } else {
+                width
+            }),
+            height: args.height.unwrap_or(if args.params_from.is_some() {
+                base.height
+            } else {
+                height
+            }),
+            eta: args.eta.unwrap_or(base.eta),
+            clip_skip: args.clip_skip.unwrap_or(base.clip_skip),
+            strength: args.strength.unwrap_or(match (&kind, &args.params_from) {
+                (JobKind::Txt2Img, _) | (_, Some(_)) => base.strength,
+                (JobKind::Inpaint { .. } | JobKind::Outpaint { .. }, None) => 1.0,
+                (JobKind::Img2Img { .. }, None) => 0.75,
+            }),
+            variation_seed: args.variation_seed.or(base.variation_seed),
+            variation_strength: args.variation_strength.unwrap_or(
+                if args.variation_seed.is_some() {
+                    0.0
+                } else {
+                    base.variation_strength
+                },
+            ),
+        };
+        let RngArg::Cpu = args.rng;
+        let job = Job::new(kind, params).with_batch(args.batch_size);
+        job.validate()?;
+        check_output(&args.out)?;
+        Ok(Self {
+            job,
+            batch_count: args.batch_count,
+            out: args.out.clone(),
+        })
+    }
+}
+
+/// How the model is opened: device, VAE, prediction, EMA, config YAML.
+pub fn load_options(args: &GenerateArgs) -> anyhow::Result<LoadOptions> {
+    Ok(LoadOptions {
+        device: open_device(args.device)?,
+        dtype: None,
+        prediction: args.prediction.map(Into::into),
+        vae: vae_choice(&args.vae),
+        ema: args.ema,
+        config: match &args.config {
+            Some(p) => ConfigChoice::File(p.clone()),
+            None => ConfigChoice::Automatic,
+        },
+    })
+}
+
+/// `out.png` for a single image; `out-1.png`, `out-2.png`, … for a batch.
+pub fn batch_path(out: &std::path::Path, i: usize, count: usize) -> PathBuf {
+    if count == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}-{}.png", i + 1))
+}
+
+fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
+    use pentimento::engine::device::DeviceKind;
+    let kind = match arg {
+        DeviceArg::Cpu => DeviceKind::Cpu,
+        DeviceArg::Cuda => DeviceKind::Cuda,
+        DeviceArg::Metal => DeviceKind::Metal,
+    };
+    Ok(kind.open()?)
+}
+
+fn params_from_png(path: &std::path::Path) -> anyhow::Result<GenerationParams> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let info = pentimento::png_info::parse_png(&bytes)
+        .with_context(|| format!("{}: no generation parameters found", path.display()))?;
+    Ok(info.apply_to(&GenerationParams::default()))
+}
+
+pub fn vae_choice(arg: &str) -> VaeChoice {
+    match arg.to_ascii_lowercase().as_str() {
+        "automatic" | "auto" => VaeChoice::Automatic,
+        "none" | "builtin" => VaeChoice::Builtin,
+        _ => VaeChoice::File(PathBuf::from(arg)),
+    }
+}
+
+fn check_output(out: &std::path::Path) -> anyhow::Result<()> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if ext.as_deref() != Some("png") {
+        bail!("{}: the output must be a .png file", out.display());
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        bail!(
+            "{}: the folder {} does not exist",
+            out.display(),
+            parent.display()
+        );
+    }
+    Ok(())
+}
+
+/// Any image the `image` crate reads, flattened to RGB (alpha composited over black is not
+/// wanted: transparent pixels keep their colour values).
+fn load_image(path: &std::path::Path) -> anyhow::Result<RgbImage> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let img = image::open(path)
+        .with_context(|| format!("{}: not a readable image", path.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    Ok(RgbImage::new(w as usize, h as usize, img.into_raw())?)
+}
+
+/// A mask image as grey levels (colour masks are converted as PIL converts to "L").
+fn load_mask(path: &std::path::Path) -> anyhow::Result<Mask> {
+    let rgb = load_image(path)?;
+    let luma: Vec<u8> = rgb
+        .pixels
+        .chunks_exact(3)
+        .map(|p| Mask::luma(p[0], p[1], p[2]))
+        .collect();
+    Ok(Mask::from_luma(rgb.width, rgb.height, &luma)?)
+}

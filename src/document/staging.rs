@@ -1,0 +1,85 @@
+//! Results waiting in the staging area: shown over the original until accepted (undoably,
+//! with the record of what made them) or discarded.
+
+use super::Document;
+use crate::engine::image::RgbImage;
+use crate::png_info::ImageRecord;
+
+/// A generated image and the record of how it was made.
+#[derive(Debug, Clone)]
+pub struct StagedResult {
+    pub image: RgbImage,
+    pub record: ImageRecord,
+}
+
+/// The staged results, which one is shown, and whether the original is shown instead.
+#[derive(Debug, Default)]
+pub(super) struct Staging {
+    pub results: Vec<StagedResult>,
+    pub index: usize,
+    pub show_original: bool,
+}
+
+impl Document {
+    pub fn stage(&mut self, result: StagedResult) {
+        self.staging.results.push(result);
+        self.staging.index = self.staging.results.len() - 1;
+        self.staging.show_original = false;
+        self.touch_image(None);
+    }
+
+    pub fn staged(&self) -> &[StagedResult] {
+        &self.staging.results
+    }
+
+    pub fn staged_index(&self) -> usize {
+        self.staging.index
+    }
+
+    pub fn show_original(&self) -> bool {
+        self.staging.show_original
+    }
+
+    /// The staged result being shown, if any (and not flipped to the original).
+    pub fn shown_result(&self) -> Option<&StagedResult> {
+        if self.staging.show_original {
+            return None;
+        }
+        self.staging.results.get(self.staging.index)
+    }
+
+    pub fn select_staged(&mut self, index: usize) {
+        if index < self.staging.results.len() {
+            self.staging.index = index;
+            self.touch_image(None);
+        }
+    }
+
+    /// Makes the shown result the image and empties the staging area. One undoable step that
+    /// keeps the mask (a painter often refines the same region again) and records what made
+    /// the image.
+    pub fn accept(&mut self) -> bool {
+        let Some(result) = self.staging.results.get(self.staging.index).cloned() else {
+            return false;
+        };
+        let mask = if (result.image.width, result.image.height) == self.size() {
+            self.mask.clone()
+        } else {
+            vec![0; result.image.width * result.image.height]
+        };
+        self.set_state(&result.image, mask, Some(result.record));
+        self.staging = Staging::default();
+        true
+    }
+
+    pub fn discard(&mut self) {
+        self.staging = Staging::default();
+        self.touch_image(None);
+    }
+
+    /// Flips between the staged result and the original.
+    pub fn set_show_original(&mut self, show: bool) {
+        self.staging.show_original = show;
+        self.touch_image(None);
+    }
+}

@@ -1,0 +1,132 @@
+//! The stroke being painted: dabs stamped along the drag into a per-stroke coverage, and the
+//! undoable edit it becomes when it ends.
+
+use super::brush::{dab_alpha, dab_centres, BrushSettings, Tool};
+use super::region::{union, Rect};
+use super::undo::{Edit, LayerDelta};
+use super::Document;
+
+pub(super) struct ActiveStroke {
+    tool: Tool,
+    brush: BrushSettings,
+    last: (f32, f32),
+    /// Per-pixel coverage of this stroke (full document size, allocated for the stroke only).
+    coverage: Vec<f32>,
+    /// The target's pixels when the stroke began.
+    before: Vec<u8>,
+    dirty: Option<Rect>,
+}
+
+impl Document {
+    pub fn begin_stroke(&mut self, tool: Tool, brush: BrushSettings, at: (f32, f32)) {
+        let before = match tool {
+            Tool::ColorBrush(_) => self.rgba.clone(),
+            _ => self.mask.clone(),
+        };
+        self.stroke = Some(ActiveStroke {
+            tool,
+            brush,
+            last: at,
+            coverage: vec![0.0; self.width * self.height],
+            before,
+            dirty: None,
+        });
+        self.stamp(at);
+    }
+
+    pub fn continue_stroke(&mut self, to: (f32, f32)) {
+        let Some(stroke) = &self.stroke else { return };
+        for centre in dab_centres(stroke.last, to, stroke.brush.size) {
+            self.stamp(centre);
+        }
+        if let Some(s) = &mut self.stroke {
+            s.last = to;
+        }
+    }
+
+    /// Ends the stroke as one undoable edit of the tiles it touched.
+    pub fn end_stroke(&mut self) {
+        let Some(stroke) = self.stroke.take() else {
+            return;
+        };
+        let Some(area) = stroke.dirty else { return };
+        let size = (self.width, self.height);
+        let edit = match stroke.tool {
+            Tool::ColorBrush(_) => Edit::Change {
+                image: LayerDelta::between(&stroke.before, &self.rgba, size, 4, area),
+                mask: None,
+                records: None,
+            },
+            _ => Edit::Change {
+                image: None,
+                mask: LayerDelta::between(&stroke.before, &self.mask, size, 1, area),
+                records: None,
+            },
+        };
+        self.history.push(edit);
+    }
+
+    pub fn stroke_active(&self) -> bool {
+        self.stroke.is_some()
+    }
+
+    fn stamp(&mut self, (cx, cy): (f32, f32)) {
+        let (w, h) = (self.width, self.height);
+        let Some(stroke) = &mut self.stroke else {
+            return;
+        };
+        let r = (stroke.brush.size / 2.0).max(0.5);
+        let x0 = (cx - r).floor().max(0.0) as usize;
+        let y0 = (cy - r).floor().max(0.0) as usize;
+        let x1 = ((cx + r).ceil() as isize).clamp(0, w as isize) as usize;
+        let y1 = ((cy + r).ceil() as isize).clamp(0, h as isize) as usize;
+        if x0 >= x1 || y0 >= y1 {
+            return;
+        }
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
+                let a = dab_alpha(d, r, stroke.brush.hardness);
+                let i = y * w + x;
+                if a <= stroke.coverage[i] {
+                    continue;
+                }
+                stroke.coverage[i] = a;
+                match stroke.tool {
+                    Tool::MaskBrush => {
+                        let orig = stroke.before[i] as f32;
+                        self.mask[i] = (orig + (255.0 - orig) * a).round() as u8;
+                    }
+                    Tool::MaskEraser => {
+                        let orig = stroke.before[i] as f32;
+                        self.mask[i] = (orig * (1.0 - a)).round() as u8;
+                    }
+                    Tool::ColorBrush(c) => {
+                        for (k, &ck) in c.iter().enumerate().take(3) {
+                            let orig = stroke.before[i * 4 + k] as f32;
+                            self.rgba[i * 4 + k] = (orig + (ck as f32 - orig) * a).round() as u8;
+                        }
+                        let alpha = stroke.before[i * 4 + 3] as f32;
+                        self.rgba[i * 4 + 3] = (alpha + (255.0 - alpha) * a).round() as u8;
+                    }
+                }
+            }
+        }
+        let region = Rect {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        stroke.dirty = Some(match stroke.dirty {
+            None => region,
+            Some(d) => union(d, region),
+        });
+        let color = matches!(stroke.tool, Tool::ColorBrush(_));
+        if color {
+            self.touch_image(Some(region));
+        } else {
+            self.touch_mask(Some(region));
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The app's tests in one binary (it links once): the CLI end to end, the GUI through
+//! egui_kittest, the model library and hub downloads against a fake hub on 127.0.0.1, and the
+//! diffusers references run through the CLI.
+
+mod common;
+
+mod checkpoint_variants;
+mod checkpoints;
+mod cli;
+mod extra_cases;
+mod grid;
+mod gui;
+mod hub;
+mod inpaint;
+mod library;
+mod png_params;
