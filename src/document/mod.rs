@@ -394,7 +394,7 @@ mod tests {
         doc.end_stroke();
         assert_eq!(doc.rgba()[(8 * 16 + 8) * 4], 200);
         doc.stage(StagedResult {
-            image: RgbImage::new(16, 16, vec![99; 16 * 16 * 3]).unwrap(),
+            image: RgbImage::new(16, 16, vec![99; 16 * 16 * 3]).unwrap().into(),
             record: test_record(),
         });
         assert_eq!(
@@ -428,7 +428,7 @@ mod tests {
         let mut doc = Document::from_rgb(&img);
         doc.fill_mask();
         doc.stage(StagedResult {
-            image: RgbImage::new(32, 32, vec![99; 32 * 32 * 3]).unwrap(),
+            image: RgbImage::new(32, 32, vec![99; 32 * 32 * 3]).unwrap().into(),
             record: test_record(),
         });
         assert!(doc.accept());
@@ -465,7 +465,7 @@ mod tests {
         };
         let mut doc = Document::from_rgb(&photo(0));
         doc.stage(StagedResult {
-            image: photo(37),
+            image: photo(37).into(),
             record: test_record(),
         });
         assert!(doc.accept());

@@ -1,6 +1,8 @@
 //! Results waiting in the staging area: shown over the original until accepted (undoably,
 //! with the record of what made them) or discarded.
 
+use std::sync::Arc;
+
 use super::Document;
 use crate::engine::image::RgbImage;
 use crate::png_info::ImageRecord;
@@ -8,7 +10,8 @@ use crate::png_info::ImageRecord;
 /// A generated image and the record of how it was made.
 #[derive(Debug, Clone)]
 pub struct StagedResult {
-    pub image: RgbImage,
+    /// Shared with the canvas, which shows it without a copy.
+    pub image: Arc<RgbImage>,
     pub record: ImageRecord,
 }
 

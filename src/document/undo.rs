@@ -290,8 +290,4 @@ impl UndoStack {
     pub fn bytes(&self) -> usize {
         self.undo.iter().chain(&self.redo).map(Edit::bytes).sum()
     }
-
-    pub fn len(&self) -> usize {
-        self.undo.len()
-    }
 }

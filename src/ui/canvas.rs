@@ -1,48 +1,43 @@
 //! The canvas view: zoom to the cursor, pan, fit and 1:1, the brush cursor, and pointer input
 //! turned into strokes on the document. Drawing itself is `canvas_gpu`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use eframe::egui_wgpu;
 
-use super::canvas_gpu::{CanvasCallback, CanvasFrame, GpuRevisions, Upload};
+use super::canvas_gpu::{CanvasCallback, CanvasFrame, Content, GpuRevisions, Upload};
 use crate::document::brush::{BrushSettings, Tool};
 use crate::document::{self, Document};
+use crate::engine::image::RgbImage;
 
-/// Marks the revision of pixels that are not the document's (a preview, a staged result).
-const SHOWN_OTHER: u64 = 1 << 63;
-
-/// What a document texture needs: nothing when the GPU holds `rev`; the changed rectangle when
-/// the GPU holds what was sent last (and it was the document's); else everything.
+/// The upload that brings a texture holding `gpu` to document revision `rev`: nothing, the
+/// changed region (when the texture holds the revision last sent), or everything.
 fn document_upload(
-    gpu: u64,
-    sent: u64,
+    gpu: Content,
+    sent: Option<u64>,
     rev: u64,
     dirty: Option<document::Rect>,
     region_bytes: impl FnOnce(document::Rect) -> Vec<u8>,
     all: impl FnOnce() -> Vec<u8>,
 ) -> Upload {
-    if gpu == rev {
+    if gpu == Content::Document(rev) {
         return Upload::None;
     }
-    match dirty {
-        Some(region) if gpu != 0 && gpu == sent && gpu & SHOWN_OTHER == 0 => Upload::Patch {
-            from: gpu,
+    match (dirty, gpu, sent) {
+        (Some(region), Content::Document(held), Some(sent)) if held == sent => Upload::Patch {
+            from: held,
             to: rev,
             region,
             data: region_bytes(region),
         },
         _ => Upload::Full {
-            revision: rev,
+            content: Content::Document(rev),
             data: Arc::new(all()),
         },
     }
 }
 
-/// Where the image sits in the canvas: screen points per image pixel and the image's top-left
-/// offset from the canvas centre.
 pub struct CanvasView {
     pub zoom: f32,
     pub offset: Vec2,
@@ -50,8 +45,9 @@ pub struct CanvasView {
     pub fit_pending: bool,
     revisions: Arc<GpuRevisions>,
     /// The revisions last sent to the GPU.
-    sent_image: u64,
-    sent_mask: u64,
+    /// The document revisions last sent (None after something else was shown).
+    sent_image: Option<u64>,
+    sent_mask: Option<u64>,
 }
 
 impl Default for CanvasView {
@@ -61,20 +57,23 @@ impl Default for CanvasView {
             offset: Vec2::ZERO,
             fit_pending: true,
             revisions: Arc::default(),
-            sent_image: 0,
-            sent_mask: 0,
+            sent_image: None,
+            sent_mask: None,
         }
     }
 }
 
 /// The pixels the canvas shows instead of the document's image (a staged result, a preview).
 pub enum Shown<'a> {
+    /// The document being edited (and painted on).
     Document,
-    Rgb {
+    /// A job's preview, numbered as the app received it.
+    Preview { number: u64, image: &'a RgbImage },
+    /// A staged result: which one, at which document revision.
+    Staged {
         revision: u64,
-        width: usize,
-        height: usize,
-        pixels: &'a [u8],
+        index: usize,
+        image: &'a RgbImage,
     },
 }
 
@@ -164,60 +163,59 @@ impl CanvasView {
             Shown::Document => {
                 let rev = doc.image_revision();
                 let dirty = doc.take_image_dirty();
-                let gpu = self.revisions.image.load(Ordering::SeqCst);
                 let upload = document_upload(
-                    gpu,
+                    self.revisions.image(),
                     self.sent_image,
                     rev,
                     dirty,
                     |r| doc.image_region(r),
                     || doc.rgba().to_vec(),
                 );
-                self.sent_image = rev;
+                self.sent_image = Some(rev);
                 (size, upload)
             }
-            Shown::Rgb {
-                revision,
-                width,
-                height,
-                pixels,
-            } => {
-                let rev = revision | SHOWN_OTHER;
-                let gpu = self.revisions.image.load(Ordering::SeqCst);
-                let upload = if gpu == rev {
+            Shown::Preview { image, .. } | Shown::Staged { image, .. } => {
+                let content = match shown {
+                    Shown::Preview { number, .. } => Content::Preview(number),
+                    Shown::Staged {
+                        revision, index, ..
+                    } => Content::Staged { revision, index },
+                    Shown::Document => Content::Empty,
+                };
+                let upload = if self.revisions.image() == content {
                     Upload::None
                 } else {
                     Upload::Full {
-                        revision: rev,
+                        content,
                         data: Arc::new(
-                            pixels
+                            image
+                                .pixels
                                 .chunks_exact(3)
                                 .flat_map(|p| [p[0], p[1], p[2], 255])
                                 .collect(),
                         ),
                     }
                 };
-                self.sent_image = rev;
-                ((width, height), upload)
+                self.sent_image = None;
+                ((image.width, image.height), upload)
             }
         };
         let mask = if shown_size == size {
             let rev = doc.mask_revision();
             let dirty = doc.take_mask_dirty();
-            let gpu = self.revisions.mask.load(Ordering::SeqCst);
             let upload = document_upload(
-                gpu,
+                self.revisions.mask(),
                 self.sent_mask,
                 rev,
                 dirty,
                 |r| doc.mask_region(r),
                 || doc.mask_bytes().to_vec(),
             );
-            self.sent_mask = rev;
+            self.sent_mask = Some(rev);
             upload
         } else {
             // Textures of another size (a preview): the mask is sent whole when the document shows again.
-            self.sent_mask = 0;
+            self.sent_mask = None;
             Upload::None
         };
         let frame = CanvasFrame {

@@ -1,21 +1,34 @@
 //! The canvas's GPU side: a WGSL pipeline (shaders/canvas.wgsl) drawn through an egui_wgpu paint
 //! callback, with the image and mask as textures that are uploaded when they change.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::document::Rect;
 
 use eframe::egui_wgpu::{self, wgpu, CallbackResources, CallbackTrait, ScreenDescriptor};
 
+/// What a texture holds: nothing yet, a revision of the document's layer, a job's preview
+/// (by its number), or a staged result (by the document revision and its index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Content {
+    #[default]
+    Empty,
+    Document(u64),
+    Preview(u64),
+    Staged {
+        revision: u64,
+        index: usize,
+    },
+}
+
 /// Pixels for a texture: all of it, a changed region, or nothing new.
 pub enum Upload {
     None,
     Full {
-        revision: u64,
+        content: Content,
         data: Arc<Vec<u8>>,
     },
-    /// Valid only over the texture at revision `from`.
+    /// Valid only over the texture holding document revision `from`.
     Patch {
         from: u64,
         to: u64,
@@ -24,12 +37,31 @@ pub enum Upload {
     },
 }
 
-/// The revisions the GPU textures hold, written by the render side and read by the view to
-/// decide between a patch and a full upload.
+/// What the GPU textures hold, written by the render side and read by the view to decide
+/// between a patch and a full upload.
 #[derive(Default)]
 pub struct GpuRevisions {
-    pub image: AtomicU64,
-    pub mask: AtomicU64,
+    pub image: Mutex<Content>,
+    pub mask: Mutex<Content>,
+}
+
+impl GpuRevisions {
+    pub fn image(&self) -> Content {
+        self.image.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    pub fn mask(&self) -> Content {
+        self.mask.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn store(&self, image: Content, mask: Content) {
+        if let Ok(mut c) = self.image.lock() {
+            *c = image;
+        }
+        if let Ok(mut c) = self.mask.lock() {
+            *c = mask;
+        }
+    }
 }
 
 /// What one frame of the canvas shows.
@@ -62,8 +94,8 @@ struct Textures {
     image: wgpu::Texture,
     mask: wgpu::Texture,
     bind_group: wgpu::BindGroup,
-    image_revision: u64,
-    mask_revision: u64,
+    image_content: Content,
+    mask_content: Content,
 }
 
 pub struct CanvasRenderer {
@@ -218,8 +250,8 @@ impl CanvasRenderer {
                 image,
                 mask,
                 bind_group,
-                image_revision: 0,
-                mask_revision: 0,
+                image_content: Content::Empty,
+                mask_content: Content::Empty,
             });
         }
         self.textures
@@ -260,19 +292,19 @@ fn write(
     );
 }
 
-/// Applies an upload to a texture holding `held`; returns the revision it holds afterwards.
+/// Applies an upload to a texture holding `held`; returns what it holds afterwards.
 fn apply(
     queue: &wgpu::Queue,
     texture: &wgpu::Texture,
     bpp: usize,
     size: (usize, usize),
-    held: u64,
+    held: Content,
     upload: &Upload,
-) -> u64 {
+) -> Content {
     match upload {
         Upload::None => held,
-        Upload::Full { revision, data } => {
-            if *revision != held && data.len() == size.0 * size.1 * bpp {
+        Upload::Full { content, data } => {
+            if *content != held && data.len() == size.0 * size.1 * bpp {
                 write(
                     queue,
                     texture,
@@ -285,7 +317,7 @@ fn apply(
                     },
                     data,
                 );
-                *revision
+                *content
             } else {
                 held
             }
@@ -299,12 +331,12 @@ fn apply(
             let fits = region.x + region.width <= size.0
                 && region.y + region.height <= size.1
                 && data.len() == region.width * region.height * bpp;
-            if *from == held && fits && region.width > 0 && region.height > 0 {
+            if held == Content::Document(*from) && fits && region.width > 0 && region.height > 0 {
                 write(queue, texture, bpp, *region, data);
-                *to
+                Content::Document(*to)
             } else {
                 // Out of step: hold nothing, and the view sends everything next frame.
-                0
+                Content::Empty
             }
         }
     }
@@ -347,30 +379,25 @@ impl CallbackTrait for CanvasCallback {
         };
         queue.write_buffer(&renderer.uniform, 0, bytemuck::bytes_of(&uniform));
         let textures = renderer.ensure_textures(device, size);
-        textures.image_revision = apply(
+        textures.image_content = apply(
             queue,
             &textures.image,
             4,
             size,
-            textures.image_revision,
+            textures.image_content,
             &frame.image,
         );
-        textures.mask_revision = apply(
+        textures.mask_content = apply(
             queue,
             &textures.mask,
             1,
             size,
-            textures.mask_revision,
+            textures.mask_content,
             &frame.mask,
         );
         frame
             .revisions
-            .image
-            .store(textures.image_revision, Ordering::SeqCst);
-        frame
-            .revisions
-            .mask
-            .store(textures.mask_revision, Ordering::SeqCst);
+            .store(textures.image_content, textures.mask_content);
         vec![]
     }
 

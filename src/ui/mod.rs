@@ -3,22 +3,30 @@
 
 mod canvas;
 mod canvas_gpu;
+pub mod commands;
+pub mod dialogs;
+mod events;
 mod history;
 mod model_picker;
 pub mod prompt_panel;
+mod staging_bar;
+mod status_bar;
+mod top_bar;
 
 use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::document::brush::{BrushSettings, Tool};
-use crate::document::{Document, StagedResult};
+use crate::document::Document;
 use crate::engine::image::RgbImage;
 use crate::engine::model::{LoadOptions, ModelInfo};
-use crate::engine::worker::{Event, JobId, Worker};
+use crate::engine::worker::{JobId, Worker};
 use crate::engine::{Job, JobKind};
 use crate::png_info::write_png;
 use canvas::{CanvasView, Shown};
+pub use commands::Command;
+use dialogs::{Dialog, Dialogs};
 use history::{History, Reuse};
 pub use model_picker::LibraryPlaces;
 use model_picker::{ModelPicker, PickerAction};
@@ -35,11 +43,11 @@ pub enum ModelStatus {
     Loaded(ModelInfo),
 }
 
-struct RunningJob {
+pub(crate) struct RunningJob {
     ids: Vec<JobId>,
     step: usize,
     total: usize,
-    preview: Option<(u64, RgbImage)>,
+    preview: Option<(u64, std::sync::Arc<RgbImage>)>,
 }
 
 pub struct PentimentoApp {
@@ -63,6 +71,8 @@ pub struct PentimentoApp {
     prompt_panel_rect: Option<egui::Rect>,
     /// The model library window.
     pub models: ModelPicker,
+    /// File dialogs, answered on their own threads.
+    dialogs: Dialogs,
 }
 
 /// Where the app keeps what outlives a session.
@@ -100,6 +110,8 @@ impl PentimentoApp {
         }
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(move || ctx.request_repaint());
+        let ctx = cc.egui_ctx.clone();
+        let dialogs = Dialogs::new(move || ctx.request_repaint());
         let mut app = Self {
             doc: Document::blank(512, 512),
             canvas: CanvasView::default(),
@@ -120,6 +132,7 @@ impl PentimentoApp {
             model_path: None,
             preview_revision: 0,
             prompt_panel_rect: None,
+            dialogs,
         };
         if let Some(path) = model {
             app.load_model(path);
@@ -225,15 +238,20 @@ impl PentimentoApp {
     pub fn save_png(&mut self, path: &Path) {
         let (image, record) = match self.doc.shown_result() {
             Some(r) => (r.image.clone(), Some(r.record.clone())),
-            None => (self.doc.rgb(), self.doc.record().cloned()),
+            None => (
+                std::sync::Arc::new(self.doc.rgb()),
+                self.doc.record().cloned(),
+            ),
         };
         let written = match &record {
             Some(record) => write_png(path, &image, record),
-            None => {
-                image::RgbImage::from_raw(image.width as u32, image.height as u32, image.pixels)
-                    .ok_or_else(|| std::io::Error::other("image buffer size"))
-                    .and_then(|img| img.save(path).map_err(std::io::Error::other))
-            }
+            None => image::RgbImage::from_raw(
+                image.width as u32,
+                image.height as u32,
+                image.pixels.clone(),
+            )
+            .ok_or_else(|| std::io::Error::other("image buffer size"))
+            .and_then(|img| img.save(path).map_err(std::io::Error::other)),
         };
         self.status = match written {
             Ok(()) if record.is_some() => format!("saved {}", path.display()),
@@ -317,107 +335,22 @@ impl PentimentoApp {
         }
     }
 
-    /// Applies the worker's events. Public so tests can pump it.
-    pub fn handle_events(&mut self) {
-        for event in self.worker.poll() {
-            let mine = |id: JobId, job: &Option<RunningJob>| {
-                job.as_ref().is_some_and(|j| j.ids.contains(&id))
-            };
-            match event {
-                Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
-                Event::ModelLoadProgress { progress } => {
-                    if let ModelStatus::Loading {
-                        progress: shown, ..
-                    } = &mut self.model
-                    {
-                        *shown = progress.fraction();
-                    }
-                }
-                Event::ModelLoaded { info, seconds } => {
-                    self.status = format!(
-                        "loaded {} ({}, {}) in {seconds:.1}s",
-                        info.path.display(),
-                        info.family,
-                        info.format
-                    );
-                    self.model = ModelStatus::Loaded(info);
-                }
-                Event::Progress { id, step, total } if mine(id, &self.job) => {
-                    if let Some(j) = &mut self.job {
-                        j.step = step;
-                        j.total = total;
-                    }
-                }
-                Event::Preview { id, image, .. } if mine(id, &self.job) => {
-                    self.preview_revision += 1;
-                    if let Some(j) = &mut self.job {
-                        j.preview = Some((self.preview_revision, image));
-                    }
-                }
-                Event::Done {
-                    id,
-                    results,
-                    seconds,
-                } if mine(id, &self.job) => {
-                    let seeds: Vec<String> = results
-                        .iter()
-                        .map(|r| r.params().seed.to_string())
-                        .collect();
-                    self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
-                    for r in results {
-                        self.history.push(r.image.clone(), r.record.clone());
-                        self.doc.stage(StagedResult {
-                            image: r.image,
-                            record: r.record,
-                        });
-                    }
-                    self.finish_job(id);
-                }
-                Event::Notice { message } => self.status = message,
-                Event::Cancelled { id } if mine(id, &self.job) => {
-                    self.status = "cancelled".into();
-                    self.job = None;
-                }
-                Event::Failed { id, message } => {
-                    self.status = format!("error: {message}");
-                    match id {
-                        None => self.model = ModelStatus::None,
-                        Some(id) if mine(id, &self.job) => self.job = None,
-                        Some(_) => {}
-                    }
-                }
-                // Late events of a cancelled job.
-                _ => {}
-            }
-        }
-    }
-
-    fn finish_job(&mut self, id: JobId) {
-        if let Some(j) = &mut self.job {
-            j.ids.retain(|&x| x != id);
-            j.preview = None;
-            j.step = 0;
-            if j.ids.is_empty() {
-                self.job = None;
-            }
-        }
-    }
-
     fn shortcuts(&mut self, ctx: &egui::Context) {
-        let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
-        let undo = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
-        if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
-            self.doc.redo();
-        }
-        if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
-            self.doc.undo();
-        }
         let quit = KeyboardShortcut::new(Modifiers::COMMAND, Key::Q);
         if ctx.input_mut(|i| i.consume_shortcut(&quit)) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        // While a text field has the keyboard, Ctrl+Z belongs to it, not to the canvas.
         if ctx.egui_wants_keyboard_input() {
             return;
+        }
+        let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+        let undo = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
+        if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
+            self.execute(Command::Redo);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
+            self.execute(Command::Undo);
         }
         ctx.input(|i| {
             if i.key_pressed(Key::B) {
@@ -437,225 +370,6 @@ impl PentimentoApp {
             }
             if i.key_pressed(Key::CloseBracket) {
                 self.brush.size = (self.brush.size * 1.25).min(1000.0);
-            }
-        });
-    }
-
-    /// Two rows: files, models, undo and view on the first; painting tools on the second. Each
-    /// wraps rather than clips in a narrow window.
-    fn top_bar(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal_wrapped(|ui| {
-            ui.menu_button("File", |ui| {
-                if ui.button("Open image…").clicked() {
-                    ui.close();
-                    if let Some(path) = rfd::FileDialog::new()
-                        .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
-                        .pick_file()
-                    {
-                        self.open_image(&path);
-                    }
-                }
-                if ui.button("Save PNG…").clicked() {
-                    ui.close();
-                    if let Some(path) = rfd::FileDialog::new()
-                        .add_filter("PNG", &["png"])
-                        .set_file_name("pentimento.png")
-                        .save_file()
-                    {
-                        self.save_png(&path);
-                    }
-                }
-                ui.separator();
-                if ui
-                    .button("Open model folder…")
-                    .on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)")
-                    .clicked()
-                {
-                    ui.close();
-                    if let Some(path) = rfd::FileDialog::new().pick_folder() {
-                        self.load_model(path);
-                    }
-                }
-            });
-            if ui
-                .button("Models…")
-                .on_hover_text("your model library and downloads from the Hugging Face hub")
-                .clicked()
-            {
-                self.models.show_window();
-            }
-            if ui.button("Open model…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("Checkpoints", &["safetensors", "ckpt"])
-                    .pick_file()
-                {
-                    self.load_model(path);
-                }
-            }
-            ui.menu_button("Device", |ui| {
-                use crate::engine::device::DeviceKind;
-                let current = DeviceKind::of(&self.load_options.device);
-                for kind in DeviceKind::ALL {
-                    let label = if kind == DeviceKind::Cpu {
-                        "CPU (f32)".to_string()
-                    } else {
-                        format!("{} (f16)", kind.name())
-                    };
-                    let button = ui
-                        .add_enabled(
-                            kind.compiled(),
-                            egui::Button::selectable(kind == current, label),
-                        )
-                        .on_disabled_hover_text(format!(
-                            "this build has no {} support (cargo feature `{}`)",
-                            kind.name(),
-                            kind.name().to_lowercase()
-                        ));
-                    if button.clicked() {
-                        self.set_device(kind);
-                        ui.close();
-                    }
-                }
-            });
-            ui.menu_button("VAE", |ui| {
-                use crate::engine::model::VaeChoice;
-                if ui
-                    .button("Automatic (NAME.vae.* beside the model)")
-                    .clicked()
-                {
-                    self.set_vae(VaeChoice::Automatic);
-                    ui.close();
-                }
-                if ui.button("The model's own").clicked() {
-                    self.set_vae(VaeChoice::Builtin);
-                    ui.close();
-                }
-                if ui.button("File…").clicked() {
-                    if let Some(path) = rfd::FileDialog::new()
-                        .add_filter("VAE", &["pt", "ckpt", "safetensors"])
-                        .pick_file()
-                    {
-                        self.set_vae(VaeChoice::File(path));
-                    }
-                    ui.close();
-                }
-                if ui
-                    .button("Preview decoder (TAESD folder)…")
-                    .on_hover_text(
-                        "madebyollin/taesd in diffusers layout: full-quality previews every step",
-                    )
-                    .clicked()
-                {
-                    if let Some(path) = rfd::FileDialog::new().pick_folder() {
-                        self.worker.set_preview_decoder(Some(path));
-                        self.status = "previews decoded with TAESD".into();
-                    }
-                    ui.close();
-                }
-                let mut ema = self.load_options.ema;
-                if ui
-                    .checkbox(&mut ema, "EMA weights (training checkpoints)")
-                    .changed()
-                {
-                    self.load_options.ema = ema;
-                    if let Some(path) = self.model_path.clone() {
-                        self.load_model(path);
-                    }
-                }
-            });
-            ui.separator();
-            if ui
-                .add_enabled(self.doc.can_undo(), egui::Button::new("Undo"))
-                .clicked()
-            {
-                self.doc.undo();
-            }
-            if ui
-                .add_enabled(self.doc.can_redo(), egui::Button::new("Redo"))
-                .clicked()
-            {
-                self.doc.redo();
-            }
-            ui.separator();
-            if ui.button("Fit").clicked() {
-                self.canvas.fit_pending = true;
-            }
-            if ui.button("1:1").clicked() {
-                self.canvas.one_to_one();
-            }
-        });
-        ui.horizontal_wrapped(|ui| {
-            ui.spacing_mut().slider_width = 90.0;
-            ui.selectable_value(&mut self.tool, Tool::MaskBrush, "Mask brush")
-                .on_hover_text("B");
-            ui.selectable_value(&mut self.tool, Tool::MaskEraser, "Eraser")
-                .on_hover_text("E");
-            let color_tool = Tool::ColorBrush(self.color);
-            if ui
-                .selectable_label(matches!(self.tool, Tool::ColorBrush(_)), "Colour")
-                .clicked()
-            {
-                self.tool = color_tool;
-            }
-            if ui.color_edit_button_srgb(&mut self.color).changed() {
-                self.tool = Tool::ColorBrush(self.color);
-            }
-            ui.add(
-                egui::Slider::new(&mut self.brush.size, 1.0..=400.0)
-                    .logarithmic(true)
-                    .text("Size"),
-            );
-            ui.add(egui::Slider::new(&mut self.brush.hardness, 0.0..=1.0).text("Hardness"));
-            ui.separator();
-            if ui.button("Fill mask").clicked() {
-                self.doc.fill_mask();
-            }
-            if ui.button("Clear mask").clicked() {
-                self.doc.clear_mask();
-            }
-            if ui.button("Invert mask").clicked() {
-                self.doc.invert_mask();
-            }
-        });
-    }
-
-    fn staging_bar(&mut self, ui: &mut egui::Ui) {
-        if self.doc.staged().is_empty() {
-            return;
-        }
-        ui.horizontal(|ui| {
-            ui.label(
-                RichText::new(format!(
-                    "Result {} of {}",
-                    self.doc.staged_index() + 1,
-                    self.doc.staged().len()
-                ))
-                .strong(),
-            );
-            if ui
-                .add_enabled(self.doc.staged_index() > 0, egui::Button::new("Previous"))
-                .clicked()
-            {
-                self.doc.select_staged(self.doc.staged_index() - 1);
-            }
-            if ui
-                .add_enabled(
-                    self.doc.staged_index() + 1 < self.doc.staged().len(),
-                    egui::Button::new("Next"),
-                )
-                .clicked()
-            {
-                self.doc.select_staged(self.doc.staged_index() + 1);
-            }
-            let mut before = self.doc.show_original();
-            if ui.toggle_value(&mut before, "Before").changed() {
-                self.doc.set_show_original(before);
-            }
-            if ui.button("Accept").clicked() {
-                self.doc.accept();
-            }
-            if ui.button("Discard").clicked() {
-                self.doc.discard();
             }
         });
     }
@@ -699,52 +413,41 @@ impl eframe::App for PentimentoApp {
             self.drop_file(path, on_panel);
         }
 
-        egui::Panel::top("tools").show(ui, |ui| self.top_bar(ui));
+        for command in self.dialogs.answers() {
+            self.execute(command);
+        }
+        let top = top_bar::TopBarView {
+            can_undo: self.doc.can_undo(),
+            can_redo: self.doc.can_redo(),
+            device: crate::engine::device::DeviceKind::of(&self.load_options.device),
+            ema: self.load_options.ema,
+        };
+        let tools = top_bar::Tools {
+            tool: &mut self.tool,
+            brush: &mut self.brush,
+            color: &mut self.color,
+        };
+        let mut commands = egui::Panel::top("tools")
+            .show(ui, |ui| top_bar::show(ui, &top, tools))
+            .inner;
         if self.models.open {
-            if let PickerAction::Load(path) = self.models.show(&ctx) {
-                self.load_model(path);
+            match self.models.show(&ctx) {
+                PickerAction::Load(path) => commands.push(Command::LoadModel(path)),
+                PickerAction::AddFolder => commands.push(Command::Open(Dialog::AddLibraryFolder)),
+                PickerAction::None => {}
             }
         }
-        egui::Panel::bottom("status").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                let model = match &self.model {
-                    ModelStatus::None => "no model".to_string(),
-                    ModelStatus::Loading { path, .. } => format!("loading {}…", path.display()),
-                    ModelStatus::Loaded(info) => format!(
-                        "{} · {} · {} · VAE: {}{}",
-                        info.path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        info.family,
-                        crate::engine::model::inspect::human_size(info.memory_bytes),
-                        info.vae
-                            .as_ref()
-                            .and_then(|p| p.file_name())
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| "model's own".into()),
-                        if info.ema { " · EMA" } else { "" }
-                    ),
-                };
-                ui.label(model);
-                if let ModelStatus::Loading {
-                    progress: Some(f), ..
-                } = self.model
-                {
-                    ui.add(
-                        egui::ProgressBar::new(f)
-                            .desired_width(140.0)
-                            .text(format!("{:.0} %", f * 100.0)),
-                    );
-                }
-                ui.separator();
-                ui.label(&self.status);
-            });
-        });
+        egui::Panel::bottom("status")
+            .show(ui, |ui| status_bar::show(ui, &self.model, &self.status));
         egui::Panel::bottom("history")
             .resizable(false)
             .show(ui, |ui| {
-                self.staging_bar(ui);
+                let staging = staging_bar::StagingView {
+                    count: self.doc.staged().len(),
+                    index: self.doc.staged_index(),
+                    show_original: self.doc.show_original(),
+                };
+                commands.extend(staging_bar::show(ui, &staging));
                 if let Some(reuse) = self.history.show(ui) {
                     match reuse {
                         Reuse::Settings(params) => self.panel.params = params,
@@ -762,8 +465,8 @@ impl eframe::App for PentimentoApp {
                     let running = self.job.as_ref().map(|j| (j.step, j.total));
                     let can_generate = matches!(self.model, ModelStatus::Loaded(_));
                     match self.panel.show(ui, running, can_generate) {
-                        PanelAction::Generate => self.generate(),
-                        PanelAction::Cancel => self.cancel(),
+                        PanelAction::Generate => commands.push(Command::Generate),
+                        PanelAction::Cancel => commands.push(Command::Cancel),
                         PanelAction::None => {}
                     }
                 });
@@ -772,21 +475,18 @@ impl eframe::App for PentimentoApp {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
-                let preview = self.job.as_ref().and_then(|j| j.preview.as_ref());
+                // Shared images: nothing is copied per frame.
+                let preview = self.job.as_ref().and_then(|j| j.preview.clone());
                 let staged = self.doc.shown_result().map(|r| r.image.clone());
-                let shown_result_rev = self.doc.image_revision();
-                let shown = match (preview, &staged) {
-                    (Some((rev, img)), _) => Shown::Rgb {
-                        revision: *rev,
-                        width: img.width,
-                        height: img.height,
-                        pixels: &img.pixels,
+                let shown = match (&preview, &staged) {
+                    (Some((number, image)), _) => Shown::Preview {
+                        number: *number,
+                        image,
                     },
-                    (None, Some(img)) => Shown::Rgb {
-                        revision: shown_result_rev | (1 << 62),
-                        width: img.width,
-                        height: img.height,
-                        pixels: &img.pixels,
+                    (None, Some(image)) => Shown::Staged {
+                        revision: self.doc.image_revision(),
+                        index: self.doc.staged_index(),
+                        image,
                     },
                     (None, None) => Shown::Document,
                 };
@@ -794,17 +494,6 @@ impl eframe::App for PentimentoApp {
                 let tool = match self.tool {
                     Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
                     t => t,
-                };
-                // Split borrows: the preview lives in self.job, the canvas needs &mut doc.
-                let preview_owned = preview.map(|(r, i)| (*r, i.clone()));
-                let shown = match (&preview_owned, shown) {
-                    (Some((rev, img)), _) => Shown::Rgb {
-                        revision: *rev,
-                        width: img.width,
-                        height: img.height,
-                        pixels: &img.pixels,
-                    },
-                    (None, s) => s,
                 };
                 self.canvas
                     .show(ui, &mut self.doc, shown, tool, self.brush, paint);
@@ -818,6 +507,9 @@ impl eframe::App for PentimentoApp {
                     self.first_run(&mut child);
                 }
             });
+        for command in commands {
+            self.execute(command);
+        }
         if self.job.is_some() {
             ctx.request_repaint();
         }

@@ -53,6 +53,8 @@ pub struct ModelPicker {
 pub enum PickerAction {
     None,
     Load(PathBuf),
+    /// Ask for a folder to add (the app's dialogs answer with it).
+    AddFolder,
 }
 
 impl ModelPicker {
@@ -224,9 +226,7 @@ impl ModelPicker {
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
                     if ui.button("Add folder…").clicked() {
-                        if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                            self.add_folder(folder);
-                        }
+                        action = PickerAction::AddFolder;
                     }
                     if ui.button("Rescan").clicked() {
                         self.rescan();

@@ -14,7 +14,7 @@ fn dir(name: &str) -> PathBuf {
     crate::common::temp_dir("grid", name)
 }
 
-fn base<'a>(model: &'a str) -> Vec<&'a str> {
+fn base(model: &str) -> Vec<&str> {
     vec![
         "--model",
         model,

@@ -240,6 +240,16 @@ fn paint_a_stroke_and_undo_it() {
     h.key_press(Key::CloseBracket);
     h.step();
     assert!(h.state().brush.size > size);
+    // Ctrl+Z while typing in the prompt belongs to the text, not to the canvas.
+    h.get_by_label("Prompt").focus();
+    h.get_by_label("Prompt").type_text("a cat");
+    h.step();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert!(
+        !h.state().doc.mask_is_empty(),
+        "Ctrl+Z in the prompt undid a canvas stroke"
+    );
 }
 
 #[test]

@@ -6,6 +6,10 @@ use std::process::Output;
 
 use crate::common::fixture;
 
+
+/// Text chunks of a test PNG: (keyword, text, compressed).
+type Chunks<'a> = Vec<(&'a str, &'a str, bool)>;
+
 fn cli_env(args: &[&str], cache: &Path) -> Output {
     crate::common::run_cli(args, cache)
 }
@@ -276,7 +280,7 @@ fn other_tools_files_parse() {
     let krita = "a garden, 庭\nNegative prompt: \nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 1024x1024, Model: realistic";
     let invoke = r#"{"positive_prompt": "a fox", "negative_prompt": "", "seed": 9, "steps": 30, "cfg_scale": 7.5, "scheduler": "dpmpp_2m", "width": 512, "height": 512, "model": {"name": "sd-1.5"}}"#;
     let comfy = r#"{"3": {"class_type": "KSampler", "inputs": {"seed": 4, "steps": 25, "cfg": 8, "sampler_name": "euler", "scheduler": "normal", "denoise": 1, "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}, "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 640, "height": 512}}, "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a boat"}}, "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blur"}}}"#;
-    let cases: Vec<(&str, Vec<(&str, &str, bool)>, &str, &str, &str)> = vec![
+    let cases: Vec<(&str, Chunks, &str, &str, &str)> = vec![
         (
             "a1111.png",
             vec![("parameters", a1111, false)],
@@ -356,7 +360,7 @@ fn other_tools_files_parse() {
 fn hostile_metadata_never_crashes_or_loses_the_image() {
     let d = dir("hostile");
     let huge = "x".repeat(9 << 20);
-    let cases: Vec<(&str, Vec<(&str, &str, bool)>)> = vec![
+    let cases: Vec<(&str, Chunks)> = vec![
         ("huge.png", vec![("parameters", &huge, false)]),
         ("quotes.png", vec![("parameters", "p\nSteps: \"1, Seed: \"2, Size: \"3x3", false)]),
         ("negative.png", vec![("parameters", "say Negative prompt: hi\nNegative prompt: Negative prompt: x\nSteps: 1, Seed: 2, Size: 8x8", false)]),

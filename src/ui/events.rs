@@ -1,0 +1,93 @@
+//! The worker's events applied to the app: model loads, job progress, previews, results.
+
+use super::{ModelStatus, PentimentoApp};
+use crate::document::StagedResult;
+use crate::engine::worker::{Event, JobId};
+
+impl PentimentoApp {
+    /// Applies the worker's events. Public so tests can pump it.
+    pub fn handle_events(&mut self) {
+        for event in self.worker.poll() {
+            let mine = |id: JobId, job: &Option<super::RunningJob>| {
+                job.as_ref().is_some_and(|j| j.ids.contains(&id))
+            };
+            match event {
+                Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
+                Event::ModelLoadProgress { progress } => {
+                    if let ModelStatus::Loading {
+                        progress: shown, ..
+                    } = &mut self.model
+                    {
+                        *shown = progress.fraction();
+                    }
+                }
+                Event::ModelLoaded { info, seconds } => {
+                    self.status = format!(
+                        "loaded {} ({}, {}) in {seconds:.1}s",
+                        info.path.display(),
+                        info.family,
+                        info.format
+                    );
+                    self.model = ModelStatus::Loaded(info);
+                }
+                Event::Progress { id, step, total } if mine(id, &self.job) => {
+                    if let Some(j) = &mut self.job {
+                        j.step = step;
+                        j.total = total;
+                    }
+                }
+                Event::Preview { id, image, .. } if mine(id, &self.job) => {
+                    self.preview_revision += 1;
+                    if let Some(j) = &mut self.job {
+                        j.preview = Some((self.preview_revision, std::sync::Arc::new(image)));
+                    }
+                }
+                Event::Done {
+                    id,
+                    results,
+                    seconds,
+                } if mine(id, &self.job) => {
+                    let seeds: Vec<String> = results
+                        .iter()
+                        .map(|r| r.params().seed.to_string())
+                        .collect();
+                    self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
+                    for r in results {
+                        self.history.push(r.image.clone(), r.record.clone());
+                        self.doc.stage(StagedResult {
+                            image: std::sync::Arc::new(r.image),
+                            record: r.record,
+                        });
+                    }
+                    self.finish_job(id);
+                }
+                Event::Notice { message } => self.status = message,
+                Event::Cancelled { id } if mine(id, &self.job) => {
+                    self.status = "cancelled".into();
+                    self.job = None;
+                }
+                Event::Failed { id, message } => {
+                    self.status = format!("error: {message}");
+                    match id {
+                        None => self.model = ModelStatus::None,
+                        Some(id) if mine(id, &self.job) => self.job = None,
+                        Some(_) => {}
+                    }
+                }
+                // Late events of a cancelled job.
+                _ => {}
+            }
+        }
+    }
+
+    fn finish_job(&mut self, id: JobId) {
+        if let Some(j) = &mut self.job {
+            j.ids.retain(|&x| x != id);
+            j.preview = None;
+            j.step = 0;
+            if j.ids.is_empty() {
+                self.job = None;
+            }
+        }
+    }
+}

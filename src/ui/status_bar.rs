@@ -1,0 +1,43 @@
+//! The status bar: the model (its file, family, memory, VAE), a load's progress, and the last
+//! message.
+
+use eframe::egui;
+
+use super::ModelStatus;
+
+pub fn show(ui: &mut egui::Ui, model: &ModelStatus, message: &str) {
+    ui.horizontal(|ui| {
+        let text = match model {
+            ModelStatus::None => "no model".to_string(),
+            ModelStatus::Loading { path, .. } => format!("loading {}…", path.display()),
+            ModelStatus::Loaded(info) => format!(
+                "{} · {} · {} · VAE: {}{}",
+                info.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                info.family,
+                crate::engine::model::inspect::human_size(info.memory_bytes),
+                info.vae
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "model's own".into()),
+                if info.ema { " · EMA" } else { "" }
+            ),
+        };
+        ui.label(text);
+        if let ModelStatus::Loading {
+            progress: Some(f), ..
+        } = model
+        {
+            ui.add(
+                egui::ProgressBar::new(*f)
+                    .desired_width(140.0)
+                    .text(format!("{:.0} %", f * 100.0)),
+            );
+        }
+        ui.separator();
+        ui.label(message);
+    });
+}

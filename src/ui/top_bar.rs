@@ -1,0 +1,177 @@
+//! The two rows above the canvas: files, models, device, VAE, undo and view on the first;
+//! painting tools on the second. A view: it edits the tool settings it is given and returns
+//! what else the user asked for as commands.
+
+use eframe::egui;
+
+use super::commands::Command;
+use super::dialogs::Dialog;
+use crate::document::brush::{BrushSettings, Tool};
+use crate::engine::device::DeviceKind;
+
+/// What the top bar shows of the app's state.
+pub struct TopBarView {
+    pub can_undo: bool,
+    pub can_redo: bool,
+    pub device: DeviceKind,
+    pub ema: bool,
+}
+
+/// The tool settings the second row edits in place.
+pub struct Tools<'a> {
+    pub tool: &'a mut Tool,
+    pub brush: &'a mut BrushSettings,
+    pub color: &'a mut [u8; 3],
+}
+
+/// Two rows: files, models, undo and view on the first; painting tools on the second. Each
+/// wraps rather than clips in a narrow window.
+pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> {
+    let mut commands = vec![];
+    let Tools { tool, brush, color } = tools;
+    ui.horizontal_wrapped(|ui| {
+        ui.menu_button("File", |ui| {
+            if ui.button("Open image…").clicked() {
+                ui.close();
+                commands.push(Command::Open(Dialog::OpenImage));
+            }
+            if ui.button("Save PNG…").clicked() {
+                ui.close();
+                commands.push(Command::Open(Dialog::SavePng));
+            }
+            ui.separator();
+            if ui
+                .button("Open model folder…")
+                .on_hover_text("A diffusers folder (model_index.json, unet/, vae/, …)")
+                .clicked()
+            {
+                ui.close();
+                commands.push(Command::Open(Dialog::OpenModelFolder));
+            }
+        });
+        if ui
+            .button("Models…")
+            .on_hover_text("your model library and downloads from the Hugging Face hub")
+            .clicked()
+        {
+            commands.push(Command::ShowModels);
+        }
+        if ui.button("Open model…").clicked() {
+            commands.push(Command::Open(Dialog::OpenModelFile));
+        }
+        ui.menu_button("Device", |ui| {
+            use crate::engine::device::DeviceKind;
+            let current = view.device;
+            for kind in DeviceKind::ALL {
+                let label = if kind == DeviceKind::Cpu {
+                    "CPU (f32)".to_string()
+                } else {
+                    format!("{} (f16)", kind.name())
+                };
+                let button = ui
+                    .add_enabled(
+                        kind.compiled(),
+                        egui::Button::selectable(kind == current, label),
+                    )
+                    .on_disabled_hover_text(format!(
+                        "this build has no {} support (cargo feature `{}`)",
+                        kind.name(),
+                        kind.name().to_lowercase()
+                    ));
+                if button.clicked() {
+                    commands.push(Command::SetDevice(kind));
+                    ui.close();
+                }
+            }
+        });
+        ui.menu_button("VAE", |ui| {
+            use crate::engine::model::VaeChoice;
+            if ui
+                .button("Automatic (NAME.vae.* beside the model)")
+                .clicked()
+            {
+                commands.push(Command::SetVae(VaeChoice::Automatic));
+                ui.close();
+            }
+            if ui.button("The model's own").clicked() {
+                commands.push(Command::SetVae(VaeChoice::Builtin));
+                ui.close();
+            }
+            if ui.button("File…").clicked() {
+                commands.push(Command::Open(Dialog::VaeFile));
+                ui.close();
+            }
+            if ui
+                .button("Preview decoder (TAESD folder)…")
+                .on_hover_text(
+                    "madebyollin/taesd in diffusers layout: full-quality previews every step",
+                )
+                .clicked()
+            {
+                commands.push(Command::Open(Dialog::PreviewDecoderFolder));
+                ui.close();
+            }
+            let mut ema = view.ema;
+            if ui
+                .checkbox(&mut ema, "EMA weights (training checkpoints)")
+                .changed()
+            {
+                commands.push(Command::SetEma(ema));
+            }
+        });
+        ui.separator();
+        if ui
+            .add_enabled(view.can_undo, egui::Button::new("Undo"))
+            .clicked()
+        {
+            commands.push(Command::Undo);
+        }
+        if ui
+            .add_enabled(view.can_redo, egui::Button::new("Redo"))
+            .clicked()
+        {
+            commands.push(Command::Redo);
+        }
+        ui.separator();
+        if ui.button("Fit").clicked() {
+            commands.push(Command::FitView);
+        }
+        if ui.button("1:1").clicked() {
+            commands.push(Command::OneToOne);
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().slider_width = 90.0;
+        ui.selectable_value(tool, Tool::MaskBrush, "Mask brush")
+            .on_hover_text("B");
+        ui.selectable_value(tool, Tool::MaskEraser, "Eraser")
+            .on_hover_text("E");
+        let color_tool = Tool::ColorBrush(*color);
+        if ui
+            .selectable_label(matches!(*tool, Tool::ColorBrush(_)), "Colour")
+            .clicked()
+        {
+            *tool = color_tool;
+        }
+        if ui.color_edit_button_srgb(color).changed() {
+            *tool = Tool::ColorBrush(*color);
+        }
+        ui.add(
+            egui::Slider::new(&mut brush.size, 1.0..=400.0)
+                .logarithmic(true)
+                .text("Size"),
+        );
+        ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"));
+        ui.separator();
+        if ui.button("Fill mask").clicked() {
+            commands.push(Command::FillMask);
+        }
+        if ui.button("Clear mask").clicked() {
+            commands.push(Command::ClearMask);
+        }
+        if ui.button("Invert mask").clicked() {
+            commands.push(Command::InvertMask);
+        }
+    });
+    commands
+}
