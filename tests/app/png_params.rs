@@ -6,7 +6,6 @@ use std::process::Output;
 
 use crate::common::fixture;
 
-
 /// Text chunks of a test PNG: (keyword, text, compressed).
 type Chunks<'a> = Vec<(&'a str, &'a str, bool)>;
 
