@@ -41,10 +41,11 @@ pub enum Figure {
     TaesdDecode,
     Txt2img,
     Txt2imgPreviews,
+    PredictionProbe,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 7] = [
+    pub const ALL: [Figure; 8] = [
         Figure::TextEncode,
         Figure::UnetStep,
         Figure::VaeDecode,
@@ -52,6 +53,7 @@ impl Figure {
         Figure::TaesdDecode,
         Figure::Txt2img,
         Figure::Txt2imgPreviews,
+        Figure::PredictionProbe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Figure {
             Figure::TaesdDecode => "taesd-decode",
             Figure::Txt2img => "txt2img",
             Figure::Txt2imgPreviews => "txt2img-previews",
+            Figure::PredictionProbe => "prediction-probe",
         }
     }
 
@@ -80,6 +83,9 @@ impl Figure {
             Figure::Txt2img => "whole text-to-image: encode, all steps, decode",
             Figure::Txt2imgPreviews => {
                 "the same with TAESD previews, decoded and paced as the app does"
+            }
+            Figure::PredictionProbe => {
+                "AUTOMATIC1111's v-prediction test forward (what loading an SD 2.x file without a YAML adds)"
             }
         }
     }
@@ -225,6 +231,16 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
                 .map_err(tensor("UNet"))
         })?;
         record(Figure::UnetStep, runs);
+    }
+    if wanted(Figure::PredictionProbe) {
+        progress(Figure::PredictionProbe.describe());
+        let cfg = model.unet.config().clone();
+        let runs = time(dev, opts.iters, true, || {
+            crate::engine::model::prediction_probe::predicts_v(&model.unet, &cfg, dev, opts.dtype)
+                .map(|_| ())
+                .map_err(tensor("UNet test forward"))
+        })?;
+        record(Figure::PredictionProbe, runs);
     }
     if wanted(Figure::VaeDecode) {
         progress(Figure::VaeDecode.describe());

@@ -54,7 +54,7 @@ impl RgbImage {
         }
     }
 
-    pub fn crop(&self, r: crate::mask::Rect) -> RgbImage {
+    pub fn crop(&self, r: crate::rect::Rect) -> RgbImage {
         let mut pixels = Vec::with_capacity(r.width * r.height * 3);
         for y in r.y..r.y + r.height {
             let row = (y * self.width + r.x) * 3;

@@ -6,7 +6,6 @@
 //! and `inpaint` run jobs through `denoise::sample` with a `sampler`; `worker` runs them on a
 //! thread for the app; `png_info` writes and reads the parameters PNGs carry.
 
-pub mod checkpoint;
 pub mod denoise;
 pub mod device;
 pub mod error;
@@ -20,6 +19,7 @@ pub mod params;
 pub mod png_info;
 pub mod preview;
 pub mod prompt;
+pub mod rect;
 pub mod rng;
 pub mod sampler;
 pub mod sweep;
@@ -29,5 +29,6 @@ pub mod worker;
 pub use error::{EngineError, Result};
 pub use image::RgbImage;
 pub use job::{Generated, Job, JobKind};
+pub use model::checkpoint;
 pub use model::{LoadOptions, StableDiffusion};
 pub use params::GenerationParams;

@@ -15,14 +15,7 @@ pub struct Mask {
     pub values: Vec<f32>,
 }
 
-/// A pixel rectangle: left, top, width, height.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rect {
-    pub x: usize,
-    pub y: usize,
-    pub width: usize,
-    pub height: usize,
-}
+pub use crate::rect::Rect;
 
 impl Mask {
     pub fn new(width: usize, height: usize, values: Vec<f32>) -> Result<Self> {

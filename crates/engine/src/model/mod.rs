@@ -1,32 +1,17 @@
 //! Loading Stable Diffusion 1.x/2.x models from the layouts users have: diffusers folders and
 //! single-file `.safetensors` / `.ckpt` checkpoints, told apart by their contents.
 
-pub mod attention;
-pub mod blocks;
-pub mod clip;
-pub mod config;
-pub mod conv;
-pub(crate) mod cpu_storage;
-pub mod detect;
-pub mod external_vae;
-pub(crate) mod fast_math;
-pub mod geglu;
-pub mod hash;
-pub mod inspect;
-pub mod keymap;
-pub mod ldm_yaml;
-pub mod linear;
-pub(crate) mod matmul;
-pub mod norm;
-pub mod prediction_probe;
-pub mod taesd;
-pub mod tiling;
-pub mod transformer;
-pub mod unet;
-pub mod vae;
-pub mod vae_fallback;
-pub mod weights;
-pub(crate) mod winograd;
+pub mod checkpoint;
+pub mod kernels;
+pub mod nets;
+
+// The modules by their short names, as the rest of the engine and its users name them.
+pub use checkpoint::{
+    detect, external_vae, hash, inspect, keymap, ldm_yaml, prediction_probe, weights,
+};
+pub use kernels::{attention, conv, geglu, linear, norm, tiling};
+pub(crate) use kernels::{cpu_storage, fast_math, matmul, winograd};
+pub use nets::{blocks, clip, config, taesd, transformer, unet, vae, vae_fallback};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,8 +8,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu_storage::contiguous_f32;
-use super::matmul::Product;
+use crate::model::cpu_storage::contiguous_f32;
+use crate::model::matmul::Product;
 
 #[derive(Debug, Clone)]
 pub struct Linear {

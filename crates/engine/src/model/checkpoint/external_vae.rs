@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
-use super::config::VaeConfig;
-use super::detect::{detect_vae, not_sd_reason, VAE_PREFIX};
-use super::keymap;
-use super::vae::Vae;
-use super::weights::WeightFile;
 use crate::error::{EngineError, Result};
+use crate::model::config::VaeConfig;
+use crate::model::detect::{detect_vae, not_sd_reason, VAE_PREFIX};
+use crate::model::keymap;
+use crate::model::vae::Vae;
+use crate::model::weights::WeightFile;
 
 /// Which VAE a job decodes with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,7 +94,7 @@ pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Vae> {
         } else {
             path.join("vae")
         };
-        return super::load_diffusers_vae(&dir, dtype, device);
+        return crate::model::load_diffusers_vae(&dir, dtype, device);
     }
     let file = Arc::new(WeightFile::open(path)?);
     let bad = |m: String| EngineError::bad_model(path, m);
@@ -113,7 +113,9 @@ pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Vae> {
             let cfg = diffusers_config(&file).map_err(bad)?;
             let legacy = !file.contains("decoder.mid_block.attentions.0.to_q.weight");
             (
-                file.var_builder(dtype, device, move |n| super::diffusers_vae_name(n, legacy)),
+                file.var_builder(dtype, device, move |n| {
+                    crate::model::diffusers_vae_name(n, legacy)
+                }),
                 cfg,
             )
         }

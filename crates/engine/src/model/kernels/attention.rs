@@ -7,9 +7,9 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_storage::contiguous_f32;
-use super::fast_math::{exp_non_positive, with_wide_vectors};
-use super::matmul::Product;
+use crate::model::cpu_storage::contiguous_f32;
+use crate::model::fast_math::{exp_non_positive, with_wide_vectors};
+use crate::model::matmul::Product;
 
 /// Most f32 attention scores held at once: 2²² (16 MiB).
 pub const SCORE_BUDGET: usize = 1 << 22;

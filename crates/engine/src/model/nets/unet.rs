@@ -3,12 +3,12 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Linear};
+use crate::model::linear::{linear, Linear};
 
-use super::blocks::{conv3x3, Downsample, ResnetBlock, Upsample};
-use super::config::UNetConfig;
-use super::norm::{group_norm, GroupNorm};
-use super::transformer::{SpatialTransformer, SpatialTransformerConfig};
+use crate::model::blocks::{conv3x3, Downsample, ResnetBlock, Upsample};
+use crate::model::config::UNetConfig;
+use crate::model::norm::{group_norm, GroupNorm};
+use crate::model::transformer::{SpatialTransformer, SpatialTransformerConfig};
 
 struct TimeEmbedding {
     linear_1: Linear,
@@ -62,13 +62,13 @@ struct UpLevel {
 
 pub struct UNet {
     time: TimeEmbedding,
-    conv_in: super::conv::Conv2d,
+    conv_in: crate::model::conv::Conv2d,
     down: Vec<DownLevel>,
     mid_resnets: [ResnetBlock; 2],
     mid_attention: SpatialTransformer,
     up: Vec<UpLevel>,
     norm_out: GroupNorm,
-    conv_out: super::conv::Conv2d,
+    conv_out: crate::model::conv::Conv2d,
     config: UNetConfig,
 }
 

@@ -3,12 +3,13 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Linear};
+use crate::model::linear::{linear, Linear};
 
-use super::conv::{conv2d, Conv2d, ConvParams};
+use crate::model::conv::{conv2d, Conv2d, ConvParams};
 
-use super::norm::{group_norm, GroupNorm};
-use super::tiling::{Geometry, Plane, TilePass};
+use crate::model::kernels::layout::{Geometry, Plane};
+use crate::model::norm::{group_norm, GroupNorm};
+use crate::model::tiling::TilePass;
 
 pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
     conv2d(

@@ -6,9 +6,9 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::cpu_storage::contiguous_f32;
-use super::fast_math::{self, with_wide_vectors};
-use super::tiling::Plane;
+use crate::model::cpu_storage::contiguous_f32;
+use crate::model::fast_math::{self, with_wide_vectors};
+use crate::model::kernels::layout::Plane;
 
 #[derive(Debug, Clone)]
 pub struct GroupNorm {

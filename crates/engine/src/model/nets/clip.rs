@@ -8,9 +8,9 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, LayerNormConfig, VarBuilder};
 
-use super::linear::{linear, Linear};
+use crate::model::linear::{linear, Linear};
 
-use super::config::{Activation, ClipConfig};
+use crate::model::config::{Activation, ClipConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClipLayout {

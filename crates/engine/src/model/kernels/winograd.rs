@@ -14,8 +14,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::Padding;
-use super::matmul::Product;
+use crate::model::kernels::layout::Padding;
+use crate::model::matmul::Product;
 
 /// Output block side.
 const M: usize = 4;

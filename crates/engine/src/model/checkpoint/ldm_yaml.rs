@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
-use super::config::{UNetConfig, VaeConfig};
+use crate::model::config::{UNetConfig, VaeConfig};
 use crate::sampler::schedule::BetaSchedule;
 use crate::sampler::{Prediction, TrainingSchedule};
 

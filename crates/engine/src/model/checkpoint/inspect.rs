@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::detect::{self, Family};
-use super::weights::{ContainerKind, WeightFile};
-use super::{component_weights, read_json, UNetConfig};
 use crate::error::{EngineError, Result};
+use crate::model::detect::{self, Family};
+use crate::model::weights::{ContainerKind, WeightFile};
+use crate::model::{component_weights, read_json, UNetConfig};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
@@ -62,10 +62,10 @@ pub struct Setting {
 
 /// `inspect_with`, taking `<name>.yaml` beside a single file when there is one.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    inspect_with(path, &super::ConfigChoice::Automatic)
+    inspect_with(path, &crate::model::ConfigChoice::Automatic)
 }
 
-pub fn inspect_with(path: &Path, config: &super::ConfigChoice) -> Result<Inspection> {
+pub fn inspect_with(path: &Path, config: &crate::model::ConfigChoice) -> Result<Inspection> {
     if !path.exists() {
         return Err(EngineError::NotFound {
             path: path.to_path_buf(),
@@ -98,8 +98,8 @@ pub fn inspect_with(path: &Path, config: &super::ConfigChoice) -> Result<Inspect
     };
     match detect::detect(&w) {
         Ok(mut layout) => {
-            if let Some(yaml) = super::chosen_config(path, config) {
-                layout.apply_yaml(super::ldm_yaml::LdmConfig::read(&yaml)?)?;
+            if let Some(yaml) = crate::model::chosen_config(path, config) {
+                layout.apply_yaml(crate::model::ldm_yaml::LdmConfig::read(&yaml)?)?;
                 out.config = Some(yaml);
             }
             out.settings = layout

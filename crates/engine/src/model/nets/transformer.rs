@@ -5,9 +5,9 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
-use super::blocks::conv1x1;
-use super::linear::{linear, linear_no_bias, Linear};
-use super::norm::{group_norm, GroupNorm};
+use crate::model::blocks::conv1x1;
+use crate::model::linear::{linear, linear_no_bias, Linear};
+use crate::model::norm::{group_norm, GroupNorm};
 
 pub struct Attention {
     to_q: Linear,
@@ -38,7 +38,7 @@ impl Attention {
         let q = self.to_q.forward(x)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
-        let y = super::attention::scaled_dot_product_attention(&q, &k, &v, self.heads)?;
+        let y = crate::model::attention::scaled_dot_product_attention(&q, &k, &v, self.heads)?;
         self.to_out.forward(&y)
     }
 }
@@ -60,7 +60,7 @@ impl FeedForward {
     /// GEGLU with the exact (erf) GELU, as diffusers computes it.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.proj_out
-            .forward(&super::geglu::geglu(&self.proj_in.forward(x)?)?)
+            .forward(&crate::model::geglu::geglu(&self.proj_in.forward(x)?)?)
     }
 }
 
@@ -96,7 +96,7 @@ impl BasicTransformerBlock {
 }
 
 enum Projection {
-    Conv(super::conv::Conv2d),
+    Conv(crate::model::conv::Conv2d),
     Linear(Linear),
 }
 

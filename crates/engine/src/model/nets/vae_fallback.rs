@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
 
-use super::vae::Vae;
 use crate::error::Result;
+use crate::model::vae::Vae;
 
 type Loader = Box<dyn Fn(DType) -> Result<Vae> + Send + Sync>;
 

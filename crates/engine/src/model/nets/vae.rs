@@ -3,14 +3,14 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::Linear;
+use crate::model::linear::Linear;
 
-use super::conv::Conv2d;
+use crate::model::conv::Conv2d;
 
-use super::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
-use super::config::VaeConfig;
-use super::norm::{group_norm, GroupNorm};
-use super::tiling::{Plane, TilePass, Tiling};
+use crate::model::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
+use crate::model::config::VaeConfig;
+use crate::model::norm::{group_norm, GroupNorm};
+use crate::model::tiling::{Plane, TilePass, Tiling};
 
 /// Single-head self-attention over the pixels of the VAE's mid block.
 struct MidAttention {
@@ -44,7 +44,7 @@ impl MidAttention {
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
         let v = self.v.forward(&tokens)?;
-        let y = super::attention::scaled_dot_product_attention(&q, &k, &v, 1)?;
+        let y = crate::model::attention::scaled_dot_product_attention(&q, &k, &v, 1)?;
         let y = self
             .out
             .forward(&y)?

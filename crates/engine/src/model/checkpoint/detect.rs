@@ -2,9 +2,9 @@
 //! VAE and text encoder configs, the SD family, and what it is when it is not a Stable
 //! Diffusion 1.x/2.x checkpoint at all.
 
-use super::clip::ClipLayout;
-use super::config::{Activation, ClipConfig, UNetConfig, VaeConfig};
-use super::weights::WeightFile;
+use crate::model::clip::ClipLayout;
+use crate::model::config::{Activation, ClipConfig, UNetConfig, VaeConfig};
+use crate::model::weights::WeightFile;
 
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 pub const VAE_PREFIX: &str = "first_stage_model.";
@@ -49,7 +49,7 @@ pub struct SingleFileLayout {
     pub text_layer_source: Source,
     pub schedule: crate::sampler::TrainingSchedule,
     /// The LDM config YAML applied, if any.
-    pub yaml: Option<super::ldm_yaml::LdmConfig>,
+    pub yaml: Option<crate::model::ldm_yaml::LdmConfig>,
 }
 
 /// What decided a setting of a single-file model, for `models inspect` and the PNG record.
@@ -110,9 +110,9 @@ impl SingleFileLayout {
     /// with the weights where both speak.
     pub fn apply_yaml(
         &mut self,
-        yaml: super::ldm_yaml::LdmConfig,
-    ) -> Result<(), super::ldm_yaml::YamlError> {
-        use super::ldm_yaml::{TextEncoderKind, TextLayer, YamlError};
+        yaml: crate::model::ldm_yaml::LdmConfig,
+    ) -> Result<(), crate::model::ldm_yaml::YamlError> {
+        use crate::model::ldm_yaml::{TextEncoderKind, TextLayer, YamlError};
         yaml.apply_to_unet(&mut self.unet)?;
         if let Some(vae) = self.vae.as_mut() {
             yaml.apply_to_vae(vae)?;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::{conv2d, conv2d_no_bias, Conv2d, ConvParams};
+use crate::model::conv::{conv2d, conv2d_no_bias, Conv2d, ConvParams};
 use serde::Deserialize;
 
-use super::weights::WeightFile;
 use crate::error::{EngineError, Result as EngineResult};
+use crate::model::weights::WeightFile;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TaesdConfig {
@@ -208,10 +208,10 @@ impl Taesd {
     /// Opens a diffusers `AutoencoderTiny` folder (or a lone weights file with the default config).
     pub fn open(path: &Path, device: &Device) -> EngineResult<Self> {
         let (cfg, weights) = if path.is_dir() {
-            let cfg_text = super::read_json(&path.join("config.json"))?;
+            let cfg_text = crate::model::read_json(&path.join("config.json"))?;
             let cfg: TaesdConfig = serde_json::from_str(&cfg_text)
                 .map_err(|e| EngineError::bad_model(path, format!("config.json: {e}")))?;
-            (cfg, super::component_weights(path)?)
+            (cfg, crate::model::component_weights(path)?)
         } else {
             let cfg: TaesdConfig = serde_json::from_str("{}")
                 .map_err(|e| EngineError::bad_model(path, e.to_string()))?;

@@ -5,8 +5,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_storage::contiguous_f32;
-use super::fast_math::{gelu_erf, with_wide_vectors};
+use crate::model::cpu_storage::contiguous_f32;
+use crate::model::fast_math::{gelu_erf, with_wide_vectors};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;

@@ -2,7 +2,7 @@
 //! diffusers names our model code asks for. Mapping names one by one lets a single file be
 //! read lazily, without building a renamed copy of the whole state dict.
 
-use super::config::UNetConfig;
+use crate::model::config::UNetConfig;
 
 /// Splits `prefix.N.rest` into `(N, rest)`.
 fn index_after<'a>(name: &'a str, prefix: &str) -> Option<(usize, &'a str)> {

@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::config::UNetConfig;
-use super::unet::UNet;
+use crate::model::config::UNetConfig;
+use crate::model::unet::UNet;
 
 /// The constant the test latent and text embedding are filled with.
 const TEST_VALUE: f32 = 0.5;

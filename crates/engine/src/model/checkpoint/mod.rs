@@ -1,8 +1,19 @@
-//! PyTorch zip checkpoints (`.ckpt`, `.pt`, `.pth`, `.bin`), memory-mapped and read without
-//! executing anything: the archive's central directory (`zip`), its `data.pkl` (`pickle`), and
-//! the tensors it names as byte ranges of the mapped file.
+//! Model files: what a checkpoint holds and how it is configured. Here, PyTorch zip checkpoints
+//! (`.ckpt`, `.pt`, `.pth`, `.bin`), memory-mapped and read without executing anything: the
+//! archive's central directory (`zip`), its `data.pkl` (`pickle`), and the tensors it names as
+//! byte ranges of the mapped file. Beside them: both containers behind one interface
+//! (`weights`), what a single file is (`detect`, `ldm_yaml`, `prediction_probe`), tensor names
+//! (`keymap`), external VAEs, hashes and `models inspect`.
 
+pub mod detect;
+pub mod external_vae;
+pub mod hash;
+pub mod inspect;
+pub mod keymap;
+pub mod ldm_yaml;
 pub mod pickle;
+pub mod prediction_probe;
+pub mod weights;
 pub mod zip;
 
 use std::collections::HashMap;

@@ -11,10 +11,11 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::cpu_storage::contiguous_f32;
-use super::matmul::Product;
-use super::tiling::Geometry;
-use super::winograd::{self, Conv3x3};
+use super::layout::Geometry;
+pub use super::layout::Padding;
+use crate::model::cpu_storage::contiguous_f32;
+use crate::model::matmul::Product;
+use crate::model::winograd::{self, Conv3x3};
 
 /// Most f32 values in one im2col band (4 MiB): small enough to be read back from cache by the
 /// product. 16 MiB bands made TAESD's 64-channel convolutions 1.4× slower; 1 MiB ones starve
@@ -69,26 +70,6 @@ pub fn conv2d_no_bias(
         bias: None,
         params,
     })
-}
-
-/// Zero padding on each side of an input, in cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Padding {
-    pub top: usize,
-    pub bottom: usize,
-    pub left: usize,
-    pub right: usize,
-}
-
-impl Padding {
-    pub(crate) fn uniform(p: usize) -> Self {
-        Self {
-            top: p,
-            bottom: p,
-            left: p,
-            right: p,
-        }
-    }
 }
 
 impl Conv2d {
