@@ -442,6 +442,7 @@ fn contradictory_or_hostile_yaml_is_a_clear_error() {
             "cond_stage_config.target",
         ),
         ("model: [".repeat(10_000), "(file)"),
+        ("a".repeat(2 << 20), "more than"),
         ("\u{0}\u{1}binary".to_string(), "(file)"),
     ];
     for (yaml, key) in cases {
@@ -468,4 +469,25 @@ fn contradictory_or_hostile_yaml_is_a_clear_error() {
         assert!(!stderr.contains("panicked"));
         assert!(!out.exists());
     }
+    // A device is not a config (and would never end).
+    let o = cli(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "a",
+        "--steps",
+        "1",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--config",
+        "/dev/zero",
+        "--out",
+        dir.join("out.png").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
 }

@@ -211,6 +211,14 @@ impl<'a> Node<'a> {
     }
 }
 
+/// A value quoted in an error: at most 40 characters of it.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{:?}…", &s[..i]),
+        None => format!("{s:?}"),
+    }
+}
+
 fn show(v: &Value) -> String {
     let s = serde_norway::to_string(v).unwrap_or_default();
     let s = s.trim();
@@ -232,16 +240,24 @@ impl LdmConfig {
             key: "(file)".into(),
             message,
         };
-        let size = std::fs::metadata(path)
-            .map_err(|e| top_err(format!("cannot read: {e}")))?
-            .len();
-        if size > MAX_CONFIG_BYTES {
+        use std::io::Read;
+        // Only regular files: opening a pipe would wait for a writer, a device never ends.
+        let meta = std::fs::metadata(path).map_err(|e| top_err(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(top_err("not a regular file".into()));
+        }
+        // Read at most one byte past the limit, whatever the size said.
+        let file = std::fs::File::open(path).map_err(|e| top_err(format!("cannot read: {e}")))?;
+        let mut bytes = vec![];
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| top_err(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
             return Err(top_err(format!(
-                "{size} bytes; an LDM config is at most {MAX_CONFIG_BYTES}"
+                "more than {MAX_CONFIG_BYTES} bytes; an LDM config is a few kilobytes"
             )));
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| top_err(format!("cannot read: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| top_err("not UTF-8 text".into()))?;
         Self::parse(path, &text)
     }
 
@@ -261,7 +277,8 @@ impl LdmConfig {
         let target_name = target.str()?;
         if !MODEL_TARGETS.contains(&target_name) {
             return Err(target.err(format!(
-                "{target_name} is not a Stable Diffusion 1.x/2.x model class (SDXL, depth, unCLIP and upscaler configs are not supported)"
+                "{} is not a Stable Diffusion 1.x/2.x model class (SDXL, depth, unCLIP and upscaler configs are not supported)",
+                clip(target_name)
             )));
         }
         let params = model.req("params")?;
@@ -275,7 +292,7 @@ impl LdmConfig {
             Some(n) => match n.str()? {
                 "eps" => Prediction::Epsilon,
                 "v" => Prediction::V,
-                other => return Err(n.err(format!("{other:?} is not eps or v"))),
+                other => return Err(n.err(format!("{} is not eps or v", clip(other)))),
             },
         };
         let mut schedule = TrainingSchedule::default();
@@ -303,7 +320,7 @@ impl LdmConfig {
         if let Some(n) = params.child("beta_schedule") {
             schedule.beta_schedule = match n.str()? {
                 "linear" => BetaSchedule::ScaledLinear, // LDM's "linear" is linear in √β
-                other => return Err(n.err(format!("unsupported beta schedule {other:?}"))),
+                other => return Err(n.err(format!("unsupported beta schedule {}", clip(other)))),
             };
         }
         let scale_factor = match params.child("scale_factor") {
@@ -595,7 +612,8 @@ fn read_text(c: &Node) -> Result<(TextEncoderKind, TextLayer), YamlError> {
         "FrozenOpenCLIPEmbedder" => TextEncoderKind::OpenClip,
         other => {
             return Err(target.err(format!(
-                "{other} is not the text encoder of SD 1.x (FrozenCLIPEmbedder) or 2.x (FrozenOpenCLIPEmbedder)"
+                "{} is not the text encoder of SD 1.x (FrozenCLIPEmbedder) or 2.x (FrozenOpenCLIPEmbedder)",
+                clip(other)
             )))
         }
     };
@@ -608,7 +626,7 @@ fn read_text(c: &Node) -> Result<(TextEncoderKind, TextLayer), YamlError> {
         Some(n) => match n.str()? {
             "last" => TextLayer::Last,
             "penultimate" => TextLayer::Penultimate,
-            other => return Err(n.err(format!("{other:?} is not last or penultimate"))),
+            other => return Err(n.err(format!("{} is not last or penultimate", clip(other)))),
         },
     };
     Ok((kind, layer))

@@ -39,6 +39,9 @@ pub enum CheckpointError {
     BadTensor { name: String, what: String },
 }
 
+/// The most bytes one tensor may take once read (the largest SD weight is a few hundred MB).
+pub const MAX_TENSOR_BYTES: usize = 16 << 30;
+
 /// Where one tensor's elements lie in the file.
 #[derive(Debug, Clone)]
 pub struct TensorLocation {
@@ -171,6 +174,15 @@ impl TensorLocation {
         let size = self.dtype.size_in_bytes();
         let storage = &bytes[self.storage.clone()];
         let numel: usize = self.shape.iter().product();
+        // A strided view (an expanded scalar) can claim any number of elements; materialising
+        // more than this is never a weight.
+        if numel.checked_mul(size).is_none_or(|b| b > MAX_TENSOR_BYTES) {
+            candle_core::bail!(
+                "a {:?} tensor of {:?} elements is larger than {MAX_TENSOR_BYTES} bytes",
+                self.dtype,
+                self.shape
+            );
+        }
         if numel == 0 {
             return Tensor::zeros(self.shape.as_slice(), self.dtype, device);
         }
@@ -203,5 +215,27 @@ impl TensorLocation {
             }
         }
         Tensor::from_raw_buffer(&out, self.dtype, &self.shape, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-element storage viewed as 2⁴⁰ elements (stride 0, as `expand` saves it): the index
+    /// reads, and loading refuses instead of gathering forever.
+    #[test]
+    fn an_expanded_scalar_of_absurd_size_is_refused_at_load() {
+        let mut pkl = b"\x80\x02}(X\x01\0\0\0wctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+        pkl.extend(b"(X\x07\0\0\0storagectorch\nFloatStorage\nX\x01\0\0\x000X\x03\0\0\0cpuK\x01tQ");
+        pkl.extend(b"K\0\x8a\x06\0\0\0\0\x00\x01\x85K\0\x85\x89)tRu.");
+        let bytes = zip::tests::write_stored(
+            &[("a/data.pkl", &pkl), ("a/data/0", &1f32.to_le_bytes())],
+            false,
+        );
+        let ckpt = TorchCheckpoint::read(&bytes).unwrap();
+        let w = &ckpt.tensors["w"];
+        assert_eq!(w.shape, vec![1 << 40]);
+        assert!(w.load(&bytes, &Device::Cpu).is_err());
     }
 }

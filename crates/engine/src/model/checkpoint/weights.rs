@@ -122,10 +122,14 @@ impl WeightFile {
         self.index
             .iter()
             .filter(|(name, _)| wanted(name))
+            // Saturating: a strided view (an expanded scalar) may claim more elements than
+            // any file holds.
             .map(|(_, (shape, dtype))| {
-                (shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64
+                shape.iter().fold(dtype.size_in_bytes() as u64, |a, &n| {
+                    a.saturating_mul(n as u64)
+                })
             })
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// The dtype most of the floating-point weights are stored in.
