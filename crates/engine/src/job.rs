@@ -162,8 +162,11 @@ impl StableDiffusion {
         job: &Job,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>> {
-        let record = ImageRecord::for_job(job, &self.info)?;
-        let images = self.run_images(job, on_step, true)?;
+        let sampler = job.validate()?;
+        let canvas = job.kind.canvas_and_mask()?;
+        let mask = canvas.as_ref().map(|(_, m)| m.as_ref());
+        let record = ImageRecord::for_job_with_mask(job, &self.info, mask);
+        let images = self.run_images(job, sampler, canvas.as_ref(), on_step, true)?;
         Ok(images
             .into_iter()
             .enumerate()
@@ -182,35 +185,31 @@ impl StableDiffusion {
         job: &Job,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<RgbImage>> {
-        self.run_images(job, on_step, false)
+        let sampler = job.validate()?;
+        let canvas = job.kind.canvas_and_mask()?;
+        self.run_images(job, sampler, canvas.as_ref(), on_step, false)
     }
 
+    /// Runs a job `validate` accepted (it gave `sampler`); `canvas` is the image and mask
+    /// inpainting kinds work on.
     fn run_images(
         &self,
         job: &Job,
+        sampler: SamplerKind,
+        canvas: Option<&(Arc<RgbImage>, Arc<Mask>)>,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
         paste: bool,
     ) -> Result<Vec<RgbImage>> {
-        let sampler = job.validate()?;
         let (params, batch) = (&job.params, job.batch);
-        match &job.kind {
-            JobKind::Txt2Img => self.txt2img(params, sampler, batch, on_step),
-            JobKind::Img2Img { init } => self.img2img(params, sampler, init, batch, on_step),
-            JobKind::Inpaint {
-                image,
-                mask,
-                options,
-            } => self.inpaint(params, sampler, image, mask, options, batch, on_step, paste),
-            JobKind::Outpaint {
-                image,
-                margins,
-                options,
-            } => {
-                let (canvas, mask) = canvas::extend(image, *margins)?;
-                self.inpaint(
-                    params, sampler, &canvas, &mask, options, batch, on_step, paste,
-                )
+        match (&job.kind, canvas, job.kind.inpaint_options()) {
+            (JobKind::Txt2Img, ..) => self.txt2img(params, sampler, batch, on_step),
+            (JobKind::Img2Img { init }, ..) => self.img2img(params, sampler, init, batch, on_step),
+            (_, Some((image, mask)), Some(options)) => {
+                self.inpaint(params, sampler, image, mask, options, batch, on_step, paste)
             }
+            _ => Err(EngineError::InvalidParams(
+                "an inpainting job without its image and mask".into(),
+            )),
         }
     }
 }

@@ -627,7 +627,7 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         vae,
         text,
         info,
-        layout.schedule.clone(),
+        layout.schedule(),
         vae_fallback,
         device.clone(),
     ))

@@ -17,7 +17,7 @@ pub use chunks::{read_text_chunks, TextChunk};
 
 use crate::image::RgbImage;
 use crate::inpaint::{InpaintArea, InpaintOptions};
-use crate::job::{Job, JobKind};
+use crate::job::Job;
 use crate::mask::Mask;
 use crate::model::ModelInfo;
 use crate::params::GenerationParams;
@@ -136,15 +136,22 @@ impl ImageRecord {
     /// (`with_params` gives each other image's): the one place that decides it, for the CLI,
     /// the worker and the app's Save alike.
     pub fn for_job(job: &Job, model: &ModelInfo) -> crate::Result<Self> {
-        let inpaint = match &job.kind {
-            JobKind::Inpaint { .. } | JobKind::Outpaint { .. } => {
-                let options = job.kind.inpaint_options().copied().unwrap_or_default();
-                let mask = job.kind.canvas_and_mask()?.map(|(_, m)| mask_sha256(&m));
-                Some(InpaintRecord::new(&options, mask))
-            }
-            _ => None,
-        };
-        Ok(Self {
+        let canvas = job.kind.canvas_and_mask()?;
+        Ok(Self::for_job_with_mask(
+            job,
+            model,
+            canvas.as_ref().map(|(_, m)| m.as_ref()),
+        ))
+    }
+
+    /// `for_job` with the mask inpainting works on already made (outpainting's is built from
+    /// the margins; `StableDiffusion::run` builds it once for the record and the job).
+    pub fn for_job_with_mask(job: &Job, model: &ModelInfo, mask: Option<&Mask>) -> Self {
+        let inpaint = job
+            .kind
+            .inpaint_options()
+            .map(|options| InpaintRecord::new(options, mask.map(mask_sha256)));
+        Self {
             version: VERSION.into(),
             kind: job.kind.name().into(),
             params: job.image_params(0),
@@ -162,7 +169,7 @@ impl ImageRecord {
             }),
             source_image_sha256: job.kind.source_image().map(image_sha256),
             sweep: None,
-        })
+        }
     }
 
     /// The same record for another image of the job (another seed) or a grid cell.

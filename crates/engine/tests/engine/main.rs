@@ -1,6 +1,7 @@
 //! The engine's tests in one binary (it links once): references against diffusers, prompt
 //! encoding, batches, tiling, half precision, RePaint's statistics and the worker thread.
 
+#[path = "../../../../tests/support/fixtures.rs"]
 mod common;
 
 mod batch;

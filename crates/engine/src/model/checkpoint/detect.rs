@@ -45,9 +45,6 @@ pub struct SingleFileLayout {
     pub global_step: Option<i64>,
     /// Text encoder layers the file holds (SD 2.x files keep one more than they use).
     pub text_layers_held: usize,
-    pub heads_source: Source,
-    pub text_layer_source: Source,
-    pub schedule: crate::sampler::TrainingSchedule,
     /// The LDM config YAML applied, if any.
     pub yaml: Option<crate::model::ldm_yaml::LdmConfig>,
 }
@@ -146,16 +143,49 @@ impl SingleFileLayout {
                 });
             }
             self.clip.num_layers = wanted;
-            self.text_layer_source = Source::Yaml;
         }
-        self.heads_source = Source::Yaml;
-        self.schedule = yaml.schedule.clone();
         self.yaml = Some(yaml);
         Ok(())
     }
 
+    /// The training schedule: the YAML's, else SD 1.x/2.x's.
+    pub fn schedule(&self) -> crate::sampler::TrainingSchedule {
+        self.yaml
+            .as_ref()
+            .map(|y| y.schedule.clone())
+            .unwrap_or_default()
+    }
+
+    /// What decided the attention heads: the YAML, or the rule the widths follow.
+    fn heads_source(&self) -> Source {
+        if self.yaml.is_some() {
+            return Source::Yaml;
+        }
+        let u = &self.unet;
+        let sd2 = u
+            .heads
+            .iter()
+            .zip(&u.block_out_channels)
+            .all(|(h, c)| c / h == 64);
+        Source::Rule(if sd2 {
+            "64-wide heads (SD 2.x)"
+        } else {
+            "8 heads per level (SD 1.x, and diffusers' default)"
+        })
+    }
+
+    /// What decided the text encoder's layer: the YAML's `layer`, or the family's rule.
+    fn text_layer_source(&self) -> Source {
+        match (&self.yaml, self.clip_layout) {
+            (Some(y), _) if y.text.is_some() => Source::Yaml,
+            (_, ClipLayout::HuggingFace) => Source::Rule("SD 1.x: the last layer"),
+            (_, ClipLayout::OpenClip) => Source::Rule("SD 2.x: the penultimate layer"),
+        }
+    }
+
     /// Each setting the weights cannot tell, its value and what decided it.
     pub fn decisions(&self) -> Vec<(&'static str, String, Source)> {
+        let schedule = self.schedule();
         let yaml_or_rule = |rule| {
             if self.yaml.is_some() {
                 Source::Yaml
@@ -179,13 +209,13 @@ impl SingleFileLayout {
             (
                 "attention heads per level",
                 format!("{:?}", self.unet.heads),
-                self.heads_source.clone(),
+                self.heads_source(),
             ),
             ("prediction", prediction.0, prediction.1),
             (
                 "text encoder layers used",
                 format!("{} of {}", self.clip.num_layers, self.text_layers_held),
-                self.text_layer_source.clone(),
+                self.text_layer_source(),
             ),
             (
                 "latent scale",
@@ -199,9 +229,7 @@ impl SingleFileLayout {
                 "training schedule",
                 format!(
                     "{} steps, betas {}–{}",
-                    self.schedule.num_train_timesteps,
-                    self.schedule.beta_start,
-                    self.schedule.beta_end
+                    schedule.num_train_timesteps, schedule.beta_start, schedule.beta_end
                 ),
                 yaml_or_rule("SD 1.x/2.x: 1000 steps, 0.00085–0.012"),
             ),
@@ -256,27 +284,8 @@ pub fn detect(w: &WeightFile) -> Result<SingleFileLayout, String> {
         ClipLayout::HuggingFace => clip.num_layers,
         ClipLayout::OpenClip => clip.num_layers + 1,
     };
-    let heads_source = Source::Rule(
-        if unet
-            .heads
-            .iter()
-            .zip(&unet.block_out_channels)
-            .all(|(h, c)| c / h == 64)
-        {
-            "64-wide heads (SD 2.x)"
-        } else {
-            "8 heads per level (SD 1.x, and diffusers' default)"
-        },
-    );
-    let text_layer_source = Source::Rule(match clip_layout {
-        ClipLayout::HuggingFace => "SD 1.x: the last layer",
-        ClipLayout::OpenClip => "SD 2.x: the penultimate layer",
-    });
     Ok(SingleFileLayout {
         text_layers_held,
-        heads_source,
-        text_layer_source,
-        schedule: crate::sampler::TrainingSchedule::default(),
         yaml: None,
         family,
         unet,

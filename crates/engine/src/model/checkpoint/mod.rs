@@ -159,14 +159,7 @@ fn locate(
 
 impl TensorLocation {
     pub fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
-        for (&n, &s) in self.shape.iter().zip(&self.stride).rev() {
-            if n != 1 && s != expected {
-                return false;
-            }
-            expected *= n;
-        }
-        true
+        pickle::is_row_major(&self.shape, &self.stride)
     }
 
     /// The tensor, copied out of the mapped file (`bytes` is the whole file).

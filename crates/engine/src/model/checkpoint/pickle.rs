@@ -90,15 +90,20 @@ impl TensorRef {
     }
 
     pub fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
-        for (&n, &s) in self.shape.iter().zip(&self.stride).rev() {
-            if n != 1 && s != expected {
-                return false;
-            }
-            expected *= n;
-        }
-        true
+        is_row_major(&self.shape, &self.stride)
     }
+}
+
+/// Whether `stride` is the row-major layout of `shape` (dimensions of size 1 take any stride).
+pub fn is_row_major(shape: &[usize], stride: &[usize]) -> bool {
+    let mut expected = 1;
+    for (&n, &s) in shape.iter().zip(stride).rev() {
+        if n != 1 && s != expected {
+            return false;
+        }
+        expected *= n;
+    }
+    true
 }
 
 /// A sequence with its nesting depth and the cost of its items kept up to date, so neither

@@ -1,3 +1,6 @@
+//! Helpers both crates' tests share (each includes this file with `#[path]`): fixture paths,
+//! reference tensors, differences, PNGs as tensors, temporary folders.
+
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -5,11 +8,13 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 
+/// A file of the workspace's `tests/fixtures`, from whichever crate's tests ask.
 pub fn fixture(name: &str) -> PathBuf {
-    // The fixtures are the workspace's, two folders up from this crate.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
+    let mut root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !root.join("tests/fixtures").is_dir() {
+        assert!(root.pop(), "no tests/fixtures above the crate");
+    }
+    root.join("tests/fixtures").join(name)
 }
 
 pub fn reference() -> HashMap<String, Tensor> {
