@@ -166,7 +166,7 @@ fn median(runs: &[f64]) -> f64 {
 
 /// Builds the model and runs every requested figure; `progress` hears what runs next.
 pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report> {
-    if opts.size == 0 || opts.size % 8 != 0 {
+    if opts.size == 0 || !opts.size.is_multiple_of(8) {
         return Err(EngineError::InvalidParams(format!(
             "size {} is not a positive multiple of 8",
             opts.size

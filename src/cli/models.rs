@@ -66,7 +66,9 @@ pub enum ModelsCommand {
 
 fn settings_path() -> anyhow::Result<PathBuf> {
     LibrarySettings::default_path().ok_or_else(|| {
-        anyhow::anyhow!("no config folder on this system: set PENTIMENTO_CONFIG_DIR")
+        anyhow::anyhow!(
+            "no config folder on this system: set PENTIMENTO_CONFIG_DIR or PENTIMENTO_DATA_DIR"
+        )
     })
 }
 
@@ -163,9 +165,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::AddFolder { folder } => {
             let path = settings_path()?;
-            let mut settings = LibrarySettings::load(&path)?;
-            if settings.add(&folder)? {
-                settings.save(&path)?;
+            if LibrarySettings::update(&path, |s| s.add(&folder))? {
                 eprintln!("added {} ({})", folder.display(), path.display());
             } else {
                 eprintln!("{} is already in the library", folder.display());
@@ -174,11 +174,9 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::RemoveFolder { folder } => {
             let path = settings_path()?;
-            let mut settings = LibrarySettings::load(&path)?;
-            if !settings.remove(&folder) {
+            if !LibrarySettings::update(&path, |s| Ok(s.remove(&folder)))? {
                 anyhow::bail!("{} is not in the library", folder.display());
             }
-            settings.save(&path)?;
             Ok(())
         }
         ModelsCommand::Known => {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::app_dirs;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LibrarySettings {
     pub folders: Vec<PathBuf>,
@@ -27,14 +29,9 @@ pub enum SettingsError {
 }
 
 impl LibrarySettings {
-    /// `$PENTIMENTO_CONFIG_DIR/library.json`, else the platform's config folder
-    /// (`~/.config/pentimento/library.json` on Linux).
+    /// `library.json` in the config folder ([`app_dirs::config_dir`]).
     pub fn default_path() -> Option<PathBuf> {
-        let base = match std::env::var_os("PENTIMENTO_CONFIG_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => dirs::config_dir()?.join("pentimento"),
-        };
-        Some(base.join("library.json"))
+        Some(app_dirs::config_dir()?.join("library.json"))
     }
 
     /// The saved settings; none saved yet is an empty library, a damaged file an error (so
@@ -53,6 +50,7 @@ impl LibrarySettings {
         }
     }
 
+    /// Writes the settings atomically (a kill or a full disk leaves the previous list).
     pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
         let io = |source| SettingsError::Io {
             path: path.into(),
@@ -61,10 +59,37 @@ impl LibrarySettings {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let text = serde_json::to_string_pretty(self)
+            .map_err(std::io::Error::other)
+            .map_err(io)?;
+        pentimento_engine::atomic_file::write(path, text.as_bytes()).map_err(io)
+    }
+
+    /// Loads, changes and saves the settings at `path` holding a lock on `library.json.lock`, so
+    /// concurrent writers (two CLI runs, the app and the CLI) never lose each other's changes.
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Self) -> Result<T, SettingsError>,
+    ) -> Result<T, SettingsError> {
+        let io = |source| SettingsError::Io {
+            path: path.into(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("json.lock"))
+            .map_err(io)?;
+        // Released when `lock` is dropped, also if this process dies.
+        lock.lock().map_err(io)?;
+        let mut settings = Self::load(path)?;
+        let out = change(&mut settings)?;
+        settings.save(path)?;
+        Ok(out)
     }
 
     /// Adds a folder (absolute, once). Returns false when it was already there.

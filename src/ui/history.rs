@@ -84,11 +84,7 @@ impl History {
     /// The user's history folder: `$PENTIMENTO_DATA_DIR/history`, else the platform's data
     /// folder (`~/.local/share/pentimento/history` on Linux).
     pub fn default_dir() -> Option<PathBuf> {
-        let base = match std::env::var_os("PENTIMENTO_DATA_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => dirs::data_dir()?.join("pentimento"),
-        };
-        Some(base.join("history"))
+        Some(crate::library::app_dirs::data_dir()?.join("history"))
     }
 
     pub fn dir(&self) -> Option<&Path> {

@@ -172,30 +172,30 @@ impl PentimentoApp {
     }
 
     pub fn open_image(&mut self, path: &Path) {
-        match image::open(path) {
-            Ok(img) => {
-                let rgb = img.to_rgb8();
-                let (w, h) = rgb.dimensions();
-                match RgbImage::new(w as usize, h as usize, rgb.into_raw()) {
-                    Ok(image) => {
-                        self.doc.discard();
-                        // An opened PNG keeps the record it carries, for Save.
-                        let record = std::fs::read(path)
-                            .ok()
-                            .and_then(|b| crate::png_info::parse_png(&b))
-                            .and_then(|info| info.record);
-                        self.doc.replace_image(&image, record);
-                        self.canvas.fit_pending = true;
-                        self.status = format!("opened {} ({w}×{h})", path.display());
-                        // A PNG that carries parameters fills the panel.
-                        if self.fill_params_from(path) {
-                            self.status.push_str(", parameters filled in");
-                        }
-                    }
-                    Err(e) => self.status = e.to_string(),
-                }
+        let image = match crate::engine::image::read_image_file(path) {
+            Ok(image) => image,
+            Err(e) => {
+                self.status = e.to_string();
+                return;
             }
-            Err(e) => self.status = format!("{}: cannot open: {e}", path.display()),
+        };
+        self.doc.discard();
+        // An opened PNG keeps the record it carries, for Save.
+        let record = std::fs::read(path)
+            .ok()
+            .and_then(|b| crate::png_info::parse_png(&b))
+            .and_then(|info| info.record);
+        self.doc.replace_image(&image, record);
+        self.canvas.fit_pending = true;
+        self.status = format!(
+            "opened {} ({}×{})",
+            path.display(),
+            image.width,
+            image.height
+        );
+        // A PNG that carries parameters fills the panel.
+        if self.fill_params_from(path) {
+            self.status.push_str(", parameters filled in");
         }
     }
 

@@ -122,10 +122,7 @@ impl ModelPicker {
             self.message = "no config folder on this system".into();
             return;
         };
-        let result = LibrarySettings::load(&path).and_then(|mut s| {
-            s.add(&folder)?;
-            s.save(&path)
-        });
+        let result = LibrarySettings::update(&path, |s| s.add(&folder).map(|_| ()));
         self.message = match result {
             Ok(()) => format!("added {}", folder.display()),
             Err(e) => e.to_string(),

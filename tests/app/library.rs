@@ -158,3 +158,74 @@ fn a_missing_folder_is_an_error_and_a_damaged_settings_file_is_kept() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("fix or delete"));
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{ broken");
 }
+
+#[test]
+fn concurrent_add_folder_runs_keep_every_folder() {
+    let env = Env::new("concurrent");
+    let folders: Vec<PathBuf> = (0..8)
+        .map(|i| {
+            let f = env.root.join(format!("models-{i}"));
+            std::fs::create_dir_all(&f).unwrap();
+            f
+        })
+        .collect();
+    let children: Vec<_> = folders
+        .iter()
+        .map(|f| {
+            Command::new(env!("CARGO_BIN_EXE_pentimento"))
+                .args(["models", "add-folder"])
+                .arg(f)
+                .env("PENTIMENTO_CONFIG_DIR", env.root.join("config"))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let saved =
+        pentimento::library::settings::LibrarySettings::load(&env.root.join("config/library.json"))
+            .unwrap();
+    for f in &folders {
+        let f = std::fs::canonicalize(f).unwrap();
+        assert!(saved.folders.contains(&f), "{f:?} lost: {saved:?}");
+    }
+    assert_eq!(saved.folders.len(), 8);
+    let leftovers: Vec<_> = std::fs::read_dir(env.root.join("config"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_data_folder_alone_keeps_the_settings_too() {
+    let env = Env::new("data-dir");
+    let models = env.root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let home = env.root.join("home");
+    let out = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(["models", "add-folder"])
+        .arg(&models)
+        .env_remove("PENTIMENTO_CONFIG_DIR")
+        .env("PENTIMENTO_DATA_DIR", env.root.join("data"))
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.root.join("data/library.json").is_file());
+    assert!(!home.exists(), "nothing written outside the data folder");
+}

@@ -10,6 +10,7 @@ mod cli;
 mod extra_cases;
 mod grid;
 mod gui;
+mod hostile;
 mod hub;
 mod inpaint;
 mod library;

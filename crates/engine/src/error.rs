@@ -10,6 +10,9 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     BadModel { path: PathBuf, message: String },
 
+    #[error("{path}: not a readable image: {message}")]
+    BadImage { path: PathBuf, message: String },
+
     #[error("{path}: cannot read: {source}")]
     Io {
         path: PathBuf,
@@ -31,6 +34,13 @@ pub enum EngineError {
 
     #[error("cancelled")]
     Cancelled,
+
+    /// NaN or infinite values appeared: the job stops rather than save a black image.
+    #[error("{stage} produced NaN or infinite values ({hint})")]
+    NonFinite {
+        stage: &'static str,
+        hint: &'static str,
+    },
 
     #[error("{context}: {source}")]
     Tensor {
@@ -63,4 +73,17 @@ impl EngineError {
             message: message.into(),
         }
     }
+}
+
+/// Stops a job at `stage` when `t` holds NaN or infinite values.
+pub fn ensure_finite(
+    t: &candle_core::Tensor,
+    stage: &'static str,
+    hint: &'static str,
+) -> Result<()> {
+    let bad = crate::model::nets::vae_fallback::has_non_finite(t).context(stage)?;
+    if bad {
+        return Err(EngineError::NonFinite { stage, hint });
+    }
+    Ok(())
 }

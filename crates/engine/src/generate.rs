@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use candle_core::{DType, Tensor};
 
 use super::denoise::{GuidedUNet, StepInfo};
-use super::error::{EngineError, Result, TensorContext};
+use super::error::{ensure_finite, EngineError, Result, TensorContext};
 use super::image::RgbImage;
 use super::inpaint::repaint::{repaint, KnownRegion, Resampling};
 use super::model::vae::{LatentDistribution, Vae};
@@ -34,7 +34,13 @@ impl StableDiffusion {
         } else {
             cond
         };
-        context.to_dtype(self.dtype).context("prompt embeddings")
+        let context = context.to_dtype(self.dtype).context("prompt embeddings")?;
+        ensure_finite(
+            &context,
+            "the text encoder",
+            "its weights hold NaN or infinite values, or the prompt's emphasis is extreme",
+        )?;
+        Ok(context)
     }
 
     fn equal_lengths(&self, a: Tensor, b: Tensor, clip_skip: usize) -> Result<(Tensor, Tensor)> {
@@ -164,6 +170,11 @@ impl StableDiffusion {
         )
         .context("sampling")?
         .ok_or(EngineError::Cancelled)?;
+        ensure_finite(
+            &latents,
+            "sampling",
+            "the UNet's weights hold NaN or infinite values, or the CFG scale is extreme",
+        )?;
         self.decode_batch(&latents)
     }
 
@@ -235,6 +246,11 @@ impl StableDiffusion {
             decoded = decode(self.vae_fallback.full_precision()?, DType::F32)
                 .context("VAE decode in f32")?;
         }
+        ensure_finite(
+            &decoded,
+            "the VAE decoder",
+            "its weights hold NaN or infinite values",
+        )?;
         RgbImage::from_vae_output(&decoded)
     }
 

@@ -6,6 +6,44 @@ use candle_core::Device;
 
 use super::error::{EngineError, Result, TensorContext};
 
+/// The widest or tallest image read from a file: four times beyond what SD models work at, and
+/// a bound on what a crafted header can make a decoder allocate.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// What decoding one image may allocate (a 16384² RGBA image is 1 GiB).
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Reads an image file of any format the `image` crate knows, chosen by its content (a JPEG
+/// named `.png` opens), flattened to RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_DECODE_BYTES`].
+pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
+    let bad = |message: String| EngineError::BadImage {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut reader = ::image::ImageReader::open(path)
+        .map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err(bad(
+            "not an image format this app reads (PNG, JPEG, WebP)".into()
+        ));
+    }
+    let decoded = reader.decode().map_err(|e| bad(e.to_string()))?.to_rgb8();
+    let (w, h) = decoded.dimensions();
+    RgbImage::new(w as usize, h as usize, decoded.into_raw())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
     pub width: usize,

@@ -141,6 +141,16 @@ impl Job {
                 self.batch
             )));
         }
+        // Checked here too, not only where the sampler runs, so a front end refuses the job
+        // before it loads a model.
+        let uses_strength = !matches!(self.kind, JobKind::Txt2Img);
+        let p = &self.params;
+        if uses_strength && ((p.steps as f64 * p.strength) as usize).min(p.steps) == 0 {
+            return Err(EngineError::InvalidParams(format!(
+                "strength {} with {} steps leaves no step to run; raise the strength or the steps",
+                p.strength, p.steps
+            )));
+        }
         if let JobKind::Inpaint { image, mask, .. } = &self.kind {
             if (mask.width, mask.height) != (image.width, image.height) {
                 return Err(EngineError::InvalidParams(format!(

@@ -6,6 +6,7 @@
 //! and `inpaint` run jobs through `denoise::sample` with a `sampler`; `worker` runs them on a
 //! thread for the app; `png_info` writes and reads the parameters PNGs carry.
 
+pub mod atomic_file;
 pub mod denoise;
 pub mod device;
 pub mod error;

@@ -4,6 +4,20 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, Result};
+use super::prompt::Fragment;
+
+/// The longest prompt (and negative prompt) accepted: hundreds of 75-token chunks, far past
+/// any real prompt, and a bound on tokenizer and text-encoder time.
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+/// Most 75-token chunks a prompt may ask for with `BREAK`: each is a text-encoder pass and
+/// widens every cross-attention.
+pub const MAX_PROMPT_CHUNKS: usize = 64;
+/// The largest emphasis `(word:W)` or nesting may give: beyond it the embedding overflows to
+/// an image of noise.
+pub const MAX_EMPHASIS: f64 = 100.0;
+/// The largest CFG scale: AUTOMATIC1111's slider ends at 30; far above that the guidance only
+/// overflows.
+pub const MAX_CFG_SCALE: f64 = 100.0;
 use super::sampler::SamplerKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,12 +110,14 @@ impl GenerationParams {
                 self.steps
             )));
         }
-        if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
+        if !self.cfg_scale.is_finite() || !(0.0..=MAX_CFG_SCALE).contains(&self.cfg_scale) {
             return Err(EngineError::InvalidParams(format!(
-                "CFG scale {} is not a non-negative number",
+                "CFG scale {} is not between 0 and {MAX_CFG_SCALE}",
                 self.cfg_scale
             )));
         }
+        validate_prompt("prompt", &self.prompt)?;
+        validate_prompt("negative prompt", &self.negative_prompt)?;
         if !self.eta.is_finite() || self.eta < 0.0 {
             return Err(EngineError::InvalidParams(format!(
                 "eta {} is not a non-negative number",
@@ -128,4 +144,43 @@ impl GenerationParams {
         }
         Ok(sampler)
     }
+}
+
+/// A prompt the text encoder can take: bounded length, no control characters (PNG text cannot
+/// carry NUL), bounded chunks and emphasis.
+fn validate_prompt(what: &str, text: &str) -> Result<()> {
+    let bad = |m: String| Err(EngineError::InvalidParams(format!("{what}: {m}")));
+    if text.len() > MAX_PROMPT_BYTES {
+        return bad(format!(
+            "{} bytes is longer than the {MAX_PROMPT_BYTES} allowed",
+            text.len()
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return bad("contains control characters".into());
+    }
+    let fragments = crate::prompt::parse(text);
+    let breaks = fragments
+        .iter()
+        .filter(|f| matches!(f, Fragment::Break))
+        .count();
+    if breaks + 1 > MAX_PROMPT_CHUNKS {
+        return bad(format!(
+            "{breaks} BREAKs make more than the {MAX_PROMPT_CHUNKS} chunks allowed"
+        ));
+    }
+    for f in &fragments {
+        if let Fragment::Text { text, weight } = f {
+            if !weight.is_finite() || weight.abs() > MAX_EMPHASIS {
+                let shown: String = text.chars().take(30).collect();
+                return bad(format!(
+                    "emphasis {weight} on {shown:?} is beyond ±{MAX_EMPHASIS}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

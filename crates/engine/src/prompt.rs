@@ -107,7 +107,7 @@ pub fn parse(text: &str) -> Vec<Fragment> {
     const BREAK_WEIGHT: f64 = -1.0;
     let multiply = |res: &mut Vec<(String, f64)>, from: usize, m: f64| {
         for item in res.iter_mut().skip(from) {
-            if item.1 != BREAK_WEIGHT {
+            if !(item.1 == BREAK_WEIGHT && item.0 == "BREAK") {
                 item.1 *= m;
             }
         }
@@ -153,7 +153,8 @@ pub fn parse(text: &str) -> Vec<Fragment> {
     merged
         .into_iter()
         .map(|(text, weight)| {
-            if weight == BREAK_WEIGHT {
+            // A negative emphasis of exactly -1 is text; only the keyword breaks.
+            if weight == BREAK_WEIGHT && text == "BREAK" {
                 Fragment::Break
             } else {
                 Fragment::Text { text, weight }
@@ -268,5 +269,23 @@ mod tests {
             vec![t("a cat", 1.0), t("BREAK", -1.0), t("a dog", 1.0)]
         );
         assert_eq!(texts("BREAKFAST"), vec![t("BREAKFAST", 1.0)]);
+        assert_eq!(
+            parse("(cat:-1) BREAK dog"),
+            vec![
+                Fragment::Text {
+                    text: "cat".into(),
+                    weight: -1.0
+                },
+                Fragment::Text {
+                    text: " ".into(),
+                    weight: 1.0
+                },
+                Fragment::Break,
+                Fragment::Text {
+                    text: " dog".into(),
+                    weight: 1.0
+                },
+            ]
+        );
     }
 }

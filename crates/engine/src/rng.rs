@@ -185,7 +185,7 @@ impl Generator {
         for start in (0..=len - 16).step_by(16) {
             box_muller_16(&mut data[start..start + 16]);
         }
-        if len % 16 != 0 {
+        if !len.is_multiple_of(16) {
             let tail = &mut data[len - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32();

@@ -120,6 +120,13 @@ impl ClipTokenizer {
         if !chunk.tokens.is_empty() || chunks.is_empty() {
             chunks.push(chunk);
         }
+        let max = crate::params::MAX_PROMPT_CHUNKS;
+        if chunks.len() > max {
+            return Err(EngineError::InvalidParams(format!(
+                "the prompt is {} chunks of {CHUNK_LEN} tokens, more than the {max} allowed; shorten it",
+                chunks.len()
+            )));
+        }
         Ok(chunks)
     }
 }

@@ -153,7 +153,12 @@ impl Plan {
         let RngArg::Cpu = args.rng;
         let job = Job::new(kind, params).with_batch(args.batch_size);
         job.validate()?;
-        check_output(&args.out)?;
+        let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect();
+        check_output(&args.out, &inputs, args.batch_count * job.batch)?;
         Ok(Self {
             job,
             batch_count: args.batch_count,
@@ -214,7 +219,14 @@ pub fn vae_choice(arg: &str) -> VaeChoice {
     }
 }
 
-fn check_output(out: &std::path::Path) -> anyhow::Result<()> {
+/// Refuses, before any model loads, an output that could not be written or would destroy an
+/// input: not `.png`, a missing or read-only folder, a folder in its place, the init image or
+/// mask itself.
+fn check_output(
+    out: &std::path::Path,
+    inputs: &[&std::path::Path],
+    count: usize,
+) -> anyhow::Result<()> {
     let ext = out
         .extension()
         .and_then(|e| e.to_str())
@@ -233,6 +245,32 @@ fn check_output(out: &std::path::Path) -> anyhow::Result<()> {
             parent.display()
         );
     }
+    let inputs: Vec<PathBuf> = inputs
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    for i in 0..count {
+        let path = batch_path(out, i, count);
+        if path.is_dir() {
+            bail!("{}: is a folder, not a file to write", path.display());
+        }
+        if let Ok(canonical) = std::fs::canonicalize(&path) {
+            if inputs.contains(&canonical) {
+                bail!(
+                    "{}: is an input of this job; write the result elsewhere",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The PNG is written through a temporary file in this folder: try one now.
+    let probe = parent.join(format!(".pentimento-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("{}: cannot write in this folder", parent.display()))?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
@@ -242,11 +280,7 @@ fn load_image(path: &std::path::Path) -> anyhow::Result<RgbImage> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    let img = image::open(path)
-        .with_context(|| format!("{}: not a readable image", path.display()))?
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    Ok(RgbImage::new(w as usize, h as usize, img.into_raw())?)
+    Ok(pentimento::engine::image::read_image_file(path)?)
 }
 
 /// A mask image as grey levels (colour masks are converted as PIL converts to "L").

@@ -13,12 +13,37 @@ use super::fixture;
 pub const REPO: &str = "tester/tiny-sd15";
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
+/// How a malicious or broken hub departs from the real one.
+#[derive(Debug, Clone)]
+pub enum Tamper {
+    /// This `ETag` header (quotes included) for every file.
+    Etag(String),
+    /// This `X-Repo-Commit` header for every file.
+    CommitHeader(String),
+    /// This `sha` in the repository listing.
+    ListingCommit(String),
+    /// An extra file in the listing under this name.
+    ListedFile(String),
+    /// File requests answer `302 Found` without a Location.
+    RedirectWithoutLocation,
+    /// File requests answer with this status line.
+    Status(String),
+    /// Whole-file bodies carry this many bytes more than the declared size.
+    LongerBody(usize),
+    /// File requests are accepted and never answered.
+    Hang,
+    /// Bytes differ from the ETag's hash (one flipped).
+    WrongBytes,
+}
+
 #[derive(Default)]
 pub struct State {
-    /// Requests seen: (path, Range header).
+    /// Requests seen: (path, Range header, Authorization header).
     pub log: Vec<(String, Option<String>)>,
+    pub authorizations: Vec<Option<String>>,
     /// Files whose next body is cut after this many bytes.
     cut_after: HashMap<String, usize>,
+    tamper: Option<Tamper>,
 }
 
 pub struct FakeHub {
@@ -42,6 +67,10 @@ impl FakeHub {
         Self { endpoint, state }
     }
 
+    pub fn tamper(&self, how: Tamper) {
+        self.state.lock().unwrap().tamper = Some(how);
+    }
+
     pub fn cut(&self, file: &str, after: usize) {
         self.state
             .lock()
@@ -51,13 +80,16 @@ impl FakeHub {
     }
 
     pub fn ranges_for(&self, file: &str) -> Vec<Option<String>> {
-        let path = format!("/{REPO}/resolve/main/{file}");
+        let paths = [
+            format!("/{REPO}/resolve/main/{file}"),
+            format!("/{REPO}/resolve/{COMMIT}/{file}"),
+        ];
         self.state
             .lock()
             .unwrap()
             .log
             .iter()
-            .filter(|(p, _)| *p == path)
+            .filter(|(p, _)| paths.contains(p))
             .map(|(_, r)| r.clone())
             .collect()
     }
@@ -101,6 +133,7 @@ fn serve(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, state: &Mutex<
         .unwrap_or("")
         .to_string();
     let mut range = None;
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -110,22 +143,31 @@ fn serve(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, state: &Mutex<
             if k.eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_string());
             }
+            if k.eq_ignore_ascii_case("authorization") {
+                authorization = Some(v.trim().to_string());
+            }
         }
     }
-    state
-        .lock()
-        .unwrap()
-        .log
-        .push((path.clone(), range.clone()));
+    let tamper = {
+        let mut s = state.lock().unwrap();
+        s.log.push((path.clone(), range.clone()));
+        s.authorizations.push(authorization);
+        s.tamper.clone()
+    };
 
     let api = format!("/api/models/{REPO}/revision/main");
-    let resolve = format!("/{REPO}/resolve/main/");
     if path == api {
-        let siblings: Vec<_> = files
+        let mut siblings: Vec<_> = files
             .keys()
             .map(|f| serde_json::json!({ "rfilename": f }))
             .collect();
-        let body = serde_json::json!({ "sha": COMMIT, "siblings": siblings }).to_string();
+        let mut sha = COMMIT.to_string();
+        match &tamper {
+            Some(Tamper::ListingCommit(c)) => sha = c.clone(),
+            Some(Tamper::ListedFile(f)) => siblings.push(serde_json::json!({ "rfilename": f })),
+            _ => {}
+        }
+        let body = serde_json::json!({ "sha": sha, "siblings": siblings }).to_string();
         let _ = write!(
             stream,
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -133,10 +175,33 @@ fn serve(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, state: &Mutex<
         );
         return;
     }
-    let Some(data) = path
-        .strip_prefix(&resolve)
-        .and_then(|f| files.get(f).map(|d| (f, d)))
-    else {
+    let file = path
+        .strip_prefix(&format!("/{REPO}/resolve/main/"))
+        .or_else(|| path.strip_prefix(&format!("/{REPO}/resolve/{COMMIT}/")));
+    if file.is_some() {
+        match &tamper {
+            Some(Tamper::RedirectWithoutLocation) => {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                return;
+            }
+            Some(Tamper::Status(line)) => {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {line}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                return;
+            }
+            Some(Tamper::Hang) => {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                return;
+            }
+            _ => {}
+        }
+    }
+    let Some(data) = file.and_then(|f| files.get(f).map(|d| (f, d))) else {
         let _ = write!(
             stream,
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -154,11 +219,20 @@ fn serve(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, state: &Mutex<
         Some(e) if !e.is_empty() => e.parse::<usize>().unwrap_or(data.len() - 1),
         _ => data.len() - 1,
     };
-    let body = &data[start.min(data.len())..=end.min(data.len() - 1)];
-    let etag = format!("{:x}", Sha256::digest(data));
+    let mut etag = format!("\"{:x}\"", Sha256::digest(data));
+    let mut commit = COMMIT.to_string();
+    let mut owned = data[start.min(data.len())..=end.min(data.len() - 1)].to_vec();
+    match &tamper {
+        Some(Tamper::Etag(e)) => etag = e.clone(),
+        Some(Tamper::CommitHeader(c)) => commit = c.clone(),
+        Some(Tamper::LongerBody(n)) if owned.len() > 1 => owned.extend(vec![b'x'; *n]),
+        Some(Tamper::WrongBytes) if owned.len() > 1 => owned[0] ^= 1,
+        _ => {}
+    }
+    let body = &owned[..];
     let _ = write!(
         stream,
-        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {COMMIT}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nETag: {etag}\r\nX-Repo-Commit: {commit}\r\nConnection: close\r\n\r\n",
         body.len(),
         data.len()
     );

@@ -49,7 +49,8 @@ fn plan(start: usize, calls: usize, r: Resampling) -> Vec<Action> {
     while i < calls {
         actions.push(Action::Call(i));
         i += 1;
-        let at_block_end = r.resample > 1 && r.jump > 0 && i < calls && (i - start) % r.jump == 0;
+        let at_block_end =
+            r.resample > 1 && r.jump > 0 && i < calls && (i - start).is_multiple_of(r.jump);
         if at_block_end {
             if passes < r.resample {
                 let back = i - r.jump;

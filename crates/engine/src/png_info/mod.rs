@@ -7,7 +7,6 @@ pub mod a1111;
 mod chunks;
 pub mod other_tools;
 
-use std::io::BufWriter;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -247,15 +246,19 @@ fn is_latin1(s: &str) -> bool {
 }
 
 /// Writes an 8-bit RGB PNG with the record's parameters: `parameters` as tEXt when the text is
-/// Latin-1 and iTXt (UTF-8) otherwise, `pentimento` as iTXt JSON.
+/// Latin-1 and iTXt (UTF-8) otherwise, `pentimento` as iTXt JSON. Written atomically: a
+/// failure or a kill leaves any previous file at `path` intact.
 pub fn write_png(path: &Path, image: &RgbImage, record: &ImageRecord) -> std::io::Result<()> {
+    crate::atomic_file::write_with(path, |out| encode_png(out, image, record))
+}
+
+fn encode_png(
+    out: &mut impl std::io::Write,
+    image: &RgbImage,
+    record: &ImageRecord,
+) -> std::io::Result<()> {
     let to_io = |e: png::EncodingError| std::io::Error::other(e.to_string());
-    let file = std::fs::File::create(path)?;
-    let mut enc = png::Encoder::new(
-        BufWriter::new(file),
-        image.width as u32,
-        image.height as u32,
-    );
+    let mut enc = png::Encoder::new(out, image.width as u32, image.height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let text = a1111::format(&record.parameters());

@@ -307,9 +307,9 @@ fn shape<'a>(w: &'a WeightFile, name: &str) -> Result<&'a [usize], String> {
 /// Heads of CLIP's text attention. Every published SD text encoder uses 64-wide heads
 /// (768/12, 1024/16); narrower test-size encoders use 16-wide heads.
 fn text_heads(width: usize) -> usize {
-    if width % 64 == 0 {
+    if width.is_multiple_of(64) {
         width / 64
-    } else if width % 16 == 0 {
+    } else if width.is_multiple_of(16) {
         width / 16
     } else {
         1

@@ -96,10 +96,7 @@ pub fn cached_sha256(path: &Path) -> Result<String> {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Ok(text) = serde_json::to_string(&cache) {
-        let tmp = cache_path.with_extension("json.tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &cache_path);
-        }
+        let _ = crate::atomic_file::write(&cache_path, text.as_bytes());
     }
     Ok(sha256)
 }

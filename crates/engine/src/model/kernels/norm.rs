@@ -20,7 +20,7 @@ pub struct GroupNorm {
 
 /// Loads `weight` and `bias` of `channels` as diffusers' `nn.GroupNorm`.
 pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
-    if groups == 0 || channels % groups != 0 {
+    if groups == 0 || !channels.is_multiple_of(groups) {
         candle_core::bail!("{channels} channels cannot form {groups} groups");
     }
     Ok(GroupNorm {

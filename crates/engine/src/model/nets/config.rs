@@ -322,7 +322,8 @@ impl ClipConfig {
             "gelu" => Activation::Gelu,
             other => return Err(format!("unsupported text encoder activation {other}")),
         };
-        if raw.num_attention_heads == 0 || raw.hidden_size % raw.num_attention_heads != 0 {
+        if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
+        {
             return Err(format!(
                 "hidden size {} cannot be split into {} heads",
                 raw.hidden_size, raw.num_attention_heads

@@ -1,14 +1,20 @@
 //! Downloads from the Hugging Face hub into its own cache layout (`models--owner--name/…`), so
 //! files are shared with diffusers, ComfyUI and every other tool that uses the hub cache. Only
 //! the files a Stable Diffusion pipeline needs are fetched, fp16 weights where the repository
-//! offers them. Interrupted downloads resume from the partial file.
+//! offers them. Interrupted downloads resume from the partial file; every name a server sends
+//! is checked before it becomes a path (`cache`), every byte count and hash before a file is
+//! kept (`http`).
+
+mod cache;
+mod http;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
-use hf_hub::api::Progress;
-use hf_hub::{Cache, Repo, RepoType};
+use cache::{safe_relative, RepoCache};
+pub use cache::{MAX_NAME_BYTES, MAX_NAME_PARTS};
+use http::Http;
+pub use http::{Timeouts, MAX_FILE_BYTES, MAX_REDIRECTS};
 
 /// Checkpoints known to work, by short name.
 pub const KNOWN: [(&str, &str, &str); 5] = [
@@ -58,6 +64,10 @@ pub enum HubError {
     Http { what: String, status: u16 },
     #[error("{0} has neither a diffusers pipeline (model_index.json) nor a model component to download; name a file with --file")]
     NothingToFetch(String),
+    /// The server sent something that cannot be trusted: a header that would be a path, a
+    /// body longer than declared, bytes that fail their checksum.
+    #[error("{what}: refused, the hub sent {reason}")]
+    Refused { what: String, reason: String },
     #[error("{what}: {reason}")]
     Other { what: String, reason: String },
 }
@@ -70,7 +80,29 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("HF_HOME") {
         return PathBuf::from(d).join("hub");
     }
-    Cache::from_env().path().clone()
+    dirs::home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/huggingface/hub")
+}
+
+/// A token for gated repositories: `$HF_TOKEN`, else the `token` file huggingface_hub's login
+/// writes beside the hub cache.
+fn token(cache: &Path) -> Option<String> {
+    const MAX_TOKEN_BYTES: u64 = 4096;
+    let from_env = std::env::var("HF_TOKEN").ok();
+    let from_file = || {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(cache.parent()?.join("token"))
+            .ok()?
+            .take(MAX_TOKEN_BYTES)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    };
+    let token = from_env.or_else(from_file)?.trim().to_string();
+    // A token goes into a header: anything but visible ASCII would break or inject one.
+    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())).then_some(token)
 }
 
 /// The hub's address: `$HF_ENDPOINT`, else huggingface.co.
@@ -102,8 +134,8 @@ pub enum PullEvent {
 }
 
 pub struct Hub {
-    api: Api,
-    cache: Cache,
+    http: Http,
+    cache: PathBuf,
     endpoint: String,
 }
 
@@ -114,23 +146,25 @@ impl Hub {
         endpoint_override: Option<String>,
         cache: Option<PathBuf>,
     ) -> Result<Self, HubError> {
+        Self::with_timeouts(endpoint_override, cache, Timeouts::default())
+    }
+
+    pub fn with_timeouts(
+        endpoint_override: Option<String>,
+        cache: Option<PathBuf>,
+        timeouts: Timeouts,
+    ) -> Result<Self, HubError> {
         let endpoint = endpoint_override.unwrap_or_else(endpoint);
-        let cache_path = cache.unwrap_or_else(cache_dir);
-        let cache = Cache::new(cache_path.clone());
-        let token = std::env::var("HF_TOKEN").ok().or_else(|| cache.token());
-        let api = ApiBuilder::new()
-            .with_endpoint(endpoint.clone())
-            .with_cache_dir(cache_path)
-            .with_token(token)
-            .with_progress(false)
-            .with_retries(0)
-            .build()
-            .map_err(|e| HubError::Other {
-                what: "hub client".into(),
-                reason: e.to_string(),
-            })?;
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(HubError::Other {
+                what: endpoint,
+                reason: "not an http(s) address".into(),
+            });
+        }
+        let cache = cache.unwrap_or_else(cache_dir);
+        let http = Http::new(&endpoint, token(&cache), timeouts);
         Ok(Self {
-            api,
+            http,
             cache,
             endpoint,
         })
@@ -154,91 +188,91 @@ impl Hub {
         if std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty()) {
             return Err(HubError::Offline(id));
         }
-        let repo = Repo::with_revision(
-            id.clone(),
-            RepoType::Model,
-            revision.unwrap_or("main").to_string(),
-        );
-        let api = self.api.repo(repo.clone());
-        let wanted = if files.is_empty() {
-            let info = api
-                .info()
-                .map_err(|e| self.explain(e, &format!("repository {id}")))?;
-            let listing: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
-            plan(&listing).ok_or_else(|| HubError::NothingToFetch(id.clone()))?
+        let revision = revision.unwrap_or("main");
+        let revision_path = safe_relative(revision).map_err(|reason| HubError::Other {
+            what: format!("revision of {id}"),
+            reason,
+        })?;
+        let repo_cache = RepoCache::new(&self.cache, &id);
+        // With a listing, every file is fetched at the commit it names, so a repository updated
+        // mid-pull cannot leave a snapshot of two commits.
+        let (wanted, listed_commit) = if files.is_empty() {
+            let listing = self.http.listing(&id, revision)?;
+            let wanted =
+                plan(&listing.files).ok_or_else(|| HubError::NothingToFetch(id.clone()))?;
+            (wanted, Some(listing.commit))
         } else {
-            files.to_vec()
+            (files.to_vec(), None)
         };
+        let checked: Vec<(String, PathBuf)> = wanted
+            .iter()
+            .map(|f| {
+                safe_relative(f)
+                    .map(|p| (f.clone(), p))
+                    .map_err(|reason| HubError::Refused {
+                        what: format!("{id}: a file name"),
+                        reason,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         on_event(PullEvent::Planned {
             files: wanted.clone(),
         });
-        let cached = self.cache.repo(repo);
         let mut last = None;
-        for file in &wanted {
-            let path = match cached.get(file) {
-                Some(p) => {
+        for (file, rel) in &checked {
+            let known = listed_commit
+                .clone()
+                .or_else(|| repo_cache.commit_for(revision));
+            if let Some(commit) = known {
+                let path = repo_cache.snapshot_dir(&commit).join(rel);
+                if path.is_file() {
                     on_event(PullEvent::Cached { file: file.clone() });
-                    p
+                    last = Some((file.clone(), commit, path));
+                    continue;
                 }
-                None => {
-                    let progress = Reporter::new(file, on_event);
-                    let p = api
-                        .download_with_progress(file, progress)
-                        .map_err(|e| self.explain(e, &format!("{id}/{file}")))?;
-                    on_event(PullEvent::Downloaded { file: file.clone() });
-                    p
-                }
+            }
+            let what = format!("{id}/{file}");
+            let at = listed_commit.as_deref().unwrap_or(revision);
+            let meta = self.http.metadata(&id, at, file)?;
+            if listed_commit.as_ref().is_some_and(|c| *c != meta.commit) {
+                return Err(HubError::Refused {
+                    what,
+                    reason: format!(
+                        "commit {} for a file of commit {}",
+                        meta.commit,
+                        listed_commit.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+            let io = |e: std::io::Error| HubError::Other {
+                what: what.clone(),
+                reason: e.to_string(),
             };
-            last = Some((file.clone(), path));
+            let blob = repo_cache.blob(&meta.etag);
+            if !blob.is_file() {
+                let part = repo_cache.incomplete(&meta.etag);
+                let mut reporter = Reporter::new(file, on_event);
+                self.http
+                    .download(&meta, &what, &part, &mut |done, total, first| {
+                        reporter.update(done, total, first)
+                    })?;
+                reporter.report();
+                std::fs::rename(&part, &blob).map_err(io)?;
+            }
+            let path = repo_cache.link(&meta.commit, rel, &meta.etag).map_err(io)?;
+            if revision != meta.commit {
+                repo_cache
+                    .set_ref(&revision_path, &meta.commit)
+                    .map_err(io)?;
+            }
+            on_event(PullEvent::Downloaded { file: file.clone() });
+            last = Some((file.clone(), meta.commit, path));
         }
-        let (file, path) = last.ok_or_else(|| HubError::NothingToFetch(id.clone()))?;
+        let (file, commit, path) = last.ok_or_else(|| HubError::NothingToFetch(id.clone()))?;
         if wanted.len() == 1 && !file.ends_with(".json") {
             return Ok(path);
         }
-        // The snapshot folder: strip the file's own path from its local path.
-        let depth = Path::new(&file).components().count();
-        Ok(path
-            .ancestors()
-            .nth(depth)
-            .map(Path::to_path_buf)
-            .unwrap_or(path))
-    }
-
-    fn explain(&self, e: ApiError, what: &str) -> HubError {
-        let endpoint = self.endpoint.clone();
-        match e {
-            ApiError::RequestError(boxed) => match *boxed {
-                ureq::Error::Status(status @ (401 | 403 | 404), _) => HubError::NotFound {
-                    what: what.into(),
-                    endpoint,
-                    status,
-                    hint: if status == 404 {
-                        ""
-                    } else {
-                        " (a gated or private repository needs a token: set HF_TOKEN)"
-                    },
-                },
-                ureq::Error::Status(status, _) => HubError::Http {
-                    what: what.into(),
-                    status,
-                },
-                ureq::Error::Transport(t) => HubError::Unreachable {
-                    endpoint,
-                    reason: t.to_string(),
-                },
-            },
-            ApiError::IoError(io) => HubError::Unreachable {
-                endpoint,
-                reason: format!(
-                    "the download broke off ({io}); run the same command again to resume"
-                ),
-            },
-            ApiError::TooManyRetries(inner) => self.explain(*inner, what),
-            other => HubError::Other {
-                what: what.into(),
-                reason: other.to_string(),
-            },
-        }
+        Ok(repo_cache.snapshot_dir(&commit))
     }
 }
 
@@ -249,6 +283,8 @@ pub fn resolve_repo(repo: &str) -> Result<String, HubError> {
     }
     let valid = |part: &str| {
         !part.is_empty()
+            && part != "."
+            && part != ".."
             && part
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -324,15 +360,13 @@ fn is_weights(name: &str) -> bool {
     (name.ends_with(".safetensors") || name.ends_with(".bin")) && !name.contains(".index.")
 }
 
-/// Turns hf-hub's byte counts into [`PullEvent::Progress`], at most ten a second.
+/// Turns the download's byte counts into [`PullEvent::Progress`], at most ten a second.
 struct Reporter<'a> {
     file: String,
     on_event: &'a mut dyn FnMut(PullEvent),
     done: u64,
     total: u64,
     resumed_from: u64,
-    /// The next update is the byte count a resumed download starts from.
-    first_update: bool,
     started: Instant,
     last: Option<Instant>,
 }
@@ -345,9 +379,25 @@ impl<'a> Reporter<'a> {
             done: 0,
             total: 0,
             resumed_from: 0,
-            first_update: true,
             started: Instant::now(),
             last: None,
+        }
+    }
+
+    /// `done` of `total` bytes; `start` marks where this request began (a resumed download
+    /// starts at what was already there).
+    fn update(&mut self, done: u64, total: u64, start: bool) {
+        self.done = done;
+        self.total = total;
+        if start {
+            self.resumed_from = done;
+            self.started = Instant::now();
+        }
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if due {
+            self.report();
         }
     }
 
@@ -357,38 +407,9 @@ impl<'a> Reporter<'a> {
             file: self.file.clone(),
             done: self.done,
             total: self.total,
-            bytes_per_second: (self.done - self.resumed_from) as f64 / secs,
+            bytes_per_second: self.done.saturating_sub(self.resumed_from) as f64 / secs,
         });
         self.last = Some(Instant::now());
-    }
-}
-
-impl Progress for Reporter<'_> {
-    fn init(&mut self, size: usize, _filename: &str) {
-        self.total = size as u64;
-        self.done = 0;
-        self.started = Instant::now();
-        self.resumed_from = 0;
-        self.first_update = true;
-        self.last = None;
-    }
-
-    fn update(&mut self, size: usize) {
-        // hf-hub reports a resumed download's existing bytes as the first update.
-        if std::mem::take(&mut self.first_update) {
-            self.resumed_from = size as u64;
-        }
-        self.done += size as u64;
-        let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-        if due {
-            self.report();
-        }
-    }
-
-    fn finish(&mut self) {
-        self.report();
     }
 }
 
@@ -450,5 +471,7 @@ mod tests {
         assert_eq!(resolve_repo("a/b.c-d").unwrap(), "a/b.c-d");
         assert!(resolve_repo("nope").is_err());
         assert!(resolve_repo("a/b/c").is_err());
+        assert!(resolve_repo("../..").is_err());
+        assert!(resolve_repo("a/..").is_err());
     }
 }

@@ -1,0 +1,346 @@
+//! Hostile inputs through the CLI, each built here: outputs that would destroy an input or
+//! cannot be written, files that lie about their format, parameters that overflow. Every one
+//! is refused before any work, with exit 2 and one line, and loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common::fixture;
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pentimento-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn pentimento(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(args)
+        .env("PENTIMENTO_CACHE_DIR", temp("cache"))
+        .output()
+        .expect("run pentimento")
+}
+
+/// Exit 2, one `error:` line containing `needle`, no panic; returns the line.
+fn refused(args: &[&str], needle: &str) -> String {
+    let o = pentimento(args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr:?}");
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: expected {needle:?} in {stderr:?}"
+    );
+    lines[0].to_string()
+}
+
+fn model() -> String {
+    fixture("tiny-sd15.safetensors").display().to_string()
+}
+
+fn generate<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "generate", "--model", model, "--prompt", "x", "--steps", "4", "--width", "64", "--height",
+        "64", "--out", out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn write_png(path: &Path, w: u32, h: u32) {
+    image::RgbImage::from_pixel(w, h, image::Rgb([40, 90, 200]))
+        .save_with_format(path, image::ImageFormat::Png)
+        .unwrap();
+}
+
+#[test]
+fn outputs_that_would_destroy_an_input_or_cannot_be_written_are_refused_first() {
+    let dir = temp("outputs");
+    let model = model();
+    let init = dir.join("init.png");
+    write_png(&init, 64, 64);
+    let before = std::fs::read(&init).unwrap();
+    let init_s = init.to_str().unwrap();
+
+    // The output is the init image (also through another spelling of its path).
+    refused(
+        &generate(&model, init_s, &["--init-image", init_s]),
+        "is an input",
+    );
+    let other_spelling = dir.join(".").join("init.png");
+    refused(
+        &generate(
+            &model,
+            other_spelling.to_str().unwrap(),
+            &["--init-image", init_s],
+        ),
+        "is an input",
+    );
+    assert_eq!(
+        std::fs::read(&init).unwrap(),
+        before,
+        "the source is untouched"
+    );
+
+    // A folder where the file would go.
+    let folder = dir.join("folder.png");
+    std::fs::create_dir(&folder).unwrap();
+    let started = Instant::now();
+    refused(
+        &generate(&model, folder.to_str().unwrap(), &[]),
+        "is a folder",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused before the model loads"
+    );
+
+    // A folder that cannot be written (root writes anywhere: then only the rest is checked).
+    let locked = dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let root = std::fs::write(locked.join("probe"), b"").is_ok();
+        let _ = std::fs::remove_file(locked.join("probe"));
+        if !root {
+            let out = locked.join("out.png");
+            refused(
+                &generate(&model, out.to_str().unwrap(), &[]),
+                "cannot write in this folder",
+            );
+        }
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_run_keeps_the_previous_file_at_the_output_path() {
+    let dir = temp("keep");
+    let out = dir.join("out.png");
+    std::fs::write(&out, b"the user's earlier image").unwrap();
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+    refused(
+        &generate(garbage.to_str().unwrap(), out.to_str().unwrap(), &[]),
+        "garbage",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"the user's earlier image");
+}
+
+#[test]
+fn images_are_read_by_their_content_within_limits() {
+    let dir = temp("images");
+    let model = model();
+    // A JPEG named .png opens.
+    let jpeg_named_png = dir.join("photo.png");
+    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 100, 50]))
+        .save_with_format(&jpeg_named_png, image::ImageFormat::Jpeg)
+        .unwrap();
+    let out = dir.join("out.png");
+    let o = pentimento(&generate(
+        &model,
+        out.to_str().unwrap(),
+        &[
+            "--init-image",
+            jpeg_named_png.to_str().unwrap(),
+            "--strength",
+            "0.5",
+        ],
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A PNG header claiming 100000×100000 pixels is refused without allocating them.
+    let mut huge = Vec::new();
+    huge.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    huge.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&ihdr);
+    huge.extend_from_slice(&chunk);
+    huge.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    let huge_path = dir.join("huge.png");
+    std::fs::write(&huge_path, &huge).unwrap();
+    refused(
+        &generate(
+            &model,
+            out.to_str().unwrap(),
+            &["--init-image", huge_path.to_str().unwrap()],
+        ),
+        "huge.png",
+    );
+
+    // Not an image at all, and a truncated one.
+    let text = dir.join("notes.png");
+    std::fs::write(&text, b"just some text").unwrap();
+    refused(
+        &generate(
+            &model,
+            out.to_str().unwrap(),
+            &["--init-image", text.to_str().unwrap()],
+        ),
+        "not a readable image",
+    );
+    let good = dir.join("good.png");
+    write_png(&good, 64, 64);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refused(
+        &generate(
+            &model,
+            out.to_str().unwrap(),
+            &["--init-image", cut.to_str().unwrap()],
+        ),
+        "cut.png",
+    );
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn absurd_parameters_are_refused_before_the_model_loads() {
+    let dir = temp("params");
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    // `refused` sees one line: the model's "loaded …" line never came.
+    let model = model();
+    let none = model.as_str();
+    refused(&generate(none, out, &["--cfg", "1e300"]), "CFG scale");
+    refused(&generate(none, out, &["--cfg", "NaN"]), "CFG scale");
+    refused(
+        &[
+            "generate",
+            "--model",
+            none,
+            "--prompt",
+            &format!("a (cat:1{})", "0".repeat(50)),
+            "--out",
+            out,
+        ],
+        "emphasis",
+    );
+    let nested = format!("{}cat{}", "(".repeat(2000), ")".repeat(2000));
+    refused(
+        &[
+            "generate", "--model", none, "--prompt", &nested, "--out", out,
+        ],
+        "emphasis",
+    );
+    let long = "a cat, ".repeat(10_000);
+    refused(
+        &["generate", "--model", none, "--prompt", &long, "--out", out],
+        "longer than",
+    );
+    let breaks = "a BREAK ".repeat(1000);
+    refused(
+        &[
+            "generate", "--model", none, "--prompt", &breaks, "--out", out,
+        ],
+        "BREAK",
+    );
+    refused(
+        &[
+            "generate", "--model", none, "--prompt", "a\u{1}b", "--out", out,
+        ],
+        "control",
+    );
+    let init = dir.join("init.png");
+    write_png(&init, 64, 64);
+    refused(
+        &generate(
+            none,
+            out,
+            &["--init-image", init.to_str().unwrap(), "--strength", "0.01"],
+        ),
+        "leaves no step",
+    );
+    assert!(!Path::new(out).exists());
+}
+
+/// The tiny single-file model with every value of the tensors whose names start with `prefix`
+/// set to `value` (NaN or infinite).
+fn altered_model(dir: &Path, prefix: &str, value: f32) -> PathBuf {
+    use safetensors::tensor::TensorView;
+    let bytes = std::fs::read(fixture("tiny-sd15.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = vec![];
+    for (name, view) in st.tensors() {
+        let mut data = view.data().to_vec();
+        if name.starts_with(prefix) {
+            match view.dtype() {
+                safetensors::Dtype::F32 => data
+                    .chunks_exact_mut(4)
+                    .for_each(|c| c.copy_from_slice(&value.to_le_bytes())),
+                // Half-precision NaN and +∞.
+                safetensors::Dtype::F16 => {
+                    let bits: u16 = if value.is_nan() { 0x7E00 } else { 0x7C00 };
+                    data.chunks_exact_mut(2)
+                        .for_each(|c| c.copy_from_slice(&bits.to_le_bytes()))
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        owned.push((name, view.dtype(), view.shape().to_vec(), data));
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let path = dir.join(format!("{}.safetensors", prefix.replace('.', "-")));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn non_finite_weights_stop_the_job_naming_the_stage_instead_of_a_black_image() {
+    let dir = temp("nan");
+    let out = dir.join("out.png");
+    let out_s = out.to_str().unwrap();
+    for (prefix, value, stage) in [
+        ("model.diffusion_model.out.", f32::NAN, "sampling"),
+        (
+            "first_stage_model.decoder.conv_out",
+            f32::INFINITY,
+            "VAE decoder",
+        ),
+        (
+            "cond_stage_model.transformer.text_model.final_layer_norm",
+            f32::NAN,
+            "text encoder",
+        ),
+    ] {
+        let model = altered_model(&dir, prefix, value);
+        let o = pentimento(&generate(model.to_str().unwrap(), out_s, &[]));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains(stage) && errors[0].contains("NaN or infinite"),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "no black image written");
+    }
+}
