@@ -42,10 +42,11 @@ pub enum Figure {
     Txt2img,
     Txt2imgPreviews,
     PredictionProbe,
+    CancelLatency,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 8] = [
+    pub const ALL: [Figure; 9] = [
         Figure::TextEncode,
         Figure::UnetStep,
         Figure::VaeDecode,
@@ -54,6 +55,7 @@ impl Figure {
         Figure::Txt2img,
         Figure::Txt2imgPreviews,
         Figure::PredictionProbe,
+        Figure::CancelLatency,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Figure {
             Figure::Txt2img => "txt2img",
             Figure::Txt2imgPreviews => "txt2img-previews",
             Figure::PredictionProbe => "prediction-probe",
+            Figure::CancelLatency => "cancel-latency",
         }
     }
 
@@ -86,6 +89,9 @@ impl Figure {
             }
             Figure::PredictionProbe => {
                 "AUTOMATIC1111's v-prediction test forward (what loading an SD 2.x file without a YAML adds)"
+            }
+            Figure::CancelLatency => {
+                "from a cancel during text-to-image (at spread moments of its first seconds) until the job returns"
             }
         }
     }
@@ -306,6 +312,13 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         ));
         record(Figure::Txt2imgPreviews, runs);
     }
+    if wanted(Figure::CancelLatency) {
+        progress(Figure::CancelLatency.describe());
+        let runs = (0..opts.iters.max(1))
+            .map(|i| cancel_latency(&model, &job, 0.5 + 1.7 * i as f64))
+            .collect::<Result<Vec<f64>>>()?;
+        record(Figure::CancelLatency, runs);
+    }
     Ok(Report {
         arch: opts.arch,
         device: DeviceKind::of(dev).name().to_string(),
@@ -318,6 +331,51 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         vae_tiled,
         timings,
     })
+}
+
+/// Seconds from a cancel `after` seconds into `job` until the job has returned, as the app's
+/// worker runs it (inside an interrupt check).
+fn cancel_latency(
+    model: &crate::engine::StableDiffusion,
+    job: &crate::engine::Job,
+    after: f64,
+) -> Result<f64> {
+    use crate::engine::interrupt::{interruptible, Interrupt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let flag = Arc::new(AtomicBool::new(false));
+    let cancelled_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let timer = {
+        let (flag, at) = (flag.clone(), cancelled_at.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(after));
+            if let Ok(mut at) = at.lock() {
+                *at = Some(Instant::now());
+            }
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let check = flag.clone();
+    let result = interruptible(Interrupt::new(move || check.load(Ordering::SeqCst)), || {
+        model.run(job, &mut |_| ControlFlow::Continue(()))
+    });
+    let returned = Instant::now();
+    let _ = timer.join();
+    match result {
+        Err(EngineError::Cancelled) => {}
+        Ok(_) => {
+            return Err(EngineError::InvalidParams(format!(
+                "the job ended before the cancel at {after:.1} s: use a larger --size"
+            )))
+        }
+        Err(e) => return Err(e),
+    }
+    let at = cancelled_at
+        .lock()
+        .ok()
+        .and_then(|a| *a)
+        .unwrap_or(returned);
+    Ok(returned.duration_since(at).as_secs_f64())
 }
 
 /// `VmHWM` of /proc/self/status: the most memory this process has held.

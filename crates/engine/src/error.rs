@@ -35,6 +35,10 @@ pub enum EngineError {
     #[error("cancelled")]
     Cancelled,
 
+    /// A bug: a panic inside a job, caught so the app survives it.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
+
     /// NaN or infinite values appeared: the job stops rather than save a black image.
     #[error("{stage} produced NaN or infinite values ({hint})")]
     NonFinite {

@@ -166,7 +166,8 @@ impl Job {
 impl StableDiffusion {
     /// Runs a job. `on_step` sees every model call and may cancel; each image comes back with
     /// the parameters that reproduce it alone. Inpainting results are pasted back into the
-    /// image (outside the mask the input's pixels are kept exactly).
+    /// image (outside the mask the input's pixels are kept exactly). Run inside
+    /// [`crate::interrupt::interruptible`], a cancel stops it within one block of a network.
     pub fn run(
         &self,
         job: &Job,
@@ -176,7 +177,13 @@ impl StableDiffusion {
         let canvas = job.kind.canvas_and_mask()?;
         let mask = canvas.as_ref().map(|(_, m)| m.as_ref());
         let record = ImageRecord::for_job_with_mask(job, &self.info, mask);
-        let images = self.run_images(job, sampler, canvas.as_ref(), on_step, true)?;
+        let images = self
+            .run_images(job, sampler, canvas.as_ref(), on_step, true)
+            .map_err(|e| match crate::interrupt::requested() {
+                // Whatever pass was cut short reports it as its own failure.
+                true => EngineError::Cancelled,
+                false => e,
+            })?;
         Ok(images
             .into_iter()
             .enumerate()

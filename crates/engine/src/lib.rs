@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod image;
 pub mod inpaint;
+pub mod interrupt;
 pub mod job;
 pub mod mask;
 pub mod model;

@@ -277,12 +277,12 @@ mod tests {
                     weight: -1.0
                 },
                 Fragment::Text {
-                    text: " ".into(),
+                    text: "".into(),
                     weight: 1.0
                 },
                 Fragment::Break,
                 Fragment::Text {
-                    text: " dog".into(),
+                    text: "dog".into(),
                     weight: 1.0
                 },
             ]

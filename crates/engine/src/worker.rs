@@ -1,7 +1,7 @@
 //! The engine on its own thread: it owns the model and talks to the UI only through channels.
 //! Requests go in; progress, previews, results and errors come out, each tagged with its job id
-//! so that a late event of a cancelled job can be ignored. Cancelling takes effect at the next
-//! step; the worker survives every job.
+//! so that a late event of a cancelled job can be ignored. Cancelling takes effect within one
+//! block of a network (see `interrupt`); the worker survives every job.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::image::RgbImage;
+use super::interrupt::{interruptible, Interrupt};
 pub use super::job::Generated;
 use super::job::Job;
 use super::model::taesd::Taesd;
@@ -219,7 +220,7 @@ fn run(
                         wake();
                     }
                 };
-                match StableDiffusion::load_reporting(&path, &options, reporting) {
+                match caught(|| StableDiffusion::load_reporting(&path, &options, reporting)) {
                     Ok(m) => {
                         send(Event::ModelLoaded {
                             info: m.info.clone(),
@@ -263,7 +264,10 @@ fn run(
                         ControlFlow::Continue(())
                     }
                 };
-                match m.run(&job, &mut on_step) {
+                let flag = cancelled.clone();
+                let interrupt = Interrupt::new(move || flag.load(Ordering::SeqCst) >= id);
+                let ran = caught(|| interruptible(interrupt, || m.run(&job, &mut on_step)));
+                match ran {
                     Ok(results) => send(Event::Done {
                         id,
                         results,
@@ -277,5 +281,33 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// Runs `work`, turning a panic (a bug) into an error so that the worker, and the app with it,
+/// survives: the models it holds are immutable, so the next job runs on them unharmed.
+fn caught<T>(work: impl FnOnce() -> super::Result<T>) -> super::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(EngineError::Internal(what))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_job_becomes_an_error() {
+        let r: super::super::Result<()> = caught(|| panic!("boom {}", 1));
+        assert!(
+            matches!(r, Err(EngineError::Internal(ref m)) if m == "boom 1"),
+            "{r:?}"
+        );
+        assert!(matches!(caught(|| Ok(2)), Ok(2)));
     }
 }

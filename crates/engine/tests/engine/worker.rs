@@ -139,3 +139,42 @@ fn model_loads_report_their_progress() {
         assert!(last > 0.99, "{model}: the load ended at {last}");
     }
 }
+
+/// A cancel stops the job inside the network it is running, not at the next step: the step
+/// callback lets every step continue, and the job still ends before its second step.
+#[test]
+fn a_cancel_interrupts_the_network_mid_pass() {
+    use pentimento_engine::interrupt::{interruptible, Interrupt};
+    use std::ops::ControlFlow;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let model = pentimento_engine::StableDiffusion::load(
+        &fixture("tiny-sd15.safetensors"),
+        &LoadOptions::cpu(),
+    )
+    .unwrap();
+    let job = Job::new(JobKind::Txt2Img, params());
+    // Cancelled as soon as the first step's callback ran: the second UNet call is cut short.
+    let flag = Arc::new(AtomicBool::new(false));
+    let check = flag.clone();
+    let steps = AtomicUsize::new(0);
+    let result = interruptible(Interrupt::new(move || check.load(Ordering::SeqCst)), || {
+        model.run(&job, &mut |_| {
+            steps.fetch_add(1, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+            ControlFlow::Continue(())
+        })
+    });
+    assert!(
+        matches!(result, Err(pentimento_engine::EngineError::Cancelled)),
+        "{:?}",
+        result.map(|r| r.len())
+    );
+    assert_eq!(steps.load(Ordering::SeqCst), 1, "no step after the cancel");
+    // Without a cancel the same model runs the job whole.
+    let done = interruptible(Interrupt::new(|| false), || {
+        model.run(&job, &mut |_| ControlFlow::Continue(()))
+    });
+    assert_eq!(done.unwrap().len(), 1);
+}

@@ -45,7 +45,14 @@ pub fn chunked_attention(
     };
     let q = (split(q, n)? * (head_dim as f64).powf(-0.5))?;
     if q.device().is_cpu() {
-        let out = q.apply_op3_no_bwd(&split(k, m)?, &split(v, m)?, &CpuAttention { budget })?;
+        let out = q.apply_op3_no_bwd(
+            &split(k, m)?,
+            &split(v, m)?,
+            &CpuAttention {
+                budget,
+                interrupt: crate::interrupt::current(),
+            },
+        )?;
         return out.to_dtype(dtype)?.transpose(1, 2)?.reshape((b, n, d));
     }
     let k_t = split(k, m)?.t()?;
@@ -71,6 +78,8 @@ pub fn chunked_attention(
 /// Heads and row blocks run in parallel.
 struct CpuAttention {
     budget: usize,
+    /// The job's cancel check, consulted between row blocks (they run on rayon's threads).
+    interrupt: Option<crate::interrupt::Interrupt>,
 }
 
 impl CustomOp3 for CpuAttention {
@@ -106,6 +115,9 @@ impl CustomOp3 for CpuAttention {
                 &v[i * m * hd..(i + 1) * m * hd],
             );
             o.par_chunks_mut(rows * hd).enumerate().for_each(|(c, oc)| {
+                if self.interrupt.as_ref().is_some_and(|i| i.requested()) {
+                    return;
+                }
                 let r = oc.len() / hd;
                 let mut scores = vec![0f32; r * m];
                 let q_block = &qi[c * rows * hd..];
@@ -132,6 +144,9 @@ impl CustomOp3 for CpuAttention {
                 }
             });
         });
+        if self.interrupt.as_ref().is_some_and(|i| i.requested()) {
+            return Err(crate::interrupt::interrupted());
+        }
         Ok((CpuStorage::F32(out), Shape::from((b, h, n, hd))))
     }
 }
@@ -218,7 +233,14 @@ mod tests {
             .unwrap();
         for budget in [1, 100, usize::MAX / 4] {
             let got = q
-                .apply_op3_no_bwd(&k, &v, &CpuAttention { budget })
+                .apply_op3_no_bwd(
+                    &k,
+                    &v,
+                    &CpuAttention {
+                        budget,
+                        interrupt: crate::interrupt::current(),
+                    },
+                )
                 .unwrap();
             let d = max_abs_diff(&got, &want);
             assert!(d < 1e-5, "budget {budget}: {d}");

@@ -181,6 +181,7 @@ impl CustomOp3 for CpuConv {
                 padding: pad,
             }
             .run(&mut out, x, w, bias);
+            crate::interrupt::check()?;
             return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
         }
         let k_size = cin * kh * kw;
@@ -209,6 +210,7 @@ impl CustomOp3 for CpuConv {
             let xin = &x[bi * cin * h * wd..(bi + 1) * cin * h * wd];
             let out_b = &mut out[bi * cout * oh * ow..(bi + 1) * cout * oh * ow];
             for y0 in (0..oh).step_by(rows_per_band) {
+                crate::interrupt::check()?;
                 let rows = rows_per_band.min(oh - y0);
                 let n = rows * ow;
                 let rhs: &[f32] = if direct {

@@ -105,6 +105,7 @@ fn conv_tiles(
     let mut out: Option<Plane> = None;
     for rows in spans(oh, tile) {
         for cols in spans(ow, tile) {
+            crate::interrupt::check()?;
             let (in_rows, top, bottom) = geometry.window(rows, h);
             let (in_cols, left, right) = geometry.window(cols, w);
             let x = if geometry.upsample {

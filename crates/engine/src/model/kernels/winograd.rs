@@ -55,7 +55,8 @@ impl Conv3x3 {
         )
     }
 
-    /// `out = conv(x, weight) + bias`, every output element written.
+    /// `out = conv(x, weight) + bias`, every output element written (unless the job on this
+    /// thread is interrupted: then the caller must not use `out`).
     pub fn run(&self, out: &mut [f32], x: &[f32], weight: &[f32], bias: &[f32]) {
         let Conv3x3 {
             batch,
@@ -90,6 +91,10 @@ impl Conv3x3 {
             let xin = &x[bi * cin * h * w..(bi + 1) * cin * h * w];
             let out_b = &mut out[bi * cout * oh * ow..(bi + 1) * cout * oh * ow];
             for ty0 in (0..th).step_by(rows_per_band) {
+                // A cancelled job stops between bands; the caller reports it.
+                if crate::interrupt::requested() {
+                    return;
+                }
                 let band = Band {
                     ty0,
                     rows: rows_per_band.min(th - ty0),

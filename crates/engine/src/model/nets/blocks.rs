@@ -64,7 +64,9 @@ impl ResnetBlock {
     }
 
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        crate::interrupt::check()?;
         let mut h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
+        crate::interrupt::check()?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(&temb.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
             h = h.broadcast_add(&t)?;

@@ -208,6 +208,7 @@ impl ClipTextModel {
         let mask = causal_mask(n, x.dtype(), x.device())?;
         let run = self.layers.len().saturating_sub(skip).max(1);
         for layer in &self.layers[..run] {
+            crate::interrupt::check()?;
             x = layer.forward(&x, &mask)?;
         }
         self.final_norm.forward(&x)

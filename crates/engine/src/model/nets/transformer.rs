@@ -38,6 +38,7 @@ impl Attention {
         let q = self.to_q.forward(x)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
+        crate::interrupt::check()?;
         let y = crate::model::attention::scaled_dot_product_attention(&q, &k, &v, self.heads)?;
         self.to_out.forward(&y)
     }
@@ -59,8 +60,9 @@ impl FeedForward {
 
     /// GEGLU with the exact (erf) GELU, as diffusers computes it.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out
-            .forward(&crate::model::geglu::geglu(&self.proj_in.forward(x)?)?)
+        let hidden = crate::model::geglu::geglu(&self.proj_in.forward(x)?)?;
+        crate::interrupt::check()?;
+        self.proj_out.forward(&hidden)
     }
 }
 
@@ -87,10 +89,12 @@ impl BasicTransformerBlock {
 
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
+        crate::interrupt::check()?;
         let x = (self
             .attn2
             .forward(&self.norm2.forward(&x)?, Some(context))?
             + x)?;
+        crate::interrupt::check()?;
         self.ff.forward(&self.norm3.forward(&x)?)? + x
     }
 }
@@ -157,6 +161,7 @@ impl SpatialTransformer {
             Projection::Linear(lin) => lin.forward(&to_tokens(normed)?)?,
         };
         for block in &self.blocks {
+            crate::interrupt::check()?;
             tokens = block.forward(&tokens, context)?;
         }
         let out = match &self.proj_out {

@@ -225,6 +225,7 @@ impl UNet {
         let mut skips = vec![x.clone()];
         for level in &self.down {
             for (j, resnet) in level.level.resnets.iter().enumerate() {
+                crate::interrupt::check()?;
                 x = resnet.forward(&x, Some(&temb))?;
                 if let Some(attn) = level.level.attentions.get(j) {
                     x = attn.forward(&x, context)?;
@@ -237,6 +238,7 @@ impl UNet {
             }
         }
 
+        crate::interrupt::check()?;
         x = self.mid_resnets[0].forward(&x, Some(&temb))?;
         x = self.mid_attention.forward(&x, context)?;
         x = self.mid_resnets[1].forward(&x, Some(&temb))?;
@@ -246,6 +248,7 @@ impl UNet {
                 let skip = skips.pop().ok_or_else(|| {
                     candle_core::Error::Msg("UNet skip connections exhausted".into())
                 })?;
+                crate::interrupt::check()?;
                 x = resnet.forward(&Tensor::cat(&[&x, &skip], 1)?, Some(&temb))?;
                 if let Some(attn) = level.level.attentions.get(j) {
                     x = attn.forward(&x, context)?;
