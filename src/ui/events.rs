@@ -32,8 +32,7 @@ impl PentimentoApp {
                 }
                 Event::Progress { id, step, total } if mine(id, &self.job) => {
                     if let Some(j) = &mut self.job {
-                        j.step = step;
-                        j.total = total;
+                        j.report(step, total);
                     }
                 }
                 Event::Preview { id, image, .. } if mine(id, &self.job) => {
@@ -83,8 +82,7 @@ impl PentimentoApp {
     fn finish_job(&mut self, id: JobId) {
         if let Some(j) = &mut self.job {
             j.ids.retain(|&x| x != id);
-            j.preview = None;
-            j.step = 0;
+            j.next_image();
             if j.ids.is_empty() {
                 self.job = None;
             }

@@ -9,6 +9,7 @@ mod events;
 mod history;
 mod model_picker;
 pub mod prompt_panel;
+mod running_job;
 mod staging_bar;
 mod status_bar;
 mod top_bar;
@@ -19,9 +20,8 @@ use eframe::egui::{self, Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::document::brush::{BrushSettings, Tool};
 use crate::document::Document;
-use crate::engine::image::RgbImage;
 use crate::engine::model::{LoadOptions, ModelInfo};
-use crate::engine::worker::{JobId, Worker};
+use crate::engine::worker::Worker;
 use crate::engine::{Job, JobKind};
 use crate::png_info::write_png;
 use canvas::{CanvasView, Shown};
@@ -43,12 +43,7 @@ pub enum ModelStatus {
     Loaded(ModelInfo),
 }
 
-pub(crate) struct RunningJob {
-    ids: Vec<JobId>,
-    step: usize,
-    total: usize,
-    preview: Option<(u64, std::sync::Arc<RgbImage>)>,
-}
+use running_job::RunningJob;
 
 pub struct PentimentoApp {
     pub doc: Document,
@@ -319,18 +314,17 @@ impl PentimentoApp {
             .map(|n| self.worker.generate(job.nth_of_run(n)))
             .collect();
         self.status = format!("generating (seed {})", first.seed);
-        self.job = Some(RunningJob {
-            ids,
-            step: 0,
-            total: first.steps,
-            preview: None,
-        });
+        self.job = Some(RunningJob::new(ids));
     }
 
+    /// Asks the worker to stop the job (it does within a fraction of a second) and says so at
+    /// once.
     pub fn cancel(&mut self) {
-        if let Some(job) = &self.job {
+        if let Some(job) = &mut self.job {
             if let Some(&last) = job.ids.last() {
                 self.worker.cancel(last);
+                job.cancelling = true;
+                self.status = "cancelling…".into();
             }
         }
     }
@@ -462,7 +456,7 @@ impl eframe::App for PentimentoApp {
             .default_size(320.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    let running = self.job.as_ref().map(|j| (j.step, j.total));
+                    let running = self.job.as_ref().map(RunningJob::progress);
                     let can_generate = matches!(self.model, ModelStatus::Loaded(_));
                     match self.panel.show(ui, running, can_generate) {
                         PanelAction::Generate => commands.push(Command::Generate),

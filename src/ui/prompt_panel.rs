@@ -7,6 +7,8 @@ use crate::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent};
 use crate::engine::params::GenerationParams;
 use crate::engine::sampler::SamplerKind;
 
+use super::running_job::JobProgress;
+
 pub struct PromptPanel {
     pub params: GenerationParams,
     pub inpaint: InpaintOptions,
@@ -46,7 +48,7 @@ impl PromptPanel {
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
-        running: Option<(usize, usize)>,
+        running: Option<JobProgress>,
         can_generate: bool,
     ) -> PanelAction {
         let mut action = PanelAction::None;
@@ -201,7 +203,7 @@ impl PromptPanel {
             }
             if ui
                 .add_enabled(
-                    running.is_some(),
+                    running.as_ref().is_some_and(|r| !r.cancelling),
                     egui::Button::new("Cancel").min_size(egui::vec2(80.0, 30.0)),
                 )
                 .clicked()
@@ -209,13 +211,13 @@ impl PromptPanel {
                 action = PanelAction::Cancel;
             }
         });
-        if let Some((step, total)) = running {
-            let fraction = if total > 0 {
-                step as f32 / total as f32
+        if let Some(progress) = running {
+            let fraction = if progress.total > 0 {
+                progress.step as f32 / progress.total as f32
             } else {
                 0.0
             };
-            ui.add(egui::ProgressBar::new(fraction).text(format!("step {step}/{total}")));
+            ui.add(egui::ProgressBar::new(fraction).text(progress.text()));
         }
         action
     }

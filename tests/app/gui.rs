@@ -269,7 +269,16 @@ fn cancel_stops_a_running_job() {
     h.step();
     pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
     h.get_by_label("Cancel").click();
+    h.step();
+    // Said at once, before the worker has answered.
+    assert_eq!(h.state().status, "cancelling…");
+    let asked = Instant::now();
     pump_until(&mut h, 60, |app| !app.is_running());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
     assert_eq!(h.state().status, "cancelled");
     assert!(h.state().history.items.is_empty());
 }
