@@ -1,5 +1,5 @@
-//! Brush strokes: round dabs with a soft edge, spaced along the drag so that fast strokes leave
-//! no gaps, accumulated as per-stroke coverage (a stroke never builds up over itself).
+//! Brushes: round dabs with a soft edge (placed along a smoothed path by `stroke_path`),
+//! accumulated as per-stroke coverage (a stroke never builds up over itself).
 
 /// What a stroke paints on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,31 +43,9 @@ pub fn dab_alpha(d: f32, radius: f32, hardness: f32) -> f32 {
     s * s * (3.0 - 2.0 * s)
 }
 
-/// The centres of the dabs from `from` to `to`, a quarter of the brush apart (never more than
-/// one pixel for tiny brushes), excluding `from` itself.
-pub fn dab_centres(from: (f32, f32), to: (f32, f32), size: f32) -> Vec<(f32, f32)> {
-    let spacing = (size * 0.25).max(1.0);
-    let (dx, dy) = (to.0 - from.0, to.1 - from.1);
-    let len = (dx * dx + dy * dy).sqrt();
-    let n = (len / spacing).ceil().max(1.0) as usize;
-    (1..=n)
-        .map(|i| {
-            let t = i as f32 / n as f32;
-            (from.0 + dx * t, from.1 + dy * t)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_drags_are_filled_in() {
-        let centres = dab_centres((0.0, 0.0), (100.0, 0.0), 8.0);
-        assert!(centres.windows(2).all(|w| (w[1].0 - w[0].0) <= 2.0 + 1e-4));
-        assert_eq!(*centres.last().unwrap(), (100.0, 0.0));
-    }
 
     #[test]
     fn soft_edge() {

@@ -8,6 +8,7 @@ pub mod brush;
 pub mod region;
 mod staging;
 mod stroke;
+pub mod stroke_path;
 pub mod undo;
 
 use crate::engine::image::RgbImage;
@@ -30,6 +31,8 @@ pub struct Document {
     record: Option<ImageRecord>,
     history: UndoStack,
     stroke: Option<ActiveStroke>,
+    /// Where the last stroke ended (a Shift+click draws a line from there).
+    last_stroke_end: Option<(f32, f32)>,
     staging: Staging,
     /// Bumped on every change of the image or the mask, for the canvas to upload.
     image_revision: u64,
@@ -50,6 +53,7 @@ impl Document {
             record: None,
             history: UndoStack::default(),
             stroke: None,
+            last_stroke_end: None,
             staging: Staging::default(),
             image_revision: 1,
             mask_revision: 1,
@@ -212,6 +216,7 @@ impl Document {
         self.rgba = rgba;
         self.mask = mask;
         self.stroke = None;
+        self.last_stroke_end = None;
         self.image_dirty = None;
         self.mask_dirty = None;
         self.touch_image(None);
@@ -367,8 +372,9 @@ mod tests {
                 hardness: 1.0,
             },
             (10.0, 10.0),
+            1.0,
         );
-        doc.continue_stroke((50.0, 10.0));
+        doc.continue_stroke((50.0, 10.0), 1.0);
         doc.end_stroke();
         let painted = doc.mask_bytes().to_vec();
         // No gaps along a fast drag.
@@ -390,6 +396,7 @@ mod tests {
                 hardness: 1.0,
             },
             (8.0, 8.0),
+            1.0,
         );
         doc.end_stroke();
         assert_eq!(doc.rgba()[(8 * 16 + 8) * 4], 200);
@@ -490,6 +497,7 @@ mod tests {
                     hardness: 1.0,
                 },
                 ((i * 5) as f32, (i * 5) as f32),
+                1.0,
             );
             doc.end_stroke();
         }

@@ -1,15 +1,18 @@
 //! The stroke being painted: dabs stamped along the drag into a per-stroke coverage, and the
 //! undoable edit it becomes when it ends.
 
-use super::brush::{dab_alpha, dab_centres, BrushSettings, Tool};
+use super::brush::{dab_alpha, BrushSettings, Tool};
 use super::region::{union, Rect};
+use super::stroke_path::{Dab, PathPoint, StrokePath};
 use super::undo::{Edit, LayerDelta};
 use super::Document;
 
 pub(super) struct ActiveStroke {
     tool: Tool,
     brush: BrushSettings,
-    last: (f32, f32),
+    path: StrokePath,
+    /// The last position reported: where a Shift+click line of the next stroke starts.
+    last: PathPoint,
     /// Per-pixel coverage of this stroke (full document size, allocated for the stroke only).
     coverage: Vec<f32>,
     /// The target's pixels when the stroke began.
@@ -18,37 +21,74 @@ pub(super) struct ActiveStroke {
 }
 
 impl Document {
-    pub fn begin_stroke(&mut self, tool: Tool, brush: BrushSettings, at: (f32, f32)) {
+    /// Starts a stroke at `at` (image pixels) with the pen's `pressure` (1 without one).
+    pub fn begin_stroke(
+        &mut self,
+        tool: Tool,
+        brush: BrushSettings,
+        at: (f32, f32),
+        pressure: f32,
+    ) {
         let before = match tool {
             Tool::ColorBrush(_) => self.rgba.clone(),
             _ => self.mask.clone(),
         };
+        let start = point(at, pressure);
+        let (path, first) = StrokePath::new(start, brush.size);
         self.stroke = Some(ActiveStroke {
             tool,
             brush,
-            last: at,
+            path,
+            last: start,
             coverage: vec![0.0; self.width * self.height],
             before,
             dirty: None,
         });
-        self.stamp(at);
+        self.stamp(first);
     }
 
-    pub fn continue_stroke(&mut self, to: (f32, f32)) {
-        let Some(stroke) = &self.stroke else { return };
-        for centre in dab_centres(stroke.last, to, stroke.brush.size) {
-            self.stamp(centre);
+    /// Follows the pointer to `to`; the path through the positions so far is smoothed.
+    pub fn continue_stroke(&mut self, to: (f32, f32), pressure: f32) {
+        let Some(stroke) = &mut self.stroke else {
+            return;
+        };
+        let p = point(to, pressure);
+        stroke.last = p;
+        for dab in stroke.path.push(p) {
+            self.stamp(dab);
         }
-        if let Some(s) = &mut self.stroke {
-            s.last = to;
+    }
+
+    /// A straight line from the stroke's last position to `to` (Shift+click).
+    pub fn line_to(&mut self, to: (f32, f32), pressure: f32) {
+        let Some(stroke) = &mut self.stroke else {
+            return;
+        };
+        let p = point(to, pressure);
+        stroke.last = p;
+        for dab in stroke.path.line_to(p) {
+            self.stamp(dab);
         }
+    }
+
+    /// Where the last stroke ended, for a Shift+click line from there.
+    pub fn last_stroke_end(&self) -> Option<(f32, f32)> {
+        self.last_stroke_end
     }
 
     /// Ends the stroke as one undoable edit of the tiles it touched.
     pub fn end_stroke(&mut self) {
+        let rest = match &mut self.stroke {
+            Some(stroke) => stroke.path.finish(),
+            None => return,
+        };
+        for dab in rest {
+            self.stamp(dab);
+        }
         let Some(stroke) = self.stroke.take() else {
             return;
         };
+        self.last_stroke_end = Some((stroke.last.x, stroke.last.y));
         let Some(area) = stroke.dirty else { return };
         let size = (self.width, self.height);
         let edit = match stroke.tool {
@@ -70,12 +110,16 @@ impl Document {
         self.stroke.is_some()
     }
 
-    fn stamp(&mut self, (cx, cy): (f32, f32)) {
+    fn stamp(&mut self, dab: Dab) {
         let (w, h) = (self.width, self.height);
         let Some(stroke) = &mut self.stroke else {
             return;
         };
-        let r = (stroke.brush.size / 2.0).max(0.5);
+        let (cx, cy) = (dab.x, dab.y);
+        if !(cx.is_finite() && cy.is_finite()) {
+            return;
+        }
+        let r = (stroke.brush.size * dab.scale / 2.0).max(0.5);
         let x0 = (cx - r).floor().max(0.0) as usize;
         let y0 = (cy - r).floor().max(0.0) as usize;
         let x1 = ((cx + r).ceil() as isize).clamp(0, w as isize) as usize;
@@ -129,4 +173,8 @@ impl Document {
             self.touch_mask(Some(region));
         }
     }
+}
+
+fn point((x, y): (f32, f32), pressure: f32) -> PathPoint {
+    PathPoint { x, y, pressure }
 }

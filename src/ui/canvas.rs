@@ -48,6 +48,8 @@ pub struct CanvasView {
     /// The document revisions last sent (None after something else was shown).
     sent_image: Option<u64>,
     sent_mask: Option<u64>,
+    /// The pen's last reported pressure (1 for a mouse).
+    pressure: f32,
 }
 
 impl Default for CanvasView {
@@ -59,6 +61,7 @@ impl Default for CanvasView {
             revisions: Arc::default(),
             sent_image: None,
             sent_mask: None,
+            pressure: 1.0,
         }
     }
 }
@@ -77,7 +80,74 @@ pub enum Shown<'a> {
     },
 }
 
+/// What the canvas did with this frame's input that the app should know of.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CanvasOutcome {
+    /// A press on the canvas that could not paint (a result is staged or a preview shown).
+    pub refused_paint: bool,
+}
+
 impl CanvasView {
+    /// Every pointer event of the frame, in order, into the stroke: a fast drag reports many
+    /// positions per frame and the stroke follows them all, from the press on (not from where
+    /// egui decides a drag began). Shift+press draws a straight line from the last stroke's
+    /// end, as in Krita. Pen pressure comes with touch events where the platform reports it.
+    #[allow(clippy::too_many_arguments)]
+    fn paint_input(
+        &mut self,
+        ui: &egui::Ui,
+        doc: &mut Document,
+        on_canvas: impl Fn(Pos2) -> bool,
+        to_image: impl Fn(Pos2) -> (f32, f32),
+        tool: Tool,
+        brush: BrushSettings,
+        paint_enabled: bool,
+    ) -> bool {
+        let mut refused = false;
+        let events = ui.input(|i| i.events.clone());
+        for event in events {
+            match event {
+                egui::Event::Touch {
+                    force: Some(force), ..
+                } => self.pressure = force,
+                egui::Event::PointerButton {
+                    pos,
+                    button: egui::PointerButton::Primary,
+                    pressed: true,
+                    modifiers,
+                } if on_canvas(pos) => {
+                    if !paint_enabled {
+                        refused = true;
+                        continue;
+                    }
+                    match doc.last_stroke_end().filter(|_| modifiers.shift) {
+                        Some(from) => {
+                            doc.begin_stroke(tool, brush, from, self.pressure);
+                            doc.line_to(to_image(pos), self.pressure);
+                        }
+                        None => doc.begin_stroke(tool, brush, to_image(pos), self.pressure),
+                    }
+                }
+                egui::Event::PointerMoved(pos) if doc.stroke_active() => {
+                    doc.continue_stroke(to_image(pos), self.pressure);
+                }
+                egui::Event::PointerButton {
+                    pos,
+                    button: egui::PointerButton::Primary,
+                    pressed: false,
+                    ..
+                } if doc.stroke_active() => {
+                    doc.continue_stroke(to_image(pos), self.pressure);
+                    doc.end_stroke();
+                    self.pressure = 1.0;
+                }
+                egui::Event::PointerGone if doc.stroke_active() => doc.end_stroke(),
+                _ => {}
+            }
+        }
+        refused
+    }
+
     fn image_rect(&self, canvas: Rect, size: (usize, usize)) -> Rect {
         let image_size = Vec2::new(size.0 as f32, size.1 as f32) * self.zoom;
         Rect::from_min_size(canvas.center() + self.offset - image_size / 2.0, image_size)
@@ -105,7 +175,7 @@ impl CanvasView {
         tool: Tool,
         brush: BrushSettings,
         paint_enabled: bool,
-    ) {
+    ) -> CanvasOutcome {
         let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         let size = doc.size();
         if self.fit_pending && rect.width() > 1.0 {
@@ -133,28 +203,22 @@ impl CanvasView {
         }
 
         let image_rect = self.image_rect(rect, size);
-        let to_image = |p: Pos2| {
+        let zoom = self.zoom;
+        let to_image = move |p: Pos2| {
             (
-                (p.x - image_rect.min.x) / self.zoom,
-                (p.y - image_rect.min.y) / self.zoom,
+                (p.x - image_rect.min.x) / zoom,
+                (p.y - image_rect.min.y) / zoom,
             )
         };
-        if paint_enabled && !panning && !space_down {
-            if response.drag_started_by(egui::PointerButton::Primary)
-                || response.clicked_by(egui::PointerButton::Primary)
-            {
-                if let Some(p) = response.interact_pointer_pos() {
-                    doc.begin_stroke(tool, brush, to_image(p));
-                }
-            }
-            if response.dragged_by(egui::PointerButton::Primary) && doc.stroke_active() {
-                if let Some(p) = response.interact_pointer_pos() {
-                    doc.continue_stroke(to_image(p));
-                }
-            }
-            if response.drag_stopped() || response.clicked() {
-                doc.end_stroke();
-            }
+        let mut refused_paint = false;
+        if !panning && !space_down {
+            let on_canvas = |p: Pos2| {
+                rect.contains(p) && ui.ctx().layer_id_at(p).is_none_or(|l| l == ui.layer_id())
+            };
+            refused_paint =
+                self.paint_input(ui, doc, on_canvas, to_image, tool, brush, paint_enabled);
+        } else if doc.stroke_active() {
+            doc.end_stroke();
         }
 
         // Only what changed goes to the GPU: a brush stroke on a 4000×3000 image uploads the
@@ -250,5 +314,6 @@ impl CanvasView {
                 );
             }
         }
+        CanvasOutcome { refused_paint }
     }
 }

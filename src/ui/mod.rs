@@ -489,8 +489,16 @@ impl eframe::App for PentimentoApp {
                     Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
                     t => t,
                 };
-                self.canvas
+                let outcome = self
+                    .canvas
                     .show(ui, &mut self.doc, shown, tool, self.brush, paint);
+                if outcome.refused_paint {
+                    self.status = if self.job.is_some() {
+                        "painting waits until the job is done (or cancelled)".into()
+                    } else {
+                        "accept or discard the result first (Enter / Esc), then paint".into()
+                    };
+                }
                 if matches!(self.model, ModelStatus::None) {
                     let area = ui.max_rect();
                     let panel = egui::Rect::from_center_size(

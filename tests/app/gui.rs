@@ -715,3 +715,122 @@ fn the_model_library_lists_folders_downloads_from_the_hub_and_loads() {
     );
     h.get_by_label_contains(&shown);
 }
+
+/// A fast circle: twenty positions reported within two frames, as a quick hand gives them. The
+/// stroke follows every one from the press, so the mask is a closed ring, round and even.
+#[test]
+fn a_fast_circle_paints_a_closed_round_ring() {
+    let mut h = harness(None);
+    h.run_steps(3);
+    let c = canvas_centre();
+    let (r, n) = (140.0f32, 20usize);
+    let at = |i: usize| {
+        let a = i as f32 / n as f32 * std::f32::consts::TAU;
+        c + egui::vec2(r * a.cos(), r * a.sin())
+    };
+    let primary = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: Modifiers::NONE,
+    };
+    h.input_mut().events.push(egui::Event::PointerMoved(at(0)));
+    h.step();
+    h.input_mut().events.push(primary(at(0), true));
+    for frame in 0..2 {
+        for k in 1..=n / 2 {
+            let i = frame * n / 2 + k;
+            h.input_mut().events.push(egui::Event::PointerMoved(at(i)));
+        }
+        h.step();
+    }
+    h.input_mut().events.push(primary(at(n), false));
+    h.step();
+
+    let doc = &h.state().doc;
+    let (w, ht) = doc.size();
+    let mask = doc.mask_bytes();
+    let painted: Vec<(f32, f32)> = (0..w * ht)
+        .filter(|&i| mask[i] > 127)
+        .map(|i| ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5))
+        .collect();
+    assert!(
+        painted.len() > 1000,
+        "a ring was painted: {}",
+        painted.len()
+    );
+    let (cx, cy) = painted
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0, y + p.1));
+    let (cx, cy) = (cx / painted.len() as f32, cy / painted.len() as f32);
+    // Per degree of angle around the centre: the ring's inner and outer radius.
+    let mut inner = [f32::MAX; 360];
+    let mut outer = [0f32; 360];
+    for &(x, y) in &painted {
+        let (dx, dy) = (x - cx, y - cy);
+        let bin = ((dy.atan2(dx).to_degrees() + 360.0) as usize) % 360;
+        let d = dx.hypot(dy);
+        inner[bin] = inner[bin].min(d);
+        outer[bin] = outer[bin].max(d);
+    }
+    assert!(
+        outer.iter().all(|&o| o > 0.0),
+        "the ring has a gap at {:?}°",
+        outer.iter().position(|&o| o == 0.0)
+    );
+    let spread = |v: &[f32]| {
+        let max = v.iter().cloned().fold(f32::MIN, f32::max);
+        let min = v.iter().cloned().fold(f32::MAX, f32::min);
+        (max - min) / max
+    };
+    // A 20-gon's edges dip 1.2 % of the radius; one position per frame (the old way) made
+    // a triangle. The ring's edges are round within 3 %.
+    assert!(
+        spread(&outer) < 0.03,
+        "outer edge not round: {}",
+        spread(&outer)
+    );
+    assert!(
+        spread(&inner) < 0.06,
+        "inner edge not round: {}",
+        spread(&inner)
+    );
+}
+
+/// Shift+click draws a straight line from where the last stroke ended, as in Krita.
+#[test]
+fn shift_click_draws_a_line_from_the_last_stroke() {
+    let mut h = harness(None);
+    h.run_steps(3);
+    let c = canvas_centre();
+    let click = |h: &mut Harness<'static, PentimentoApp>, pos: Pos2, modifiers: Modifiers| {
+        h.input_mut().events.push(egui::Event::PointerMoved(pos));
+        for pressed in [true, false] {
+            h.input_mut().events.push(egui::Event::PointerButton {
+                pos,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers,
+            });
+        }
+        h.step();
+    };
+    let painted = |h: &Harness<'static, PentimentoApp>| {
+        h.state()
+            .doc
+            .mask_bytes()
+            .iter()
+            .filter(|&&m| m > 127)
+            .count()
+    };
+    click(&mut h, c - egui::vec2(150.0, 0.0), Modifiers::NONE);
+    let dab = painted(&h);
+    assert!(dab > 0, "a click paints one dab");
+    click(&mut h, c + egui::vec2(150.0, 0.0), Modifiers::SHIFT);
+    let line = painted(&h);
+    // The line is about 300 screen px long and one brush wide: many dabs' worth.
+    assert!(line > dab * 6, "{dab} → {line}");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(painted(&h), dab, "the line is one undo step");
+}
