@@ -12,6 +12,21 @@ impl PentimentoApp {
                 job.as_ref().is_some_and(|j| j.ids.contains(&id))
             };
             match event {
+                Event::ModelRejected { message, .. } => {
+                    let kept = match self.before_load.take() {
+                        Some((model, path)) => {
+                            self.model = model;
+                            self.model_path = path;
+                            matches!(self.model, ModelStatus::Loaded(_))
+                        }
+                        None => false,
+                    };
+                    self.status = if kept {
+                        format!("{message}; the current model stays loaded")
+                    } else {
+                        message
+                    };
+                }
                 Event::ModelLoading { path } => self.status = format!("loading {}", path.display()),
                 Event::ModelLoadProgress { progress } => {
                     if let ModelStatus::Loading {
@@ -29,6 +44,7 @@ impl PentimentoApp {
                         info.format
                     );
                     self.model = ModelStatus::Loaded(info);
+                    self.before_load = None;
                 }
                 Event::Progress { id, step, total } if mine(id, &self.job) => {
                     if let Some(j) = &mut self.job {
@@ -68,7 +84,10 @@ impl PentimentoApp {
                 Event::Failed { id, message } => {
                     self.status = format!("error: {message}");
                     match id {
-                        None => self.model = ModelStatus::None,
+                        None => {
+                            self.model = ModelStatus::None;
+                            self.before_load = None;
+                        }
                         Some(id) if mine(id, &self.job) => self.job = None,
                         Some(_) => {}
                     }

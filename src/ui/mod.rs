@@ -61,6 +61,8 @@ pub struct PentimentoApp {
     /// How the next model load picks its VAE and UNet weights.
     pub load_options: LoadOptions,
     model_path: Option<PathBuf>,
+    /// What was loaded before the load in flight: back to it when the file is not a model.
+    before_load: Option<(ModelStatus, Option<PathBuf>)>,
     preview_revision: u64,
     /// Where the prompt panel was last frame: a PNG dropped there fills in its parameters only.
     prompt_panel_rect: Option<egui::Rect>,
@@ -125,6 +127,7 @@ impl PentimentoApp {
             status: String::new(),
             load_options: LoadOptions::cpu(),
             model_path: None,
+            before_load: None,
             preview_revision: 0,
             prompt_panel_rect: None,
             dialogs,
@@ -136,11 +139,17 @@ impl PentimentoApp {
     }
 
     pub fn load_model(&mut self, path: PathBuf) {
-        self.model = ModelStatus::Loading {
-            path: path.clone(),
-            progress: None,
-        };
-        self.model_path = Some(path.clone());
+        let previous = std::mem::replace(
+            &mut self.model,
+            ModelStatus::Loading {
+                path: path.clone(),
+                progress: None,
+            },
+        );
+        let previous_path = self.model_path.replace(path.clone());
+        if !matches!(previous, ModelStatus::Loading { .. }) {
+            self.before_load = Some((previous, previous_path));
+        }
         self.worker.load_model(path, self.load_options.clone());
     }
 

@@ -834,3 +834,34 @@ fn shift_click_draws_a_line_from_the_last_stroke() {
     h.step();
     assert_eq!(painted(&h), dab, "the line is one undo step");
 }
+
+/// "Open model…" on a file that is not a model says so and keeps the model that was loaded.
+#[test]
+fn opening_a_non_model_keeps_the_loaded_model() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    let notes = std::env::temp_dir().join(format!(
+        "pentimento-notes-{}.safetensors",
+        std::process::id()
+    ));
+    std::fs::write(&notes, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}       ").unwrap();
+    h.state_mut().load_model(notes.clone());
+    pump_until(&mut h, 60, |app| {
+        !matches!(app.model, ModelStatus::Loading { .. })
+    });
+    let app = h.state();
+    assert!(
+        matches!(app.model, ModelStatus::Loaded(_)),
+        "the model was unloaded"
+    );
+    assert!(
+        app.status.contains("the current model stays loaded"),
+        "{}",
+        app.status
+    );
+    // And it still generates.
+    assert!(h.query_by_label("Generate").is_some());
+    let _ = std::fs::remove_file(notes);
+}

@@ -41,6 +41,11 @@ pub enum Request {
 
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The file asked for is not a model; the model loaded before (if any) is still loaded.
+    ModelRejected {
+        path: PathBuf,
+        message: String,
+    },
     ModelLoading {
         path: PathBuf,
     },
@@ -206,6 +211,14 @@ fn run(
                 }
             }
             Request::LoadModel { path, options } => {
+                // A file that is not a model leaves the working one loaded.
+                if let Err(e) = caught(|| StableDiffusion::precheck(&path, &options)) {
+                    send(Event::ModelRejected {
+                        path,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
                 // Free the old model before loading the next, so two never share memory.
                 model = None;
                 send(Event::ModelLoading { path: path.clone() });

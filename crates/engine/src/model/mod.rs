@@ -171,6 +171,25 @@ impl StableDiffusion {
         Self::load_reporting(path, opts, |_| {})
     }
 
+    /// Whether `path` looks like a model this engine opens, from its headers and configs alone
+    /// (no weights read): a front end keeps the model it has when the user picks a file that
+    /// is not one.
+    pub fn precheck(path: &Path, opts: &LoadOptions) -> Result<()> {
+        let found = inspect::inspect_with(path, &opts.config)?;
+        if found.family.is_none() {
+            let what = if found.kind.is_empty() {
+                "no Stable Diffusion model".to_string()
+            } else {
+                found.kind
+            };
+            return Err(EngineError::bad_model(
+                path,
+                format!("not a model to generate with: {what}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// `load`, telling `progress` how much of the weights has been read.
     pub fn load_reporting(
         path: &Path,

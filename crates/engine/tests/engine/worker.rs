@@ -178,3 +178,28 @@ fn a_cancel_interrupts_the_network_mid_pass() {
     });
     assert_eq!(done.unwrap().len(), 1);
 }
+
+#[test]
+fn a_file_that_is_not_a_model_leaves_the_loaded_one_working() {
+    let mut worker = Worker::spawn(|| {});
+    worker.load_model(fixture("tiny-sd15.safetensors"), LoadOptions::cpu());
+    until(&worker, |e| matches!(e, Event::ModelLoaded { .. }));
+    let dir = std::env::temp_dir().join(format!("pentimento-reject-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("notes.ckpt");
+    std::fs::write(&garbage, b"not a checkpoint").unwrap();
+    worker.load_model(garbage, LoadOptions::cpu());
+    let seen = until(&worker, |e| {
+        matches!(e, Event::ModelRejected { .. } | Event::ModelLoading { .. })
+    });
+    assert!(
+        matches!(seen.last(), Some(Event::ModelRejected { .. })),
+        "{seen:?}"
+    );
+    let id = worker.generate(Job::new(JobKind::Txt2Img, params()));
+    until(&worker, |e| match e {
+        Event::Done { id: i, .. } => *i == id,
+        Event::Failed { message, .. } => panic!("{message}"),
+        _ => false,
+    });
+}
