@@ -416,7 +416,14 @@ impl eframe::App for PentimentoApp {
             self.drop_file(path, on_panel);
         }
 
-        for command in self.dialogs.answers() {
+        let (answers, message) = self.dialogs.answers();
+        if let Some(message) = message {
+            self.status = message;
+        }
+        for command in answers {
+            self.execute(command);
+        }
+        if let Some(command) = self.dialogs.show(ui.ctx()) {
             self.execute(command);
         }
         let top = top_bar::TopBarView {

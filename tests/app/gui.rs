@@ -865,3 +865,25 @@ fn opening_a_non_model_keeps_the_loaded_model() {
     assert!(h.query_by_label("Generate").is_some());
     let _ = std::fs::remove_file(notes);
 }
+
+/// Where the system shows no file dialog (no portal, no zenity: as under this test), File →
+/// Open image offers a path box instead of doing nothing.
+#[test]
+fn without_system_dialogs_a_path_box_opens_the_file() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open image…").click();
+    h.step();
+    pump_until(&mut h, 20, |app| app.status.contains("no file dialogs"));
+    h.run_steps(2);
+    let image = fixture("tiny-sd15-img2img.3-image.png");
+    h.get_by_label("No file dialog is available on this system. Path:");
+    h.get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(image.to_str().unwrap());
+    h.run_steps(2);
+    h.get_by_label("OK").click();
+    h.run_steps(3);
+    assert_eq!(h.state().doc.size(), (128, 128), "{}", h.state().status);
+}
