@@ -36,6 +36,8 @@ pub enum Command {
     Discard,
     SelectStaged(usize),
     ShowOriginal(bool),
+    /// A result's seed into the panel, locked.
+    ReuseSeed(u64),
 }
 
 impl PentimentoApp {
@@ -79,6 +81,11 @@ impl PentimentoApp {
             Command::Discard => self.doc.discard(),
             Command::SelectStaged(i) => self.doc.select_staged(i),
             Command::ShowOriginal(show) => self.doc.set_show_original(show),
+            Command::ReuseSeed(seed) => {
+                self.panel.params.seed = seed;
+                self.panel.seed_locked = true;
+                self.status = format!("seed {seed} locked for the next Generate");
+            }
         }
     }
 }

@@ -67,6 +67,10 @@ impl PentimentoApp {
                         .map(|r| r.params().seed.to_string())
                         .collect();
                     self.status = format!("done in {seconds:.1}s (seed {})", seeds.join(", "));
+                    // The staging bar appears and the canvas shrinks: fit the image again.
+                    if self.doc.staged().is_empty() {
+                        self.canvas.fit_pending = true;
+                    }
                     for r in results {
                         self.history.push(r.image.clone(), r.record.clone());
                         self.doc.stage(StagedResult {

@@ -63,6 +63,8 @@ pub struct PentimentoApp {
     model_path: Option<PathBuf>,
     /// What was loaded before the load in flight: back to it when the file is not a model.
     before_load: Option<(ModelStatus, Option<PathBuf>)>,
+    /// The first-run card was closed.
+    welcome_closed: bool,
     preview_revision: u64,
     /// Where the prompt panel was last frame: a PNG dropped there fills in its parameters only.
     prompt_panel_rect: Option<egui::Rect>,
@@ -128,6 +130,7 @@ impl PentimentoApp {
             load_options: LoadOptions::cpu(),
             model_path: None,
             before_load: None,
+            welcome_closed: false,
             preview_revision: 0,
             prompt_panel_rect: None,
             dialogs,
@@ -343,6 +346,14 @@ impl PentimentoApp {
         if ctx.input_mut(|i| i.consume_shortcut(&quit)) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        // Generates from the prompt field too, as in AUTOMATIC1111 and Krita AI Diffusion.
+        let generate = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+        if ctx.input_mut(|i| i.consume_shortcut(&generate))
+            && self.job.is_none()
+            && matches!(self.model, ModelStatus::Loaded(_))
+        {
+            self.execute(Command::Generate);
+        }
         // While a text field has the keyboard, Ctrl+Z belongs to it, not to the canvas.
         if ctx.egui_wants_keyboard_input() {
             return;
@@ -354,6 +365,14 @@ impl PentimentoApp {
         }
         if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
             self.execute(Command::Undo);
+        }
+        if !self.doc.staged().is_empty() {
+            if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter)) {
+                self.execute(Command::Accept);
+            }
+            if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
+                self.execute(Command::Discard);
+            }
         }
         ctx.input(|i| {
             if i.key_pressed(Key::B) {
@@ -384,7 +403,14 @@ impl PentimentoApp {
             (a diffusers folder works too). You can paint and save without one.";
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             ui.set_max_width(380.0);
-            ui.label(RichText::new("Welcome to Pentimento").heading());
+            ui.horizontal(|ui| {
+                ui.label(RichText::new("Welcome to Pentimento").heading());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.button("Close").on_hover_text("Hide this card").clicked() {
+                        self.welcome_closed = true;
+                    }
+                });
+            });
             ui.label(text);
         });
     }
@@ -447,8 +473,9 @@ impl eframe::App for PentimentoApp {
                 PickerAction::None => {}
             }
         }
-        egui::Panel::bottom("status")
-            .show(ui, |ui| status_bar::show(ui, &self.model, &self.status));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            status_bar::show(ui, &self.model, &self.status, self.canvas.zoom)
+        });
         egui::Panel::bottom("history")
             .resizable(false)
             .show(ui, |ui| {
@@ -456,6 +483,11 @@ impl eframe::App for PentimentoApp {
                     count: self.doc.staged().len(),
                     index: self.doc.staged_index(),
                     show_original: self.doc.show_original(),
+                    seed: self
+                        .doc
+                        .staged()
+                        .get(self.doc.staged_index())
+                        .map(|r| r.record.params.seed),
                 };
                 commands.extend(staging_bar::show(ui, &staging));
                 if let Some(reuse) = self.history.show(ui) {
@@ -474,7 +506,14 @@ impl eframe::App for PentimentoApp {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     let running = self.job.as_ref().map(RunningJob::progress);
                     let can_generate = matches!(self.model, ModelStatus::Loaded(_));
-                    match self.panel.show(ui, running, can_generate) {
+                    let masked_only = !self.doc.mask_is_empty()
+                        && !matches!(
+                            self.panel.inpaint.area,
+                            crate::engine::inpaint::InpaintArea::Whole
+                        );
+                    let fixed_size =
+                        (self.doc.has_image() && !masked_only).then(|| self.doc.size());
+                    match self.panel.show(ui, running, can_generate, fixed_size) {
                         PanelAction::Generate => commands.push(Command::Generate),
                         PanelAction::Cancel => commands.push(Command::Cancel),
                         PanelAction::None => {}
@@ -515,7 +554,7 @@ impl eframe::App for PentimentoApp {
                         "accept or discard the result first (Enter / Esc), then paint".into()
                     };
                 }
-                if matches!(self.model, ModelStatus::None) {
+                if matches!(self.model, ModelStatus::None) && !self.welcome_closed {
                     let area = ui.max_rect();
                     let panel = egui::Rect::from_center_size(
                         egui::pos2(area.center().x, area.top() + 120.0),

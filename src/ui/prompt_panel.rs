@@ -50,6 +50,8 @@ impl PromptPanel {
         ui: &mut egui::Ui,
         running: Option<JobProgress>,
         can_generate: bool,
+        // The image size the job will use instead of W×H (img2img, whole-image inpainting).
+        fixed_size: Option<(usize, usize)>,
     ) -> PanelAction {
         let mut action = PanelAction::None;
         let p = &mut self.params;
@@ -78,8 +80,12 @@ impl PromptPanel {
             .show(ui, |ui| {
                 let label = ui.label("Seed");
                 ui.horizontal(|ui| {
-                    ui.add(egui::DragValue::new(&mut p.seed).speed(1.0))
-                        .labelled_by(label.id);
+                    // Fixed width: a 10-digit seed must not widen the panel.
+                    ui.add_sized(
+                        [96.0, ui.spacing().interact_size.y],
+                        egui::DragValue::new(&mut p.seed).speed(1.0),
+                    )
+                    .labelled_by(label.id);
                     if ui
                         .button("Random")
                         .on_hover_text("Roll a random seed")
@@ -120,23 +126,30 @@ impl PromptPanel {
                 ui.end_row();
 
                 ui.label("Size");
-                ui.horizontal(|ui| {
-                    let w = ui.label("W");
-                    ui.add(
-                        egui::DragValue::new(&mut p.width)
-                            .range(64..=2048)
-                            .speed(8.0),
-                    )
-                    .labelled_by(w.id);
-                    let h = ui.label("H");
-                    ui.add(
-                        egui::DragValue::new(&mut p.height)
-                            .range(64..=2048)
-                            .speed(8.0),
-                    )
-                    .labelled_by(h.id);
-                    p.width = p.width / 8 * 8;
-                    p.height = p.height / 8 * 8;
+                ui.add_enabled_ui(fixed_size.is_none(), |ui| {
+                    ui.horizontal(|ui| {
+                        let w = ui.label("W");
+                        ui.add(
+                            egui::DragValue::new(&mut p.width)
+                                .range(64..=2048)
+                                .speed(8.0),
+                        )
+                        .labelled_by(w.id);
+                        let h = ui.label("H");
+                        ui.add(
+                            egui::DragValue::new(&mut p.height)
+                                .range(64..=2048)
+                                .speed(8.0),
+                        )
+                        .labelled_by(h.id);
+                        p.width = p.width / 8 * 8;
+                        p.height = p.height / 8 * 8;
+                    });
+                })
+                .response
+                .on_disabled_hover_text(match fixed_size {
+                    Some((w, h)) => format!("this job works at the image's size, {w}×{h}"),
+                    None => String::new(),
                 });
                 ui.end_row();
 
@@ -176,10 +189,10 @@ impl PromptPanel {
                 ui.end_row();
                 let label = ui.label("Masked content");
                 egui::ComboBox::from_id_salt("masked content")
-                    .selected_text(format!("{:?}", o.masked_content))
+                    .selected_text(masked_content_label(o.masked_content))
                     .show_ui(ui, |ui| {
                         for c in [MaskedContent::Original, MaskedContent::Fill, MaskedContent::LatentNoise, MaskedContent::LatentNothing] {
-                            ui.selectable_value(&mut o.masked_content, c, format!("{c:?}"));
+                            ui.selectable_value(&mut o.masked_content, c, masked_content_label(c));
                         }
                     })
                     .response
@@ -228,6 +241,16 @@ impl PromptPanel {
             self.params.seed = random_seed();
         }
         self.params.clone()
+    }
+}
+
+/// AUTOMATIC1111's names for what the masked area starts from.
+fn masked_content_label(c: MaskedContent) -> &'static str {
+    match c {
+        MaskedContent::Original => "original",
+        MaskedContent::Fill => "fill",
+        MaskedContent::LatentNoise => "latent noise",
+        MaskedContent::LatentNothing => "latent nothing",
     }
 }
 

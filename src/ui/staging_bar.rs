@@ -10,6 +10,8 @@ pub struct StagingView {
     pub count: usize,
     pub index: usize,
     pub show_original: bool,
+    /// The shown result's seed.
+    pub seed: Option<u64>,
 }
 
 pub fn show(ui: &mut egui::Ui, view: &StagingView) -> Vec<Command> {
@@ -35,10 +37,27 @@ pub fn show(ui: &mut egui::Ui, view: &StagingView) -> Vec<Command> {
         if ui.toggle_value(&mut before, "Before").changed() {
             commands.push(Command::ShowOriginal(before));
         }
-        if ui.button("Accept").clicked() {
+        if let Some(seed) = view.seed {
+            ui.label(format!("seed {seed}"));
+            if ui
+                .small_button("Copy")
+                .on_hover_text("Copy the seed")
+                .clicked()
+            {
+                ui.ctx().copy_text(seed.to_string());
+            }
+            if ui
+                .small_button("Reuse")
+                .on_hover_text("Put this seed in the panel, locked")
+                .clicked()
+            {
+                commands.push(Command::ReuseSeed(seed));
+            }
+        }
+        if ui.button("Accept").on_hover_text("Enter").clicked() {
             commands.push(Command::Accept);
         }
-        if ui.button("Discard").clicked() {
+        if ui.button("Discard").on_hover_text("Esc").clicked() {
             commands.push(Command::Discard);
         }
     });

@@ -5,8 +5,15 @@ use eframe::egui;
 
 use super::ModelStatus;
 
-pub fn show(ui: &mut egui::Ui, model: &ModelStatus, message: &str) {
+pub fn show(ui: &mut egui::Ui, model: &ModelStatus, message: &str, zoom: f32) {
     ui.horizontal(|ui| {
+        // Fixed width, so the rest of the bar does not jump as the zoom changes.
+        ui.add_sized(
+            [52.0, ui.spacing().interact_size.y],
+            egui::Label::new(format!("{:.0} %", zoom * 100.0)),
+        )
+        .on_hover_text("canvas zoom");
+        ui.separator();
         let text = match model {
             ModelStatus::None => "no model".to_string(),
             ModelStatus::Loading { path, .. } => format!("loading {}…", path.display()),

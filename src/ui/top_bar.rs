@@ -159,6 +159,9 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
         ui.add(
             egui::Slider::new(&mut brush.size, 1.0..=400.0)
                 .logarithmic(true)
+                // Whole pixels, so the label keeps its width and the bar does not jump.
+                .fixed_decimals(0)
+                .suffix(" px")
                 .text("Size"),
         );
         ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"));

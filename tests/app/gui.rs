@@ -887,3 +887,61 @@ fn without_system_dialogs_a_path_box_opens_the_file() {
     h.run_steps(3);
     assert_eq!(h.state().doc.size(), (128, 128), "{}", h.state().status);
 }
+
+/// What users of other tools reach for: Ctrl+Enter generates from the prompt field, the staged
+/// result's seed is shown and reusable, Enter accepts, the zoom is shown, and the welcome card
+/// closes.
+#[test]
+fn keyboard_and_staging_conveniences() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.get_by_label("Close").click();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("Welcome to Pentimento").is_none(),
+        "the card closed"
+    );
+    assert!(
+        h.query_by_label_contains(" %").is_some(),
+        "the zoom is shown"
+    );
+
+    h.state_mut().load_model(fixture("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    {
+        let app = h.state_mut();
+        app.panel.params.width = 64;
+        app.panel.params.height = 64;
+        app.panel.params.steps = 2;
+        app.panel.params.seed = 1234567890;
+        app.panel.seed_locked = true;
+    }
+    h.get_by_label("Prompt").focus();
+    h.get_by_label("Prompt").type_text("a cat");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    h.step();
+    assert!(h.state().is_running(), "Ctrl+Enter generated");
+    assert_eq!(
+        h.state().panel.params.prompt,
+        "a cat",
+        "and typed no newline"
+    );
+    pump_until(&mut h, 120, |app| !app.doc.staged().is_empty());
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("seed 1234567890").is_some(),
+        "the staged seed is shown"
+    );
+    h.state_mut().panel.seed_locked = false;
+    h.get_by_label("Reuse").click();
+    h.step();
+    assert!(h.state().panel.seed_locked);
+    assert_eq!(h.state().panel.params.seed, 1234567890);
+    // Enter accepts (the prompt field lost the keyboard to the button).
+    h.key_press(Key::Enter);
+    h.run_steps(2);
+    assert!(h.state().doc.staged().is_empty(), "Enter accepted");
+    assert!(h.state().doc.has_image());
+}
