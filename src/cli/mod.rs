@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "pentimento",
     version,
-    about = "Stable Diffusion painting app and headless generator"
+    about = "Stable Diffusion painting app and headless generator",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,6 +23,10 @@ pub struct Cli {
     /// Without a subcommand: open the app with this model loaded.
     #[arg(long, global = false)]
     pub model: Option<std::path::PathBuf>,
+    /// Without a subcommand: open the app with this image (as a desktop file manager passes
+    /// files; the first is opened, one image per window).
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,6 +63,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        None => pentimento::ui::run(cli.model),
+        None => {
+            // Refused here, not in the window: a wrong path is a one-line error like any other.
+            for image in &cli.images {
+                if !image.is_file() {
+                    anyhow::bail!("{}: no such image file", image.display());
+                }
+            }
+            pentimento::ui::run(cli.model, cli.images)
+        }
     }
 }

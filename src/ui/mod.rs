@@ -10,6 +10,7 @@ mod history;
 mod model_picker;
 pub mod prompt_panel;
 mod running_job;
+pub mod session;
 mod staging_bar;
 mod status_bar;
 mod top_bar;
@@ -72,6 +73,8 @@ pub struct PentimentoApp {
     pub models: ModelPicker,
     /// File dialogs, answered on their own threads.
     dialogs: Dialogs,
+    /// Where the panel's settings are remembered.
+    session: Option<PathBuf>,
 }
 
 /// Where the app keeps what outlives a session.
@@ -80,6 +83,8 @@ pub struct AppPlaces {
     /// The history folder; `None` keeps results in memory only.
     pub history: Option<PathBuf>,
     pub library: LibraryPlaces,
+    /// Where the prompt panel's settings are kept between runs; `None`: not kept.
+    pub session: Option<PathBuf>,
 }
 
 impl AppPlaces {
@@ -88,6 +93,7 @@ impl AppPlaces {
         Self {
             history: History::default_dir(),
             library: LibraryPlaces::default(),
+            session: session::default_path(),
         }
     }
 }
@@ -134,7 +140,15 @@ impl PentimentoApp {
             preview_revision: 0,
             prompt_panel_rect: None,
             dialogs,
+            session: places.session,
         };
+        if let Some(saved) = app
+            .session
+            .as_deref()
+            .and_then(session::PanelSettings::load)
+        {
+            saved.apply(&mut app.panel);
+        }
         if let Some(path) = model {
             app.load_model(path);
         }
@@ -203,6 +217,24 @@ impl PentimentoApp {
         // A PNG that carries parameters fills the panel.
         if self.fill_params_from(path) {
             self.status.push_str(", parameters filled in");
+        }
+    }
+
+    /// The images named on the command line: the first opens (the window holds one image);
+    /// the status names any left out.
+    pub fn open_images(&mut self, images: &[PathBuf]) {
+        let Some(first) = images.first() else { return };
+        self.open_image(first);
+        if images.len() > 1 {
+            let rest: Vec<String> = images[1..]
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            self.status = format!(
+                "{}; one image per window: not opened {}",
+                self.status,
+                rest.join(", ")
+            );
         }
     }
 
@@ -285,6 +317,7 @@ impl PentimentoApp {
             return;
         }
         let first = self.panel.next_params();
+        self.remember_session();
         let batch = self.panel.batch_size.max(1);
         let (w, h) = self.doc.size();
         let from_canvas = crate::engine::GenerationParams {
@@ -327,6 +360,15 @@ impl PentimentoApp {
             .collect();
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob::new(ids));
+    }
+
+    /// Keeps the panel's settings for the next start (a failure to write costs only that).
+    fn remember_session(&mut self) {
+        if let Some(path) = &self.session {
+            if let Err(e) = session::PanelSettings::of(&self.panel).save(path) {
+                self.status = format!("{}: settings not kept: {e}", path.display());
+            }
+        }
     }
 
     /// Asks the worker to stop the job (it does within a fraction of a second) and says so at
@@ -417,6 +459,10 @@ impl PentimentoApp {
 }
 
 impl eframe::App for PentimentoApp {
+    fn on_exit(&mut self) {
+        self.remember_session();
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.handle_events();
@@ -574,7 +620,7 @@ impl eframe::App for PentimentoApp {
 }
 
 /// Runs the app in a native window.
-pub fn run(model: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(model: Option<PathBuf>, images: Vec<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1280.0, 820.0])
@@ -586,7 +632,11 @@ pub fn run(model: Option<PathBuf>) -> anyhow::Result<()> {
     eframe::run_native(
         "Pentimento",
         options,
-        Box::new(move |cc| Ok(Box::new(PentimentoApp::new(cc, model)))),
+        Box::new(move |cc| {
+            let mut app = PentimentoApp::new(cc, model);
+            app.open_images(&images);
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

@@ -36,6 +36,7 @@ fn harness_with_history(model: Option<&str>, history: PathBuf) -> Harness<'stati
             hub_cache: Some(history.with_extension("hub")),
             hub_endpoint: Some("http://127.0.0.1:9".into()),
         },
+        session: Some(history.with_extension("session.json")),
         history: Some(history),
     };
     harness_with_places(model, places)
@@ -654,6 +655,7 @@ fn the_model_library_lists_folders_downloads_from_the_hub_and_loads() {
             hub_cache: Some(root.join("hub")),
             hub_endpoint: Some(server.endpoint.clone()),
         },
+        session: None,
     };
     let mut h = harness_with_places(None, places);
     h.run_steps(2);
@@ -944,4 +946,50 @@ fn keyboard_and_staging_conveniences() {
     h.run_steps(2);
     assert!(h.state().doc.staged().is_empty(), "Enter accepted");
     assert!(h.state().doc.has_image());
+}
+
+/// `pentimento IMAGE…` (the desktop entry's `%F`): the first image opens, the rest are named.
+#[test]
+fn images_named_on_the_command_line_open() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    let image = fixture("tiny-sd15-img2img.3-image.png");
+    h.state_mut().open_images(&[image.clone(), image]);
+    h.run_steps(2);
+    assert_eq!(h.state().doc.size(), (128, 128));
+    assert!(
+        h.state().status.contains("not opened"),
+        "{}",
+        h.state().status
+    );
+}
+
+/// The prompt and settings of the last Generate are there at the next start.
+#[test]
+fn prompt_and_settings_are_remembered_between_runs() {
+    let history = history_dir();
+    let mut h = harness_with_history(Some("tiny-sd15.safetensors"), history.clone());
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    {
+        let app = h.state_mut();
+        app.panel.params.width = 64;
+        app.panel.params.height = 64;
+        app.panel.params.steps = 3;
+        app.panel.params.sampler = "DDIM".into();
+    }
+    h.get_by_label("Prompt").focus();
+    h.get_by_label("Prompt").type_text("a lighthouse at dusk");
+    h.step();
+    h.get_by_label("Generate").click();
+    h.step();
+    pump_until(&mut h, 120, |app| !app.is_running());
+    drop(h);
+
+    let h = harness_with_history(None, history);
+    let p = &h.state().panel.params;
+    assert_eq!(p.prompt, "a lighthouse at dusk");
+    assert_eq!((p.width, p.height, p.steps), (64, 64, 3));
+    assert_eq!(p.sampler, "DDIM");
 }

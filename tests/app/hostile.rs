@@ -344,3 +344,8 @@ fn non_finite_weights_stop_the_job_naming_the_stage_instead_of_a_black_image() {
         assert!(!out.exists(), "no black image written");
     }
 }
+
+#[test]
+fn the_app_refuses_a_missing_image_before_opening_a_window() {
+    refused(&["/no/such/photo.png"], "no such image file");
+}
