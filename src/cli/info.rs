@@ -15,7 +15,7 @@ pub struct InfoArgs {
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.file)
+    let bytes = pentimento::png_info::read_png_file(&args.file)
         .with_context(|| format!("{}: cannot read", args.file.display()))?;
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         bail!("{}: not a PNG file", args.file.display());

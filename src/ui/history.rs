@@ -260,7 +260,7 @@ fn load_all(dir: &Path, tx: &Sender<Background>) {
 }
 
 fn load_item(path: &Path) -> Result<HistoryItem, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = crate::png_info::read_png_file(path).map_err(|e| e.to_string())?;
     let info = parse_png(&bytes).ok_or("no generation parameters")?;
     let params = match info.record {
         Some(r) => r.params,

@@ -202,7 +202,7 @@ impl PentimentoApp {
         };
         self.doc.discard();
         // An opened PNG keeps the record it carries, for Save.
-        let record = std::fs::read(path)
+        let record = crate::png_info::read_png_file(path)
             .ok()
             .and_then(|b| crate::png_info::parse_png(&b))
             .and_then(|info| info.record);
@@ -241,7 +241,7 @@ impl PentimentoApp {
     /// Fills the prompt panel from the parameters a PNG carries (Pentimento, AUTOMATIC1111,
     /// Forge, Krita, InvokeAI, ComfyUI), keeping the current image. False when it has none.
     pub fn fill_params_from(&mut self, path: &Path) -> bool {
-        let Some(info) = std::fs::read(path)
+        let Some(info) = crate::png_info::read_png_file(path)
             .ok()
             .and_then(|b| crate::png_info::parse_png(&b))
         else {

@@ -349,3 +349,15 @@ fn non_finite_weights_stop_the_job_naming_the_stage_instead_of_a_black_image() {
 fn the_app_refuses_a_missing_image_before_opening_a_window() {
     refused(&["/no/such/photo.png"], "no such image file");
 }
+
+#[test]
+fn metadata_is_read_only_from_regular_files_of_bounded_size() {
+    refused(&["info", "/dev/zero"], "not a regular file");
+    let dir = temp("info");
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    refused(
+        &["generate", "--model", &model(), "--params-from", "/dev/zero", "--out", out],
+        "not a regular file",
+    );
+}

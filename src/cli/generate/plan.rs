@@ -205,7 +205,7 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
 }
 
 fn params_from_png(path: &std::path::Path) -> anyhow::Result<GenerationParams> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = pentimento::png_info::read_png_file(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let info = pentimento::png_info::parse_png(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
     Ok(info.apply_to(&GenerationParams::default()))

@@ -8,8 +8,12 @@ pub struct TextChunk {
     pub text: String,
 }
 
-/// Text longer than this (after decompression) is ignored: no tool writes megabytes of prompt.
+/// Text longer than this (after decompression) is ignored: no tool writes megabytes of prompt
+/// (ComfyUI's workflow JSON, the largest, is a few hundred kilobytes).
 pub const MAX_TEXT: usize = 8 << 20;
+/// All text of one PNG together, decompressed: past this the remaining chunks are skipped, so
+/// a small file of many compressed chunks cannot expand into gigabytes.
+pub const MAX_TOTAL_TEXT: usize = 16 << 20;
 
 const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -24,7 +28,8 @@ pub fn read_text_chunks(bytes: &[u8]) -> Vec<TextChunk> {
         return out;
     }
     let mut pos = SIGNATURE.len();
-    while pos + 8 <= bytes.len() {
+    let mut total = 0usize;
+    while pos + 8 <= bytes.len() && total <= MAX_TOTAL_TEXT {
         let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
             as usize;
         let kind = &bytes[pos + 4..pos + 8];
@@ -39,7 +44,12 @@ pub fn read_text_chunks(bytes: &[u8]) -> Vec<TextChunk> {
             b"iTXt" => itxt(data),
             _ => None,
         };
-        out.extend(chunk);
+        if let Some(c) = chunk {
+            total += c.text.len() + c.keyword.len();
+            if total <= MAX_TOTAL_TEXT {
+                out.push(c);
+            }
+        }
         if kind == b"IEND" {
             break;
         }
@@ -157,5 +167,24 @@ mod tests {
         png.extend_from_slice(&0xffff_fff0u32.to_be_bytes());
         png.extend_from_slice(b"tEXtabc");
         assert!(read_text_chunks(&png).is_empty());
+    }
+
+    /// 400 zTXt chunks of 8 MiB each, compressed into a few megabytes: what is kept stays
+    /// within the total bound.
+    #[test]
+    fn many_compressed_chunks_expand_only_to_the_total_bound() {
+        let plain = vec![b'a'; MAX_TEXT];
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&plain, 9);
+        let mut png = SIGNATURE.to_vec();
+        for i in 0..400 {
+            let mut data = format!("k{i}\0\0").into_bytes();
+            data.extend_from_slice(&packed);
+            png.extend(chunk(b"zTXt", &data));
+        }
+        assert!(png.len() < 8 << 20, "a small file: {}", png.len());
+        let texts = read_text_chunks(&png);
+        let total: usize = texts.iter().map(|t| t.text.len()).sum();
+        assert!(total <= MAX_TOTAL_TEXT, "{total}");
+        assert!(!texts.is_empty(), "the first chunks are still read");
     }
 }

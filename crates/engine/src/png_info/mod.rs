@@ -309,6 +309,36 @@ impl Serialize for Parameters {
 }
 
 /// The generation parameters of a PNG's bytes, or `None` when it carries none we know.
+/// The largest file read to look for parameters: beyond any real PNG's size, and a bound on
+/// what pointing `info` at a device (`/dev/zero`) or a huge file costs.
+pub const MAX_PNG_FILE_BYTES: u64 = 512 << 20;
+
+/// The bytes of the file at `path` for [`parse_png`]: regular files only, at most
+/// [`MAX_PNG_FILE_BYTES`].
+pub fn read_png_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_PNG_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} bytes, larger than the {MAX_PNG_FILE_BYTES} read for parameters",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PNG_FILE_BYTES).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 pub fn parse_png(bytes: &[u8]) -> Option<PngInfo> {
     let texts = read_text_chunks(bytes);
     let find = |key: &str| {
