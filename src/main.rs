@@ -11,11 +11,22 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the outermost context and its causes.
-            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            let mut line = causes.join(": ");
-            line = line.replace('\n', " ");
-            eprintln!("error: {line}");
+            // One line: the outermost context and its causes, each cause's first line only (a
+            // candle error under RUST_BACKTRACE carries its backtrace on the lines below), a
+            // cause already quoted by the one before it left out.
+            let mut line = String::new();
+            for cause in err.chain() {
+                let text = cause.to_string();
+                let first = text.lines().next().unwrap_or_default().trim();
+                if first.is_empty() || line.contains(first) {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(first);
+            }
+            eprintln!("error: {}", cli::terminal_safe(&line, true));
             ExitCode::from(2)
         }
     }

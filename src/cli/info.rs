@@ -30,7 +30,10 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         eprintln!("written by: {:?}", info.tool);
-        println!("{}", a1111::format(&info.parameters));
+        println!(
+            "{}",
+            super::terminal_safe(&a1111::format(&info.parameters), false)
+        );
         if let Some(sweep) = info.record.as_ref().and_then(|r| r.sweep.as_ref()) {
             let axes: Vec<String> = [("x", &sweep.x), ("y", &sweep.y)]
                 .into_iter()
@@ -38,7 +41,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                 .collect();
             println!(
                 "Grid (parameters above are the first cell's): {}",
-                axes.join("; ")
+                super::terminal_safe(&axes.join("; "), true)
             );
         }
     }

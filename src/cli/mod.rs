@@ -74,3 +74,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+/// Text from files (PNG metadata, file names) as it may reach a terminal: control characters
+/// other than newlines and tabs become U+FFFD, so an escape sequence hidden in a PNG cannot
+/// retitle the window or clear the screen; `single_line` also replaces newlines.
+pub fn terminal_safe(text: &str, single_line: bool) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' if !single_line => c,
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}

@@ -147,18 +147,23 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
                         Source::Hub { .. } => "hub".to_string(),
                         Source::Folder { folder } => folder.display().to_string(),
                     };
+                    let safe = |s: &str| super::terminal_safe(s, true);
                     println!(
                         "{:40} {:28} {:>10}  {:10}  {}  ({})",
-                        m.name,
+                        safe(&m.name),
                         m.kind(),
                         human_size(m.bytes),
                         m.hash.as_deref().unwrap_or("-"),
-                        m.path.display(),
-                        from
+                        safe(&m.path.display().to_string()),
+                        safe(&from)
                     );
                 }
                 for p in &lib.problems {
-                    eprintln!("skipped {}: {}", p.path.display(), p.message);
+                    eprintln!(
+                        "skipped {}: {}",
+                        super::terminal_safe(&p.path.display().to_string(), true),
+                        super::terminal_safe(&p.message, true)
+                    );
                 }
             }
             Ok(())

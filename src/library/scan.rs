@@ -101,7 +101,7 @@ pub fn scan(hub: Option<&Path>, folders: &[PathBuf]) -> Library {
             });
             continue;
         }
-        scan_folder(folder, folder, 0, &mut lib);
+        scan_folder(folder, folder, 0, &mut lib, &mut Default::default());
     }
     lib
 }
@@ -154,9 +154,14 @@ fn scan_hub(hub: &Path, lib: &mut Library) {
 
 fn snapshot(repo_dir: &Path) -> Option<PathBuf> {
     let snapshots = repo_dir.join("snapshots");
-    if let Ok(commit) = std::fs::read_to_string(repo_dir.join("refs/main")) {
-        let s = snapshots.join(commit.trim());
-        if s.is_dir() {
+    if let Ok(commit) =
+        pentimento_engine::regular_file::read_to_string(&repo_dir.join("refs/main"), 1024)
+    {
+        // A commit id, never a path: a ref holding `../..` is ignored.
+        let commit = commit.trim();
+        let is_commit = commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+        let s = snapshots.join(commit);
+        if is_commit && s.is_dir() {
             return Some(s);
         }
     }
@@ -168,10 +173,21 @@ fn snapshot(repo_dir: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
-fn scan_folder(root: &Path, dir: &Path, depth: usize, lib: &mut Library) {
+/// `seen` holds the real paths already listed: a folder linked into itself (`ln -s . loop`) or
+/// a file reached by two links is listed once.
+fn scan_folder(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    lib: &mut Library,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) {
     let source = Source::Folder {
         folder: root.to_path_buf(),
     };
+    if !std::fs::canonicalize(dir).is_ok_and(|real| seen.insert(real)) {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         lib.problems.push(Problem {
             path: dir.into(),
@@ -183,6 +199,9 @@ fn scan_folder(root: &Path, dir: &Path, depth: usize, lib: &mut Library) {
     paths.sort();
     for p in paths {
         let name = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+        if p.is_file() && !std::fs::canonicalize(&p).is_ok_and(|real| seen.insert(real)) {
+            continue;
+        }
         if p.is_dir() {
             if p.join("model_index.json").exists() || p.join("unet/config.json").exists() {
                 match inspect(&p) {
@@ -196,7 +215,7 @@ fn scan_folder(root: &Path, dir: &Path, depth: usize, lib: &mut Library) {
                     }),
                 }
             } else if depth < MAX_DEPTH {
-                scan_folder(root, &p, depth + 1, lib);
+                scan_folder(root, &p, depth + 1, lib, seen);
             }
         } else if is_checkpoint_name(&p) {
             add_file(&p, name, source.clone(), lib);

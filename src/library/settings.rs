@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::app_dirs;
 
+/// A list of folders is a few kilobytes; a file far larger is not ours.
+const MAX_SETTINGS_BYTES: u64 = 4 << 20;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LibrarySettings {
     pub folders: Vec<PathBuf>,
@@ -37,7 +40,7 @@ impl LibrarySettings {
     /// The saved settings; none saved yet is an empty library, a damaged file an error (so
     /// saving over it never loses the user's list silently).
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        match std::fs::read_to_string(path) {
+        match pentimento_engine::regular_file::read_to_string(path, MAX_SETTINGS_BYTES) {
             Ok(text) => serde_json::from_str(&text).map_err(|source| SettingsError::Parse {
                 path: path.into(),
                 source,

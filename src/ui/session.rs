@@ -2,7 +2,6 @@
 //! start: prompt, negative prompt, sampler, steps, size, seed (and whether it was locked),
 //! batch settings. Written atomically; a damaged or oversized file is ignored, never fatal.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,12 +42,7 @@ impl PanelSettings {
 
     /// The settings saved at `path`, if any were and they read back.
     pub fn load(path: &Path) -> Option<Self> {
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(MAX_SESSION_BYTES)
-            .read_to_string(&mut text)
-            .ok()?;
+        let text = crate::engine::regular_file::read_to_string(path, MAX_SESSION_BYTES).ok()?;
         serde_json::from_str(&text).ok()
     }
 

@@ -357,7 +357,371 @@ fn metadata_is_read_only_from_regular_files_of_bounded_size() {
     let out = dir.join("out.png");
     let out = out.to_str().unwrap();
     refused(
-        &["generate", "--model", &model(), "--params-from", "/dev/zero", "--out", out],
+        &[
+            "generate",
+            "--model",
+            &model(),
+            "--params-from",
+            "/dev/zero",
+            "--out",
+            out,
+        ],
         "not a regular file",
     );
+}
+
+/// A copy of the tiny diffusers folder with `key` of the JSON file `file` set to `value`.
+fn folder_with(dir: &Path, name: &str, file: &str, key: &str, value: serde_json::Value) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let (p, dest) = (e.path(), to.join(e.file_name()));
+            if p.is_dir() {
+                copy(&p, &dest);
+            } else {
+                std::fs::copy(&p, &dest).unwrap();
+            }
+        }
+    }
+    let to = dir.join(name);
+    copy(&fixture("tiny-sd15"), &to);
+    let path = to.join(file);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json[key] = value;
+    std::fs::write(&path, json.to_string()).unwrap();
+    to
+}
+
+#[test]
+fn configs_no_model_was_trained_with_are_refused_not_panicked_on() {
+    use serde_json::json;
+    let dir = temp("configs");
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    for (name, file, key, value, needle) in [
+        (
+            "t0",
+            "scheduler/scheduler_config.json",
+            "num_train_timesteps",
+            json!(0),
+            "num_train_timesteps",
+        ),
+        (
+            "t-huge",
+            "scheduler/scheduler_config.json",
+            "num_train_timesteps",
+            json!(1u64 << 62),
+            "num_train_timesteps",
+        ),
+        (
+            "betas",
+            "scheduler/scheduler_config.json",
+            "beta_end",
+            json!(-0.5),
+            "betas",
+        ),
+        (
+            "groups",
+            "unet/config.json",
+            "norm_num_groups",
+            json!(0),
+            "norm_num_groups",
+        ),
+        (
+            "vae-levels",
+            "vae/config.json",
+            "block_out_channels",
+            json!([]),
+            "no VAE levels",
+        ),
+        (
+            "vae-scale",
+            "vae/config.json",
+            "scaling_factor",
+            json!(0.0),
+            "scaling_factor",
+        ),
+        (
+            "clip-layers",
+            "text_encoder/config.json",
+            "num_hidden_layers",
+            json!(0),
+            "no layers",
+        ),
+        (
+            "clip-eps",
+            "text_encoder/config.json",
+            "layer_norm_eps",
+            json!(-1.0),
+            "layer_norm_eps",
+        ),
+    ] {
+        let model = folder_with(&dir, name, file, key, value);
+        refused(&generate(model.to_str().unwrap(), out, &[]), needle);
+        // Inspecting reports what it can read; it never panics.
+        let o = pentimento(&["models", "inspect", model.to_str().unwrap()]);
+        assert!(matches!(o.status.code(), Some(0 | 2)), "{name}: {o:?}");
+    }
+}
+
+#[test]
+fn every_sampler_runs_up_to_the_training_timesteps_and_no_further() {
+    use serde_json::json;
+    let dir = temp("timesteps");
+    // 20 training timesteps stand in for SD's 1000: the same boundary, twenty UNet calls.
+    let model = folder_with(
+        &dir,
+        "t20",
+        "scheduler/scheduler_config.json",
+        "num_train_timesteps",
+        json!(20),
+    );
+    let model = model.to_str().unwrap();
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    for sampler in [
+        "DDIM",
+        "PNDM",
+        "DDPM",
+        "DPM++ 2M",
+        "DPM++ 2M Karras",
+        "UniPC",
+        "LMS",
+        "Euler a",
+    ] {
+        let o = pentimento(&[
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "x",
+            "--steps",
+            "19",
+            "--sampler",
+            sampler,
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--out",
+            out,
+        ]);
+        assert!(
+            o.status.success(),
+            "{sampler}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Known only once the model's schedule is read: after the "loaded" line, one error.
+    let o = pentimento(&[
+        "generate", "--model", model, "--prompt", "x", "--steps", "20", "--width", "64",
+        "--height", "64", "--out", out,
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("at most 19 steps")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn loops_and_sizes_that_would_never_end_are_refused() {
+    let dir = temp("loops");
+    let model = model();
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    let init = dir.join("init.png");
+    write_png(&init, 64, 64);
+    let init = init.to_str().unwrap();
+    refused(
+        &generate(&model, out, &["--eta", "1e300", "--sampler", "DDIM"]),
+        "eta",
+    );
+    refused(
+        &generate(
+            &model,
+            out,
+            &[
+                "--init-image",
+                init,
+                "--mask",
+                init,
+                "--repaint-resample",
+                "1000000",
+            ],
+        ),
+        "RePaint",
+    );
+    refused(
+        &generate(&model, out, &["--batch-count", "1000000000"]),
+        "--batch-count",
+    );
+}
+
+#[test]
+fn fifos_devices_and_links_are_refused_without_blocking() {
+    let dir = temp("fifo");
+    let out = dir.join("out.png");
+    let out_s = out.to_str().unwrap();
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("model.safetensors");
+        let made = Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let fifo = fifo.to_str().unwrap();
+            let started = Instant::now();
+            refused(&generate(fifo, out_s, &[]), "not a regular file");
+            refused(&["models", "inspect", fifo], "not a regular file");
+            refused(&["info", fifo], "not a regular file");
+            refused(
+                &generate(&model(), out_s, &["--init-image", fifo]),
+                "not a regular file",
+            );
+            assert!(started.elapsed() < Duration::from_secs(30));
+        }
+        // A hard link to the init image is the init image.
+        let init = dir.join("init.png");
+        write_png(&init, 64, 64);
+        let linked = dir.join("linked.png");
+        std::fs::hard_link(&init, &linked).unwrap();
+        refused(
+            &generate(
+                &model(),
+                linked.to_str().unwrap(),
+                &["--init-image", init.to_str().unwrap()],
+            ),
+            "is an input",
+        );
+    }
+}
+
+#[test]
+fn a_folder_linked_into_itself_is_listed_once() {
+    let dir = temp("links");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        fixture("tiny-sd15.safetensors"),
+        models.join("tiny.safetensors"),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    for i in 0..10 {
+        std::os::unix::fs::symlink(".", models.join(format!("loop{i}"))).unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(["models", "list"])
+        .env("PENTIMENTO_CONFIG_DIR", dir.join("config"))
+        .env("PENTIMENTO_CACHE_DIR", dir.join("cache"))
+        .env("HF_HUB_CACHE", dir.join("hub"))
+        .env("PENTIMENTO_MODEL_DIRS", &models)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("tiny")).count(),
+        1,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn text_from_files_cannot_drive_the_terminal() {
+    let dir = temp("escape");
+    let png = dir.join("evil.png");
+    let file = std::fs::File::create(&png).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 8, 8);
+    enc.set_color(png::ColorType::Rgb);
+    enc.add_text_chunk(
+        "parameters".into(),
+        "a cat\x1b]0;PWNED\x07\x1b[2J\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 8x8"
+            .into(),
+    )
+    .unwrap();
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(&[0u8; 8 * 8 * 3]).unwrap();
+    w.finish().unwrap();
+    let o = pentimento(&["info", png.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        !o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07),
+        "{:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn deeply_nested_yaml_beside_a_checkpoint_is_refused_quickly() {
+    let dir = temp("yaml");
+    let ckpt = dir.join("m.safetensors");
+    std::fs::copy(fixture("tiny-sd15.safetensors"), &ckpt).unwrap();
+    let depth = 100_000;
+    let yaml = format!("a: {}1{}", "{a: ".repeat(depth), "}".repeat(depth));
+    std::fs::write(dir.join("m.yaml"), yaml).unwrap();
+    let started = Instant::now();
+    refused(&["models", "inspect", ckpt.to_str().unwrap()], "nested");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// Known tensors of the wrong rank (a 1-D `conv_in`, a 1-D position embedding): refused by
+/// name, never indexed out of bounds.
+#[test]
+fn tensors_of_the_wrong_rank_are_refused_by_name() {
+    use safetensors::tensor::TensorView;
+    let dir = temp("rank");
+    let bytes = std::fs::read(fixture("tiny-sd15.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for key in [
+        "model.diffusion_model.input_blocks.0.0.weight",
+        "model.diffusion_model.out.2.weight",
+        "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+        "first_stage_model.decoder.conv_in.weight",
+    ] {
+        let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, v)| {
+                let shape = if name == key {
+                    vec![v.shape().iter().product()]
+                } else {
+                    v.shape().to_vec()
+                };
+                (name, v.dtype(), shape, v.data().to_vec())
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = owned
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        let path = dir.join("flat.safetensors");
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        let path = path.to_str().unwrap();
+        // Inspecting says what the file is not; it never panics.
+        let o = pentimento(&["models", "inspect", path]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            matches!(o.status.code(), Some(0 | 2)) && !all.contains("panicked"),
+            "{key}: {all}"
+        );
+        let out = dir.join("out.png");
+        if key.starts_with("first_stage_model") {
+            // A VAE that cannot be read is no VAE: the checkpoint needs one from elsewhere.
+            let o = pentimento(&generate(path, out.to_str().unwrap(), &[]));
+            assert_eq!(o.status.code(), Some(2), "{key}: {o:?}");
+            assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+        } else {
+            assert!(all.contains("dimensions"), "{key}: {all}");
+            refused(&generate(path, out.to_str().unwrap(), &[]), "dimensions");
+        }
+    }
 }

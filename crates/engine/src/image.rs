@@ -19,11 +19,11 @@ pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
         path: path.to_path_buf(),
         message,
     };
-    let mut reader = ::image::ImageReader::open(path)
-        .map_err(|source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+    let file = crate::regular_file::open(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = ::image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|source| EngineError::Io {
             path: path.to_path_buf(),

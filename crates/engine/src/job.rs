@@ -19,6 +19,11 @@ use crate::sampler::SamplerKind;
 
 /// The most images one UNet batch may hold.
 pub const MAX_BATCH: usize = 64;
+/// RePaint passes over each block of steps: each is a full set of UNet calls; the RePaint
+/// paper uses 10, AUTOMATIC1111 extensions up to 20.
+pub const MAX_RESAMPLE: usize = 32;
+/// Jobs one `generate` or the app's Generate queues (AUTOMATIC1111's batch count ends at 100).
+pub const MAX_BATCH_COUNT: usize = 1000;
 
 /// What a job starts from. Images are shared (`Arc`): a job is cheap to clone and to keep
 /// beside its results.
@@ -151,6 +156,15 @@ impl Job {
                 p.strength, p.steps
             )));
         }
+        if let Some(options) = self.kind.inpaint_options() {
+            let r = options.resampling;
+            if !(1..=MAX_RESAMPLE).contains(&r.resample) || !(1..=1000).contains(&r.jump) {
+                return Err(EngineError::InvalidParams(format!(
+                    "RePaint resample {} jump {}: resample must be 1–{MAX_RESAMPLE}, jump 1–1000",
+                    r.resample, r.jump
+                )));
+            }
+        }
         if let JobKind::Inpaint { image, mask, .. } = &self.kind {
             if (mask.width, mask.height) != (image.width, image.height) {
                 return Err(EngineError::InvalidParams(format!(
@@ -164,6 +178,20 @@ impl Job {
 }
 
 impl StableDiffusion {
+    /// A schedule is cut into fewer steps than the model's training timesteps: at as many,
+    /// the multistep samplers divide by a zero step (diffusers refuses more, too).
+    fn check_steps(&self, job: &Job) -> Result<()> {
+        let trained = self.schedule.num_train_timesteps;
+        if job.params.steps >= trained {
+            return Err(EngineError::InvalidParams(format!(
+                "{} steps: this model was trained with {trained} timesteps, so at most {} steps",
+                job.params.steps,
+                trained - 1
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs a job. `on_step` sees every model call and may cancel; each image comes back with
     /// the parameters that reproduce it alone. Inpainting results are pasted back into the
     /// image (outside the mask the input's pixels are kept exactly). Run inside
@@ -174,6 +202,7 @@ impl StableDiffusion {
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<Generated>> {
         let sampler = job.validate()?;
+        self.check_steps(job)?;
         let canvas = job.kind.canvas_and_mask()?;
         let mask = canvas.as_ref().map(|(_, m)| m.as_ref());
         let record = ImageRecord::for_job_with_mask(job, &self.info, mask);
@@ -203,6 +232,7 @@ impl StableDiffusion {
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<RgbImage>> {
         let sampler = job.validate()?;
+        self.check_steps(job)?;
         let canvas = job.kind.canvas_and_mask()?;
         self.run_images(job, sampler, canvas.as_ref(), on_step, false)
     }

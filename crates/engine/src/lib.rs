@@ -22,6 +22,7 @@ pub mod png_info;
 pub mod preview;
 pub mod prompt;
 pub mod rect;
+pub mod regular_file;
 pub mod rng;
 pub mod sampler;
 pub mod sweep;

@@ -18,6 +18,8 @@ pub const MAX_EMPHASIS: f64 = 100.0;
 /// The largest CFG scale: AUTOMATIC1111's slider ends at 30; far above that the guidance only
 /// overflows.
 pub const MAX_CFG_SCALE: f64 = 100.0;
+/// DDIM's eta: 0 is deterministic, 1 is DDPM's variance; far above, the noise swamps the image.
+pub const MAX_ETA: f64 = 10.0;
 use super::sampler::SamplerKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,9 +120,9 @@ impl GenerationParams {
         }
         validate_prompt("prompt", &self.prompt)?;
         validate_prompt("negative prompt", &self.negative_prompt)?;
-        if !self.eta.is_finite() || self.eta < 0.0 {
+        if !self.eta.is_finite() || !(0.0..=MAX_ETA).contains(&self.eta) {
             return Err(EngineError::InvalidParams(format!(
-                "eta {} is not a non-negative number",
+                "eta {} is not between 0 and {MAX_ETA}",
                 self.eta
             )));
         }

@@ -36,6 +36,11 @@ impl ClipTokenizer {
     }
 
     pub fn from_file(path: &Path, pad: u32) -> Result<Self> {
+        // The tokenizer library opens the path itself: refuse FIFOs and devices first.
+        crate::regular_file::open(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let inner = Tokenizer::from_file(path)
             .map_err(|e| EngineError::bad_model(path, format!("unreadable tokenizer: {e}")))?;
         Ok(Self { inner, pad })

@@ -25,8 +25,9 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_args(args: &GenerateArgs) -> anyhow::Result<Self> {
-        if args.batch_count == 0 {
-            bail!("--batch-count must be at least 1");
+        let max_count = pentimento::engine::job::MAX_BATCH_COUNT;
+        if args.batch_count == 0 || args.batch_count > max_count {
+            bail!("--batch-count must be between 1 and {max_count}");
         }
         let max = pentimento::engine::job::MAX_BATCH;
         if args.batch_size == 0 || args.batch_size > max {
@@ -153,7 +154,7 @@ impl Plan {
         let RngArg::Cpu = args.rng;
         let job = Job::new(kind, params).with_batch(args.batch_size);
         job.validate()?;
-        let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask]
+        let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()
             .flatten()
             .map(PathBuf::as_path)
@@ -205,7 +206,8 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
 }
 
 fn params_from_png(path: &std::path::Path) -> anyhow::Result<GenerationParams> {
-    let bytes = pentimento::png_info::read_png_file(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = pentimento::png_info::read_png_file(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let info = pentimento::png_info::parse_png(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
     Ok(info.apply_to(&GenerationParams::default()))
@@ -245,17 +247,13 @@ fn check_output(
             parent.display()
         );
     }
-    let inputs: Vec<PathBuf> = inputs
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect();
     for i in 0..count {
         let path = batch_path(out, i, count);
         if path.is_dir() {
             bail!("{}: is a folder, not a file to write", path.display());
         }
-        if let Ok(canonical) = std::fs::canonicalize(&path) {
-            if inputs.contains(&canonical) {
+        if path.exists() {
+            if inputs.iter().any(|input| same_file(input, &path)) {
                 bail!(
                     "{}: is an input of this job; write the result elsewhere",
                     path.display()
@@ -272,6 +270,21 @@ fn check_output(
         .with_context(|| format!("{}: cannot write in this folder", parent.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// Whether two paths name one file: through links, other spellings and hard links alike.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(x), Ok(y)) if x == y
+    )
 }
 
 /// Any image the `image` crate reads, flattened to RGB (alpha composited over black is not

@@ -105,7 +105,8 @@ impl RepoCache {
             return Some(revision.to_string());
         }
         let path = self.root.join("refs").join(safe_relative(revision).ok()?);
-        let text = std::fs::read_to_string(path).ok()?;
+        // A ref is a 40-character commit id.
+        let text = pentimento_engine::regular_file::read_to_string(&path, 1024).ok()?;
         let commit = text.trim();
         is_commit(commit).then(|| commit.to_string())
     }

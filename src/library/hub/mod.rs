@@ -93,7 +93,7 @@ fn token(cache: &Path) -> Option<String> {
     let from_file = || {
         use std::io::Read;
         let mut text = String::new();
-        std::fs::File::open(cache.parent()?.join("token"))
+        pentimento_engine::regular_file::open(&cache.parent()?.join("token"))
             .ok()?
             .take(MAX_TOKEN_BYTES)
             .read_to_string(&mut text)

@@ -305,18 +305,20 @@ fn tensor_err<'a>(path: &'a Path, what: &str) -> impl Fn(candle_core::Error) -> 
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            EngineError::NotFound {
-                path: path.to_path_buf(),
+    crate::regular_file::read_to_string(path, crate::regular_file::MAX_JSON_BYTES).map_err(
+        |source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                EngineError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                EngineError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
-        } else {
-            EngineError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })
+        },
+    )
 }
 
 /// The one weights file of a diffusers component folder, preferring safetensors and full
@@ -419,6 +421,10 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
             .map(str::parse::<Prediction>)
             .transpose()
             .map_err(|m| EngineError::bad_model(&sched_path, m))?;
+        parsed
+            .schedule
+            .validate()
+            .map_err(|m| EngineError::bad_model(&sched_path, m))?;
         (parsed.schedule, prediction)
     } else {
         (TrainingSchedule::default(), None)
@@ -504,7 +510,7 @@ fn folder_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
         .iter()
         .map(|f| dir.join(f))
         .filter(|p| p.exists())
-        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|p| read_json(&p).ok())
         .filter_map(|t| serde_json::from_str::<TokenizerJson>(&t).ok())
         .find(|c| c.pad_token.is_some())
         .unwrap_or_default();

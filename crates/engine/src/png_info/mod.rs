@@ -317,14 +317,8 @@ pub const MAX_PNG_FILE_BYTES: u64 = 512 << 20;
 /// [`MAX_PNG_FILE_BYTES`].
 pub fn read_png_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    let file = crate::regular_file::open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
     if meta.len() > MAX_PNG_FILE_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -52,7 +52,8 @@ impl Pndm {
 
     fn alpha(&self, t: i64) -> f64 {
         if t >= 0 {
-            self.alphas_cumprod[t as usize] as f64
+            let last = self.alphas_cumprod.len().saturating_sub(1);
+            self.alphas_cumprod[(t as usize).min(last)] as f64
         } else {
             self.final_alpha_cumprod as f64
         }

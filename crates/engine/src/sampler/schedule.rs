@@ -98,7 +98,36 @@ impl Default for TrainingSchedule {
     }
 }
 
+/// The most training timesteps a scheduler config may declare: SD uses 1000; the bound keeps
+/// the per-timestep tables small whatever a config says.
+pub const MAX_TRAIN_TIMESTEPS: usize = 10_000;
+
 impl TrainingSchedule {
+    /// Refuses a schedule no model was trained with and the samplers cannot run: too few or
+    /// too many timesteps, betas outside (0, 1) or decreasing, a non-finite value.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.num_train_timesteps;
+        if !(2..=MAX_TRAIN_TIMESTEPS).contains(&n) {
+            return Err(format!(
+                "num_train_timesteps {n} is not between 2 and {MAX_TRAIN_TIMESTEPS}"
+            ));
+        }
+        let (a, b) = (self.beta_start, self.beta_end);
+        let ok = a.is_finite() && b.is_finite() && 0.0 < a && a <= b && b < 1.0;
+        if !ok {
+            return Err(format!(
+                "betas from {a} to {b}: they must rise within (0, 1)"
+            ));
+        }
+        if self.steps_offset >= n {
+            return Err(format!(
+                "steps_offset {} is not below num_train_timesteps {n}",
+                self.steps_offset
+            ));
+        }
+        Ok(())
+    }
+
     pub fn betas(&self) -> Vec<f32> {
         let n = self.num_train_timesteps;
         match self.beta_schedule {
@@ -198,9 +227,11 @@ pub fn spaced_timesteps(
     match spacing {
         TimestepSpacing::Leading => {
             let ratio = n / steps;
+            // With as many steps as training timesteps the offset would reach past the last
+            // one (diffusers fails there); the last timestep is taken instead.
             (0..steps)
                 .rev()
-                .map(|i| (i * ratio + schedule.steps_offset) as f64)
+                .map(|i| (i * ratio + schedule.steps_offset).min(n - 1) as f64)
                 .collect()
         }
         TimestepSpacing::Trailing => {

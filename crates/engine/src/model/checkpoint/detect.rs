@@ -304,6 +304,19 @@ fn shape<'a>(w: &'a WeightFile, name: &str) -> Result<&'a [usize], String> {
         .ok_or_else(|| format!("the checkpoint has no tensor {name}"))
 }
 
+/// Size `i` of tensor `name`, which must have exactly `rank` dimensions: a damaged or foreign
+/// file with a tensor of another rank under a known name is refused, not indexed blindly.
+fn dim(w: &WeightFile, name: &str, rank: usize, i: usize) -> Result<usize, String> {
+    let s = shape(w, name)?;
+    if s.len() != rank {
+        return Err(format!(
+            "{name} has {} dimensions ({s:?}); a Stable Diffusion model's has {rank}",
+            s.len()
+        ));
+    }
+    Ok(s[i])
+}
+
 /// Heads of CLIP's text attention. Every published SD text encoder uses 64-wide heads
 /// (768/12, 1024/16); narrower test-size encoders use 16-wide heads.
 fn text_heads(width: usize) -> usize {
@@ -329,13 +342,18 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
     ] {
         let tok = format!("{prefix}embeddings.token_embedding.weight");
         if let Some(&[vocab, width]) = w.shape(&tok) {
-            let positions = shape(w, &format!("{prefix}embeddings.position_embedding.weight"))?[0];
+            let positions = dim(
+                w,
+                &format!("{prefix}embeddings.position_embedding.weight"),
+                2,
+                0,
+            )?;
             let layers = count(
                 w,
                 &format!("{prefix}encoder.layers."),
                 ".layer_norm1.weight",
             );
-            let inter = shape(w, &format!("{prefix}encoder.layers.0.mlp.fc1.weight"))?[0];
+            let inter = dim(w, &format!("{prefix}encoder.layers.0.mlp.fc1.weight"), 2, 0)?;
             let cfg = ClipConfig {
                 vocab_size: vocab,
                 hidden_size: width,
@@ -351,7 +369,7 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
     }
     let tok = format!("{SD2_TEXT_PREFIX}token_embedding.weight");
     if let Some(&[vocab, width]) = w.shape(&tok) {
-        let positions = shape(w, &format!("{SD2_TEXT_PREFIX}positional_embedding"))?[0];
+        let positions = dim(w, &format!("{SD2_TEXT_PREFIX}positional_embedding"), 2, 0)?;
         let blocks = count(
             w,
             &format!("{SD2_TEXT_PREFIX}transformer.resblocks."),
@@ -360,10 +378,12 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
         if blocks < 2 {
             return Err("the OpenCLIP text encoder has fewer than two layers".into());
         }
-        let inter = shape(
+        let inter = dim(
             w,
             &format!("{SD2_TEXT_PREFIX}transformer.resblocks.0.mlp.c_fc.weight"),
-        )?[0];
+            2,
+            0,
+        )?;
         let cfg = ClipConfig {
             vocab_size: vocab,
             hidden_size: width,
@@ -382,9 +402,8 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
 
 fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
     let p = UNET_PREFIX;
-    let conv_in = shape(w, &format!("{p}input_blocks.0.0.weight"))?;
-    let in_channels = conv_in[1];
-    let out_channels = shape(w, &format!("{p}out.2.weight"))?[0];
+    let in_channels = dim(w, &format!("{p}input_blocks.0.0.weight"), 4, 1)?;
+    let out_channels = dim(w, &format!("{p}out.2.weight"), 4, 0)?;
 
     // Walk the input blocks: resnets until a downsampler closes each level.
     let mut levels: Vec<(usize, bool)> = vec![];
@@ -395,10 +414,16 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
         if w.contains(&format!("{p}input_blocks.{n}.0.op.weight")) {
             layers_per_block.get_or_insert(layers_in_level);
             layers_in_level = 0;
-        } else if let Some(s) = w.shape(&format!("{p}input_blocks.{n}.0.in_layers.2.weight")) {
+        } else if w.contains(&format!("{p}input_blocks.{n}.0.in_layers.2.weight")) {
+            let width = dim(
+                w,
+                &format!("{p}input_blocks.{n}.0.in_layers.2.weight"),
+                4,
+                0,
+            )?;
             let attn = w.contains(&format!("{p}input_blocks.{n}.1.proj_in.weight"));
             if layers_in_level == 0 {
-                levels.push((s[0], attn));
+                levels.push((width, attn));
             }
             layers_in_level += 1;
         } else {
@@ -428,8 +453,12 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
     };
     let proj_in = shape(w, &format!("{attn}proj_in.weight"))?;
     let use_linear_projection = proj_in.len() == 2;
-    let cross_attention_dim =
-        shape(w, &format!("{attn}transformer_blocks.0.attn2.to_k.weight"))?[1];
+    let cross_attention_dim = dim(
+        w,
+        &format!("{attn}transformer_blocks.0.attn2.to_k.weight"),
+        2,
+        1,
+    )?;
     let transformer_layers = count(w, &format!("{attn}transformer_blocks."), ".norm1.weight");
 
     // Head counts are not stored in the weights. LDM's configs: SD 1.x has 8 heads at every
@@ -471,9 +500,16 @@ pub fn detect_vae(w: &WeightFile, prefix: &str) -> Result<VaeConfig, String> {
         return Err("the checkpoint has no VAE (first_stage_model.*)".into());
     }
     let channels = (0..levels)
-        .map(|i| shape(w, &format!("{prefix}encoder.down.{i}.block.0.conv1.weight")).map(|s| s[0]))
+        .map(|i| {
+            dim(
+                w,
+                &format!("{prefix}encoder.down.{i}.block.0.conv1.weight"),
+                4,
+                0,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let latent_channels = shape(w, &format!("{prefix}decoder.conv_in.weight"))?[1];
+    let latent_channels = dim(w, &format!("{prefix}decoder.conv_in.weight"), 4, 1)?;
     let mut cfg = VaeConfig::sd(channels, latent_channels);
     cfg.layers_per_block = count(
         w,

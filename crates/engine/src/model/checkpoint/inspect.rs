@@ -44,7 +44,7 @@ pub fn legacy_hash(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f = crate::regular_file::open(path).map_err(io)?;
     f.seek(SeekFrom::Start(0x100000)).map_err(io)?;
     let mut buf = Vec::with_capacity(0x10000);
     f.take(0x10000).read_to_end(&mut buf).map_err(io)?;

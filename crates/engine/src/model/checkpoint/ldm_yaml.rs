@@ -13,6 +13,8 @@ use crate::sampler::{Prediction, TrainingSchedule};
 
 /// A config is a few kilobytes; anything larger is not one.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Bracket nesting accepted in a config.
+pub const MAX_FLOW_DEPTH: usize = 64;
 
 /// Model classes whose configs describe an SD 1.x/2.x text-to-image or inpainting model.
 const MODEL_TARGETS: [&str; 2] = [
@@ -262,6 +264,29 @@ impl LdmConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, YamlError> {
+        // The YAML parser's time grows with the square of flow nesting (`{a: {a: …}}`);
+        // an LDM config nests five levels.
+        let mut depth = 0usize;
+        let mut deepest = 0usize;
+        for b in text.bytes() {
+            match b {
+                b'{' | b'[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if deepest > MAX_FLOW_DEPTH {
+            return Err(YamlError {
+                path: path.to_path_buf(),
+                key: "(file)".into(),
+                message: format!(
+                    "brackets nested {deepest} deep (at most {MAX_FLOW_DEPTH}); an LDM config nests a few levels"
+                ),
+            });
+        }
         let value: Value = serde_norway::from_str(text).map_err(|e| YamlError {
             path: path.to_path_buf(),
             key: "(file)".into(),

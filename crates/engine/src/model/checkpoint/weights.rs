@@ -60,7 +60,7 @@ impl WeightFile {
                     path: path.to_path_buf(),
                     source,
                 };
-                let file = std::fs::File::open(path).map_err(io)?;
+                let file = crate::regular_file::open(path).map_err(io)?;
                 // SAFETY: the file is mapped read-only; Pentimento never writes model files.
                 let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
                 let ckpt = TorchCheckpoint::read(&map).map_err(|e| {
@@ -267,7 +267,7 @@ fn sniff(path: &Path) -> Result<ContainerKind> {
         });
     }
     let mut head = [0u8; 16];
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut file = crate::regular_file::open(path).map_err(io)?;
     let n = file.read(&mut head).map_err(io)?;
     if n >= 4 && &head[..4] == b"PK\x03\x04" {
         return Ok(ContainerKind::Pickle);

@@ -217,6 +217,15 @@ impl UNetConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.norm_num_groups == 0 {
+            return Err("norm_num_groups is 0".into());
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return Err(format!(
+                "norm_eps {} is not a positive number",
+                self.norm_eps
+            ));
+        }
         for (level, (&ch, &h)) in self.block_out_channels.iter().zip(&self.heads).enumerate() {
             if h == 0 || ch % h != 0 {
                 return Err(format!(
@@ -277,6 +286,27 @@ fn sd_scale() -> f64 {
 impl VaeConfig {
     pub fn from_diffusers_json(text: &str) -> Result<Self, String> {
         let raw: RawVae = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if raw.block_out_channels.is_empty() {
+            return Err("no VAE levels (block_out_channels is empty)".into());
+        }
+        if raw.norm_num_groups == 0
+            || raw
+                .block_out_channels
+                .iter()
+                .any(|c| *c == 0 || !c.is_multiple_of(raw.norm_num_groups))
+        {
+            return Err(format!(
+                "channels {:?} cannot be split into {} groups",
+                raw.block_out_channels, raw.norm_num_groups
+            ));
+        }
+        // The latents are divided by it: zero, tiny or non-finite scales give nothing usable.
+        if !(raw.scaling_factor.is_finite() && raw.scaling_factor.abs() >= 1e-6) {
+            return Err(format!(
+                "scaling_factor {} is not usable",
+                raw.scaling_factor
+            ));
+        }
         Ok(Self {
             in_channels: raw.in_channels,
             out_channels: raw.out_channels,
@@ -322,6 +352,15 @@ impl ClipConfig {
             "gelu" => Activation::Gelu,
             other => return Err(format!("unsupported text encoder activation {other}")),
         };
+        if raw.num_hidden_layers == 0 {
+            return Err("the text encoder has no layers (num_hidden_layers is 0)".into());
+        }
+        if !(raw.layer_norm_eps.is_finite() && raw.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps {} is not a positive number",
+                raw.layer_norm_eps
+            ));
+        }
         if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
         {
             return Err(format!(
