@@ -252,13 +252,11 @@ fn check_output(
         if path.is_dir() {
             bail!("{}: is a folder, not a file to write", path.display());
         }
-        if path.exists() {
-            if inputs.iter().any(|input| same_file(input, &path)) {
-                bail!(
-                    "{}: is an input of this job; write the result elsewhere",
-                    path.display()
-                );
-            }
+        if path.exists() && inputs.iter().any(|input| same_file(input, &path)) {
+            bail!(
+                "{}: is an input of this job; write the result elsewhere",
+                path.display()
+            );
         }
     }
     // The PNG is written through a temporary file in this folder: try one now.
