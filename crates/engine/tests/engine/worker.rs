@@ -91,9 +91,10 @@ fn errors_are_events_and_the_worker_survives() {
     let events = until(&worker, |e| matches!(e, Event::Failed { .. }));
     assert!(matches!(events.last(), Some(Event::Failed { id: Some(i), .. }) if *i == id));
     worker.load_model(fixture("no-such-model.safetensors"), LoadOptions::cpu());
-    let events = until(&worker, |e| matches!(e, Event::Failed { .. }));
+    // Refused from its path alone, before any model is freed.
+    let events = until(&worker, |e| matches!(e, Event::ModelRejected { .. }));
     assert!(
-        matches!(events.last(), Some(Event::Failed { id: None, message }) if message.contains("no such file"))
+        matches!(events.last(), Some(Event::ModelRejected { message, .. }) if message.contains("no such file"))
     );
     worker.load_model(fixture("tiny-sd15.safetensors"), LoadOptions::cpu());
     until(&worker, |e| matches!(e, Event::ModelLoaded { .. }));
