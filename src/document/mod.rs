@@ -5,6 +5,7 @@
 //! `region` copies rectangles.
 
 pub mod brush;
+pub mod file;
 pub mod region;
 mod staging;
 mod stroke;

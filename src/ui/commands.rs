@@ -16,6 +16,7 @@ pub enum Command {
     DialogClosed,
     OpenImage(PathBuf),
     SavePng(PathBuf),
+    SaveDocument(PathBuf),
     LoadModel(PathBuf),
     SetDevice(DeviceKind),
     SetVae(VaeChoice),
@@ -47,6 +48,7 @@ impl PentimentoApp {
             Command::DialogClosed => {}
             Command::OpenImage(path) => self.open_image(&path),
             Command::SavePng(path) => self.save_png(&path),
+            Command::SaveDocument(path) => self.save_document(&path),
             Command::LoadModel(path) => self.load_model(path),
             Command::SetDevice(kind) => self.set_device(kind),
             Command::SetVae(choice) => self.set_vae(choice),

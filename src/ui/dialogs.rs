@@ -16,6 +16,7 @@ use super::commands::Command;
 pub enum Dialog {
     OpenImage,
     SavePng,
+    SaveDocument,
     OpenModelFile,
     OpenModelFolder,
     VaeFile,
@@ -29,6 +30,7 @@ impl Dialog {
         match self {
             Dialog::OpenImage => Command::OpenImage(path),
             Dialog::SavePng => Command::SavePng(path),
+            Dialog::SaveDocument => Command::SaveDocument(path),
             Dialog::OpenModelFile | Dialog::OpenModelFolder => Command::LoadModel(path),
             Dialog::VaeFile => Command::SetVae(crate::engine::model::VaeChoice::File(path)),
             Dialog::PreviewDecoderFolder => Command::SetPreviewDecoder(path),
@@ -40,6 +42,7 @@ impl Dialog {
         match self {
             Dialog::OpenImage => "Open image",
             Dialog::SavePng => "Save PNG as",
+            Dialog::SaveDocument => "Save document as",
             Dialog::OpenModelFile => "Open model file",
             Dialog::OpenModelFolder => "Open model folder",
             Dialog::VaeFile => "VAE file",
@@ -52,12 +55,20 @@ impl Dialog {
         let d = rfd::AsyncFileDialog::new();
         let handle = match self {
             Dialog::OpenImage => pollster::block_on(
-                d.add_filter("Images", &["png", "jpg", "jpeg", "webp"])
-                    .pick_file(),
+                d.add_filter(
+                    "Images and documents",
+                    &["png", "jpg", "jpeg", "webp", "pentimento"],
+                )
+                .pick_file(),
             ),
             Dialog::SavePng => pollster::block_on(
                 d.add_filter("PNG", &["png"])
                     .set_file_name("pentimento.png")
+                    .save_file(),
+            ),
+            Dialog::SaveDocument => pollster::block_on(
+                d.add_filter("Pentimento document", &["pentimento"])
+                    .set_file_name("untitled.pentimento")
                     .save_file(),
             ),
             Dialog::OpenModelFile => pollster::block_on(

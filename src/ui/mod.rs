@@ -1,6 +1,7 @@
 //! The painting app: views only. The document holds what is edited, the worker owns the model;
 //! this module turns input into document edits and requests, and events into what is shown.
 
+mod autosave;
 mod canvas;
 mod canvas_gpu;
 pub mod commands;
@@ -75,6 +76,9 @@ pub struct PentimentoApp {
     dialogs: Dialogs,
     /// Where the panel's settings are remembered.
     session: Option<PathBuf>,
+    autosave: Option<autosave::Autosave>,
+    /// An autosave a crashed or killed session left, until the user restores or discards it.
+    pub restore_offer: Option<PathBuf>,
 }
 
 /// Where the app keeps what outlives a session.
@@ -85,6 +89,8 @@ pub struct AppPlaces {
     pub library: LibraryPlaces,
     /// Where the prompt panel's settings are kept between runs; `None`: not kept.
     pub session: Option<PathBuf>,
+    /// The autosave file; `None`: no autosave.
+    pub autosave: Option<PathBuf>,
 }
 
 impl AppPlaces {
@@ -94,6 +100,7 @@ impl AppPlaces {
             history: History::default_dir(),
             library: LibraryPlaces::default(),
             session: session::default_path(),
+            autosave: crate::library::app_dirs::data_dir().map(|d| d.join("autosave.pentimento")),
         }
     }
 }
@@ -141,7 +148,10 @@ impl PentimentoApp {
             prompt_panel_rect: None,
             dialogs,
             session: places.session,
+            autosave: places.autosave.map(autosave::Autosave::new),
+            restore_offer: None,
         };
+        app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
         if let Some(saved) = app
             .session
             .as_deref()
@@ -193,6 +203,19 @@ impl PentimentoApp {
     }
 
     pub fn open_image(&mut self, path: &Path) {
+        let is_document = crate::png_info::read_png_file(path)
+            .is_ok_and(|b| crate::document::file::is_document(&b));
+        if is_document {
+            match crate::document::file::read(path) {
+                Ok(doc) => {
+                    self.doc = doc;
+                    self.canvas.fit_pending = true;
+                    self.status = format!("opened document {}", path.display());
+                }
+                Err(e) => self.status = e.to_string(),
+            }
+            return;
+        }
         let image = match crate::engine::image::read_image_file(path) {
             Ok(image) => image,
             Err(e) => {
@@ -269,6 +292,14 @@ impl PentimentoApp {
         } else {
             self.status = format!("{}: no generation parameters in it", path.display());
         }
+    }
+
+    /// Saves the document (image, mask, record) as a `.pentimento` file.
+    pub fn save_document(&mut self, path: &Path) {
+        self.status = match crate::document::file::DocumentSnapshot::of(&self.doc).write(path) {
+            Ok(()) => format!("saved document {}", path.display()),
+            Err(e) => format!("{}: cannot save: {e}", path.display()),
+        };
     }
 
     /// Saves what the canvas shows, with the record of what made it when known (a staged
@@ -360,6 +391,65 @@ impl PentimentoApp {
             .collect();
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob::new(ids));
+    }
+
+    /// Writes the autosave when due, and asks about a previous session's leftover one.
+    fn autosave_and_offer(&mut self, ctx: &egui::Context) {
+        if let Some(path) = self.restore_offer.clone() {
+            let when = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map(|e| format!(" from {} min ago", e.as_secs() / 60))
+                .unwrap_or_default();
+            let mut answer = None;
+            egui::Window::new("Restore unsaved work?")
+                .collapsible(false)
+                .resizable(false)
+                .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+                .show(ctx, |ui| {
+                    ui.label(format!(
+                        "Pentimento did not close cleanly last time. Its autosave{when} holds the canvas and mask."
+                    ));
+                    ui.horizontal(|ui| {
+                        if ui.button("Restore").clicked() {
+                            answer = Some(true);
+                        }
+                        if ui.button("Discard").clicked() {
+                            answer = Some(false);
+                        }
+                    });
+                });
+            match answer {
+                Some(true) => {
+                    match crate::document::file::read(&path) {
+                        Ok(doc) => {
+                            self.doc = doc;
+                            self.canvas.fit_pending = true;
+                            self.status = "restored the autosaved canvas".into();
+                        }
+                        Err(e) => self.status = format!("cannot restore: {e}"),
+                    }
+                    if let Some(a) = &mut self.autosave {
+                        a.mark_saved(&self.doc);
+                    }
+                    self.restore_offer = None;
+                }
+                Some(false) => {
+                    let _ = std::fs::remove_file(&path);
+                    self.restore_offer = None;
+                }
+                None => return,
+            }
+        }
+        if let Some(a) = &mut self.autosave {
+            if let Some(message) = a.tick(&self.doc) {
+                self.status = message;
+            }
+            if a.pending() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(500));
+            }
+        }
     }
 
     /// Keeps the panel's settings for the next start (a failure to write costs only that).
@@ -461,6 +551,12 @@ impl PentimentoApp {
 impl eframe::App for PentimentoApp {
     fn on_exit(&mut self) {
         self.remember_session();
+        // A clean quit leaves nothing to restore (unless the user has not answered the offer).
+        if self.restore_offer.is_none() {
+            if let Some(a) = &mut self.autosave {
+                a.discard();
+            }
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -488,6 +584,7 @@ impl eframe::App for PentimentoApp {
             self.drop_file(path, on_panel);
         }
 
+        self.autosave_and_offer(&ctx);
         let (answers, message) = self.dialogs.answers();
         if let Some(message) = message {
             self.status = message;

@@ -39,6 +39,14 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
                 ui.close();
                 commands.push(Command::Open(Dialog::SavePng));
             }
+            if ui
+                .button("Save document…")
+                .on_hover_text("Image, mask and what made it, as a .pentimento file")
+                .clicked()
+            {
+                ui.close();
+                commands.push(Command::Open(Dialog::SaveDocument));
+            }
             ui.separator();
             if ui
                 .button("Open model folder…")

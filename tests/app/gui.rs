@@ -37,6 +37,7 @@ fn harness_with_history(model: Option<&str>, history: PathBuf) -> Harness<'stati
             hub_endpoint: Some("http://127.0.0.1:9".into()),
         },
         session: Some(history.with_extension("session.json")),
+        autosave: Some(history.with_extension("autosave.pentimento")),
         history: Some(history),
     };
     harness_with_places(model, places)
@@ -656,6 +657,7 @@ fn the_model_library_lists_folders_downloads_from_the_hub_and_loads() {
             hub_endpoint: Some(server.endpoint.clone()),
         },
         session: None,
+        autosave: None,
     };
     let mut h = harness_with_places(None, places);
     h.run_steps(2);
@@ -992,4 +994,90 @@ fn prompt_and_settings_are_remembered_between_runs() {
     assert_eq!(p.prompt, "a lighthouse at dusk");
     assert_eq!((p.width, p.height, p.steps), (64, 64, 3));
     assert_eq!(p.sampler, "DDIM");
+}
+
+/// A session that ends without a clean quit (a crash, a kill) leaves its autosave; the next
+/// start offers it, and Restore brings back the canvas and mask as they were.
+#[test]
+fn an_unclean_exit_leaves_an_autosave_the_next_start_restores() {
+    let history = history_dir();
+    let autosave = history.with_extension("autosave.pentimento");
+    let _ = std::fs::remove_file(&autosave);
+    let mut h = harness_with_history(None, history.clone());
+    h.run_steps(2);
+    let c = canvas_centre();
+    h.input_mut().events.push(egui::Event::PointerMoved(c));
+    for pressed in [true, false] {
+        h.input_mut().events.push(egui::Event::PointerButton {
+            pos: c,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Modifiers::NONE,
+        });
+    }
+    h.step();
+    let painted = h.state().doc.mask_bytes().to_vec();
+    assert!(painted.iter().any(|&m| m > 0));
+    let start = Instant::now();
+    while !autosave.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no autosave written"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Written atomically: once there, it is whole.
+    std::thread::sleep(Duration::from_millis(300));
+    // No on_exit: the process "died".
+    drop(h);
+
+    let mut h = harness_with_history(None, history);
+    h.run_steps(2);
+    assert!(h.state().restore_offer.is_some());
+    h.get_by_label("Restore").click();
+    h.run_steps(2);
+    assert!(h.state().restore_offer.is_none());
+    assert_eq!(
+        h.state().doc.mask_bytes(),
+        &painted[..],
+        "the mask came back"
+    );
+    assert!(
+        h.state().status.contains("restored"),
+        "{}",
+        h.state().status
+    );
+}
+
+/// Save document, then open it: image and mask come back (a PNG of it opens anywhere).
+#[test]
+fn a_saved_document_opens_with_its_mask() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.state_mut()
+        .open_image(&fixture("tiny-sd15-img2img.3-image.png"));
+    h.state_mut()
+        .execute(pentimento::ui::commands::Command::FillMask);
+    h.run_steps(2);
+    let doc =
+        std::env::temp_dir().join(format!("pentimento-doc-{}.pentimento", std::process::id()));
+    h.state_mut()
+        .execute(pentimento::ui::commands::Command::SaveDocument(doc.clone()));
+    let (rgba, mask) = (
+        h.state().doc.rgba().to_vec(),
+        h.state().doc.mask_bytes().to_vec(),
+    );
+    h.state_mut()
+        .execute(pentimento::ui::commands::Command::ClearMask);
+    h.state_mut().open_image(&doc);
+    h.run_steps(2);
+    assert_eq!(h.state().doc.rgba(), &rgba[..]);
+    assert_eq!(
+        h.state().doc.mask_bytes(),
+        &mask[..],
+        "{}",
+        h.state().status
+    );
+    let _ = std::fs::remove_file(doc);
 }

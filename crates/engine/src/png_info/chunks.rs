@@ -21,6 +21,29 @@ pub fn is_png(bytes: &[u8]) -> bool {
     bytes.starts_with(SIGNATURE)
 }
 
+/// The data of the first chunk of type `kind` before `IEND`, if any.
+pub fn find_chunk<'a>(bytes: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    if !is_png(bytes) {
+        return None;
+    }
+    let mut pos = SIGNATURE.len();
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
+        let this = &bytes[pos + 4..pos + 8];
+        let start = pos + 8;
+        let end = start.checked_add(len).filter(|&e| e <= bytes.len())?;
+        if this == kind {
+            return Some(&bytes[start..end]);
+        }
+        if this == b"IEND" {
+            return None;
+        }
+        pos = end + 4;
+    }
+    None
+}
+
 /// Every readable text chunk, in file order.
 pub fn read_text_chunks(bytes: &[u8]) -> Vec<TextChunk> {
     let mut out = vec![];

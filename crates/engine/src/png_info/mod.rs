@@ -5,6 +5,7 @@
 
 pub mod a1111;
 mod chunks;
+pub use chunks::find_chunk;
 pub mod other_tools;
 
 use std::path::Path;
