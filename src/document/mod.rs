@@ -209,6 +209,22 @@ impl Document {
         }
     }
 
+    /// An empty, transparent canvas of `width`×`height` in place of this one, undoably (the old
+    /// image, mask and record come back with Ctrl+Z).
+    pub fn new_canvas(&mut self, width: usize, height: usize) {
+        self.discard();
+        let records = Box::new((self.record.take(), None));
+        let before = Snapshot::of(self.width, self.height, &self.rgba, &self.mask);
+        let (rgba, mask) = (vec![0; width * height * 4], vec![0; width * height]);
+        let after = Snapshot::of(width, height, &rgba, &mask);
+        self.resize_to(width, height, rgba, mask);
+        self.history.push(Edit::Resize {
+            before,
+            after,
+            records,
+        });
+    }
+
     /// New layers of another size: everything is new to the canvas (nothing of the old size
     /// stays marked dirty).
     fn resize_to(&mut self, width: usize, height: usize, rgba: Vec<u8>, mask: Vec<u8>) {

@@ -17,6 +17,9 @@ pub enum Command {
     OpenImage(PathBuf),
     SavePng(PathBuf),
     SaveDocument(PathBuf),
+    /// An empty canvas of this size (undoable).
+    NewCanvas(usize, usize),
+    Quit,
     LoadModel(PathBuf),
     SetDevice(DeviceKind),
     SetVae(VaeChoice),
@@ -49,6 +52,14 @@ impl PentimentoApp {
             Command::OpenImage(path) => self.open_image(&path),
             Command::SavePng(path) => self.save_png(&path),
             Command::SaveDocument(path) => self.save_document(&path),
+            Command::NewCanvas(w, h) => {
+                self.doc.new_canvas(w, h);
+                self.panel.params.width = w;
+                self.panel.params.height = h;
+                self.canvas.fit_pending = true;
+                self.status = format!("new canvas {w}×{h} (Ctrl+Z brings the old one back)");
+            }
+            Command::Quit => self.quit_requested = true,
             Command::LoadModel(path) => self.load_model(path),
             Command::SetDevice(kind) => self.set_device(kind),
             Command::SetVae(choice) => self.set_vae(choice),

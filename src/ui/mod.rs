@@ -77,6 +77,8 @@ pub struct PentimentoApp {
     /// Where the panel's settings are remembered.
     session: Option<PathBuf>,
     autosave: Option<autosave::Autosave>,
+    /// File → Quit was chosen: the window closes at the end of the frame.
+    quit_requested: bool,
     /// An autosave a crashed or killed session left, until the user restores or discards it.
     pub restore_offer: Option<PathBuf>,
 }
@@ -150,6 +152,7 @@ impl PentimentoApp {
             session: places.session,
             autosave: places.autosave.map(autosave::Autosave::new),
             restore_offer: None,
+            quit_requested: false,
         };
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
         if let Some(saved) = app
@@ -709,6 +712,9 @@ impl eframe::App for PentimentoApp {
             });
         for command in commands {
             self.execute(command);
+        }
+        if std::mem::take(&mut self.quit_requested) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         if self.job.is_some() {
             ctx.request_repaint();

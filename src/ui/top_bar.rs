@@ -31,6 +31,22 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
     let Tools { tool, brush, color } = tools;
     ui.horizontal_wrapped(|ui| {
         ui.menu_button("File", |ui| {
+            ui.menu_button("New canvas", |ui| {
+                for (w, h) in [
+                    (512, 512),
+                    (768, 768),
+                    (1024, 1024),
+                    (512, 768),
+                    (768, 512),
+                    (832, 1216),
+                    (1216, 832),
+                ] {
+                    if ui.button(format!("{w} × {h}")).clicked() {
+                        ui.close();
+                        commands.push(Command::NewCanvas(w, h));
+                    }
+                }
+            });
             if ui.button("Open image…").clicked() {
                 ui.close();
                 commands.push(Command::Open(Dialog::OpenImage));
@@ -55,6 +71,11 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
             {
                 ui.close();
                 commands.push(Command::Open(Dialog::OpenModelFolder));
+            }
+            ui.separator();
+            if ui.button("Quit").on_hover_text("Ctrl+Q").clicked() {
+                ui.close();
+                commands.push(Command::Quit);
             }
         });
         if ui

@@ -1081,3 +1081,26 @@ fn a_saved_document_opens_with_its_mask() {
     );
     let _ = std::fs::remove_file(doc);
 }
+
+/// File → New canvas with a size preset, undoable.
+#[test]
+fn file_new_canvas_with_a_preset_size() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    h.state_mut()
+        .open_image(&fixture("tiny-sd15-img2img.3-image.png"));
+    h.run_steps(2);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("New canvas").hover();
+    h.run_steps(2);
+    h.get_by_label("768 × 768").click();
+    h.run_steps(2);
+    assert_eq!(h.state().doc.size(), (768, 768));
+    assert!(!h.state().doc.has_image());
+    assert_eq!(h.state().panel.params.width, 768);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(h.state().doc.size(), (128, 128), "the old canvas is back");
+    assert!(h.state().doc.has_image());
+}
