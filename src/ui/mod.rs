@@ -603,6 +603,11 @@ impl eframe::App for PentimentoApp {
             can_redo: self.doc.can_redo(),
             device: crate::engine::device::DeviceKind::of(&self.load_options.device),
             ema: self.load_options.ema,
+            vae_choice: self.load_options.vae.clone(),
+            vae_loaded: match &self.model {
+                ModelStatus::Loaded(info) => info.vae.clone(),
+                _ => None,
+            },
         };
         let tools = top_bar::Tools {
             tool: &mut self.tool,

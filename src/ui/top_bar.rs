@@ -15,6 +15,9 @@ pub struct TopBarView {
     pub can_redo: bool,
     pub device: DeviceKind,
     pub ema: bool,
+    /// The VAE choice the next load uses, and the VAE file the loaded model decodes with.
+    pub vae_choice: crate::engine::model::VaeChoice,
+    pub vae_loaded: Option<std::path::PathBuf>,
 }
 
 /// The tool settings the second row edits in place.
@@ -115,18 +118,47 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
         });
         ui.menu_button("VAE", |ui| {
             use crate::engine::model::VaeChoice;
+            // What decodes now, then the choices with the current one selected.
+            ui.label(match &view.vae_loaded {
+                Some(p) => format!(
+                    "in use: {}",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ),
+                None => "in use: the model's own".into(),
+            });
+            ui.separator();
             if ui
-                .button("Automatic (NAME.vae.* beside the model)")
+                .selectable_label(
+                    view.vae_choice == VaeChoice::Automatic,
+                    "Automatic (NAME.vae.* beside the model)",
+                )
                 .clicked()
             {
                 commands.push(Command::SetVae(VaeChoice::Automatic));
                 ui.close();
             }
-            if ui.button("The model's own").clicked() {
+            if ui
+                .selectable_label(view.vae_choice == VaeChoice::Builtin, "The model's own")
+                .clicked()
+            {
                 commands.push(Command::SetVae(VaeChoice::Builtin));
                 ui.close();
             }
-            if ui.button("File…").clicked() {
+            let file_label = match &view.vae_choice {
+                VaeChoice::File(p) => format!(
+                    "File: {}…",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ),
+                _ => "File…".into(),
+            };
+            if ui
+                .selectable_label(matches!(view.vae_choice, VaeChoice::File(_)), file_label)
+                .clicked()
+            {
                 commands.push(Command::Open(Dialog::VaeFile));
                 ui.close();
             }

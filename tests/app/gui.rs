@@ -1104,3 +1104,15 @@ fn file_new_canvas_with_a_preset_size() {
     assert_eq!(h.state().doc.size(), (128, 128), "the old canvas is back");
     assert!(h.state().doc.has_image());
 }
+
+/// The VAE menu says which VAE decodes now.
+#[test]
+fn the_vae_menu_shows_what_is_in_use() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    h.get_by_label("VAE").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("in use: the model's own").is_some());
+}
