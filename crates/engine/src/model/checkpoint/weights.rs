@@ -245,6 +245,11 @@ impl SimpleBackend for Shared {
             }
         });
         let t = stored.to_dtype(dtype)?;
+        // Every weight a model keeps is checked once, here: a damaged file is refused at load,
+        // naming the tensor, rather than drawing black images.
+        if !all_finite(&t)? {
+            candle_core::bail!("{name} holds NaN or infinite values: the file is damaged");
+        }
         let bytes = (t.elem_count() * dtype.size_in_bytes()) as u64;
         LOADED_BYTES.with(|b| b.set(b.get() + bytes));
         Ok(t)
@@ -253,6 +258,28 @@ impl SimpleBackend for Shared {
     fn contains_tensor(&self, name: &str) -> bool {
         self.0.contains(name)
     }
+}
+
+/// Whether every value of a float tensor is finite: a scan of the CPU buffer in place (the load
+/// has just written it), a reduction elsewhere.
+fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
+    if !t.dtype().is_float() {
+        return Ok(true);
+    }
+    if t.device().is_cpu() && t.is_contiguous() {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let range = layout.start_offset()..layout.start_offset() + t.elem_count();
+            return Ok(match cpu {
+                candle_core::CpuStorage::F32(v) => v[range].iter().all(|x| x.is_finite()),
+                candle_core::CpuStorage::F16(v) => v[range].iter().all(|x| x.is_finite()),
+                candle_core::CpuStorage::BF16(v) => v[range].iter().all(|x| x.is_finite()),
+                candle_core::CpuStorage::F64(v) => v[range].iter().all(|x| x.is_finite()),
+                _ => true,
+            });
+        }
+    }
+    Ok(!crate::model::nets::vae_fallback::has_non_finite(t)?)
 }
 
 fn sniff(path: &Path) -> Result<ContainerKind> {
