@@ -21,6 +21,13 @@ use staging::Staging;
 use stroke::ActiveStroke;
 use undo::{Edit, LayerDelta, Snapshot, UndoStack};
 
+/// Revisions are numbered across all documents, so a document that replaces another (opened,
+/// restored) never shares a revision number with what the canvas holds from the old one.
+fn next_revision() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Document {
     width: usize,
     height: usize,
@@ -56,8 +63,8 @@ impl Document {
             stroke: None,
             last_stroke_end: None,
             staging: Staging::default(),
-            image_revision: 1,
-            mask_revision: 1,
+            image_revision: next_revision(),
+            mask_revision: next_revision(),
             image_dirty: None,
             mask_dirty: None,
         }
@@ -322,13 +329,13 @@ impl Document {
     /// Records a change of the image (`None`: all of it).
     fn touch_image(&mut self, region: Option<Rect>) {
         let r = region.unwrap_or_else(|| self.whole());
-        self.image_revision += 1;
+        self.image_revision = next_revision();
         self.image_dirty = Some(self.image_dirty.map_or(r, |d| region::union(d, r)));
     }
 
     fn touch_mask(&mut self, region: Option<Rect>) {
         let r = region.unwrap_or_else(|| self.whole());
-        self.mask_revision += 1;
+        self.mask_revision = next_revision();
         self.mask_dirty = Some(self.mask_dirty.map_or(r, |d| region::union(d, r)));
     }
 
@@ -362,6 +369,13 @@ fn rgb_to_rgba(image: &RgbImage) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_never_share_revisions() {
+        let (a, b) = (Document::blank(8, 8), Document::blank(8, 8));
+        assert_ne!(a.image_revision(), b.image_revision());
+        assert_ne!(a.mask_revision(), b.mask_revision());
+    }
     use brush::{BrushSettings, Tool};
 
     fn test_record() -> ImageRecord {

@@ -16,6 +16,9 @@ pub const AUTOSAVE_DELAY: Duration = Duration::from_secs(3);
 
 pub struct Autosave {
     path: PathBuf,
+    /// Held while this window runs: a second window neither writes the autosave nor offers
+    /// to restore the first one's.
+    _lock: std::fs::File,
     /// The document revisions last written (or restored, or loaded).
     saved: (u64, u64),
     /// When the first change not yet written was seen.
@@ -24,13 +27,33 @@ pub struct Autosave {
 }
 
 impl Autosave {
-    pub fn new(path: PathBuf) -> Self {
-        Self {
+    /// The autosave at `path`, unless another window holds it.
+    pub fn open(path: PathBuf) -> Option<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok()?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("pentimento.lock"))
+            .ok()?;
+        lock.try_lock().ok()?;
+        Some(Self {
             path,
+            _lock: lock,
             saved: (0, 0),
             dirty_since: None,
             writing: None,
+        })
+    }
+
+    /// Writes `doc` now (a quit with unsaved work: the next start offers it back).
+    pub fn write_now(&mut self, doc: &Document) -> std::io::Result<()> {
+        if let Some(w) = self.writing.take() {
+            let _ = w.join();
         }
+        DocumentSnapshot::of(doc).write(&self.path)
     }
 
     /// The autosave a previous session left, if it did.

@@ -79,6 +79,9 @@ pub struct PentimentoApp {
     autosave: Option<autosave::Autosave>,
     /// File → Quit was chosen: the window closes at the end of the frame.
     quit_requested: bool,
+    /// The document revisions last saved to (or opened from) a file: a quit with others keeps
+    /// the autosave.
+    file_revisions: (u64, u64),
     /// An autosave a crashed or killed session left, until the user restores or discards it.
     pub restore_offer: Option<PathBuf>,
 }
@@ -150,10 +153,12 @@ impl PentimentoApp {
             prompt_panel_rect: None,
             dialogs,
             session: places.session,
-            autosave: places.autosave.map(autosave::Autosave::new),
+            autosave: places.autosave.and_then(autosave::Autosave::open),
             restore_offer: None,
             quit_requested: false,
+            file_revisions: (0, 0),
         };
+        app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
         if let Some(saved) = app
             .session
@@ -213,6 +218,7 @@ impl PentimentoApp {
                 Ok(doc) => {
                     self.doc = doc;
                     self.canvas.fit_pending = true;
+                    self.file_revisions = self.doc_revisions();
                     self.status = format!("opened document {}", path.display());
                 }
                 Err(e) => self.status = e.to_string(),
@@ -233,6 +239,7 @@ impl PentimentoApp {
             .and_then(|b| crate::png_info::parse_png(&b))
             .and_then(|info| info.record);
         self.doc.replace_image(&image, record);
+        self.file_revisions = self.doc_revisions();
         self.canvas.fit_pending = true;
         self.status = format!(
             "opened {} ({}×{})",
@@ -300,9 +307,16 @@ impl PentimentoApp {
     /// Saves the document (image, mask, record) as a `.pentimento` file.
     pub fn save_document(&mut self, path: &Path) {
         self.status = match crate::document::file::DocumentSnapshot::of(&self.doc).write(path) {
-            Ok(()) => format!("saved document {}", path.display()),
+            Ok(()) => {
+                self.file_revisions = self.doc_revisions();
+                format!("saved document {}", path.display())
+            }
             Err(e) => format!("{}: cannot save: {e}", path.display()),
         };
+    }
+
+    fn doc_revisions(&self) -> (u64, u64) {
+        (self.doc.image_revision(), self.doc.mask_revision())
     }
 
     /// Saves what the canvas shows, with the record of what made it when known (a staged
@@ -326,6 +340,10 @@ impl PentimentoApp {
             .ok_or_else(|| std::io::Error::other("image buffer size"))
             .and_then(|img| img.save(path).map_err(std::io::Error::other)),
         };
+        // The image is in a file now (a mask is not part of a flat PNG; Save document keeps it).
+        if written.is_ok() && self.doc.mask_is_empty() {
+            self.file_revisions = self.doc_revisions();
+        }
         self.status = match written {
             Ok(()) if record.is_some() => format!("saved {}", path.display()),
             Ok(()) => format!(
@@ -403,7 +421,12 @@ impl PentimentoApp {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .map(|e| format!(" from {} min ago", e.as_secs() / 60))
+                .map(|e| match e.as_secs() / 60 {
+                    0 => " from less than a minute ago".to_string(),
+                    1 => " from a minute ago".to_string(),
+                    m if m < 120 => format!(" from {m} minutes ago"),
+                    m => format!(" from {} hours ago", m / 60),
+                })
                 .unwrap_or_default();
             let mut answer = None;
             egui::Window::new("Restore unsaved work?")
@@ -412,7 +435,7 @@ impl PentimentoApp {
                 .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
                 .show(ctx, |ui| {
                     ui.label(format!(
-                        "Pentimento did not close cleanly last time. Its autosave{when} holds the canvas and mask."
+                        "The last session left unsaved work: its autosave{when} holds the canvas and mask."
                     ));
                     ui.horizontal(|ui| {
                         if ui.button("Restore").clicked() {
@@ -487,6 +510,12 @@ impl PentimentoApp {
             && self.job.is_none()
             && matches!(self.model, ModelStatus::Loaded(_))
         {
+            // The prompt lets the keyboard go, so Enter then accepts the result, not a newline.
+            ctx.memory_mut(|m| {
+                if let Some(id) = m.focused() {
+                    m.surrender_focus(id);
+                }
+            });
             self.execute(Command::Generate);
         }
         // While a text field has the keyboard, Ctrl+Z belongs to it, not to the canvas.
@@ -554,9 +583,14 @@ impl PentimentoApp {
 impl eframe::App for PentimentoApp {
     fn on_exit(&mut self) {
         self.remember_session();
-        // A clean quit leaves nothing to restore (unless the user has not answered the offer).
-        if self.restore_offer.is_none() {
-            if let Some(a) = &mut self.autosave {
+        // Unanswered, the offer stands for the next start.
+        if self.restore_offer.is_some() {
+            return;
+        }
+        let unsaved = self.doc_revisions() != self.file_revisions;
+        if let Some(a) = &mut self.autosave {
+            // Work not saved to a file is kept for the next start to offer; else nothing is.
+            if !(unsaved && a.write_now(&self.doc).is_ok()) {
                 a.discard();
             }
         }
@@ -588,6 +622,10 @@ impl eframe::App for PentimentoApp {
         }
 
         self.autosave_and_offer(&ctx);
+        if self.job.is_some() {
+            // The progress text counts seconds even between the worker's events.
+            ctx.request_repaint_after(std::time::Duration::from_millis(500));
+        }
         let (answers, message) = self.dialogs.answers();
         if let Some(message) = message {
             self.status = message;

@@ -126,31 +126,34 @@ impl PromptPanel {
                 ui.end_row();
 
                 ui.label("Size");
-                ui.add_enabled_ui(fixed_size.is_none(), |ui| {
-                    ui.horizontal(|ui| {
-                        let w = ui.label("W");
-                        ui.add(
-                            egui::DragValue::new(&mut p.width)
-                                .range(64..=2048)
-                                .speed(8.0),
-                        )
-                        .labelled_by(w.id);
-                        let h = ui.label("H");
-                        ui.add(
-                            egui::DragValue::new(&mut p.height)
-                                .range(64..=2048)
-                                .speed(8.0),
-                        )
-                        .labelled_by(h.id);
-                        p.width = p.width / 8 * 8;
-                        p.height = p.height / 8 * 8;
-                    });
-                })
-                .response
-                .on_disabled_hover_text(match fixed_size {
-                    Some((w, h)) => format!("this job works at the image's size, {w}×{h}"),
-                    None => String::new(),
-                });
+                match fixed_size {
+                    Some((w, h)) => {
+                        ui.label(format!("{w} × {h} (the image's)")).on_hover_text(
+                            "img2img and whole-image inpainting work at the image's size; \
+                             W×H apply to text-to-image and to \"Only masked\" inpainting",
+                        );
+                    }
+                    None => {
+                        ui.horizontal(|ui| {
+                            let w = ui.label("W");
+                            ui.add(
+                                egui::DragValue::new(&mut p.width)
+                                    .range(64..=2048)
+                                    .speed(8.0),
+                            )
+                            .labelled_by(w.id);
+                            let h = ui.label("H");
+                            ui.add(
+                                egui::DragValue::new(&mut p.height)
+                                    .range(64..=2048)
+                                    .speed(8.0),
+                            )
+                            .labelled_by(h.id);
+                            p.width = p.width / 8 * 8;
+                            p.height = p.height / 8 * 8;
+                        });
+                    }
+                }
                 ui.end_row();
 
                 let label = ui.label("Strength");

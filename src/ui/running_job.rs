@@ -17,6 +17,8 @@ pub(crate) struct RunningJob {
     pub cancelling: bool,
     /// When the current image's first model call was reported, and at which step.
     first_report: Option<(Instant, usize)>,
+    /// When the current image was started (a first step at a large size takes a while).
+    started: Instant,
 }
 
 /// What the panel shows of a running job.
@@ -27,6 +29,8 @@ pub struct JobProgress {
     pub steps_per_second: Option<f64>,
     pub seconds_left: Option<f64>,
     pub cancelling: bool,
+    /// Seconds since the current image started.
+    pub elapsed: f64,
 }
 
 impl RunningJob {
@@ -38,6 +42,7 @@ impl RunningJob {
             preview: None,
             cancelling: false,
             first_report: None,
+            started: Instant::now(),
         }
     }
 
@@ -55,6 +60,7 @@ impl RunningJob {
         self.total = 0;
         self.preview = None;
         self.first_report = None;
+        self.started = Instant::now();
     }
 
     pub fn progress(&self) -> JobProgress {
@@ -68,6 +74,7 @@ impl RunningJob {
             steps_per_second: rate,
             seconds_left: rate.map(|r| self.total.saturating_sub(self.step) as f64 / r),
             cancelling: self.cancelling,
+            elapsed: self.started.elapsed().as_secs_f64(),
         }
     }
 }
@@ -79,7 +86,12 @@ impl JobProgress {
             return "cancelling…".into();
         }
         if self.total == 0 {
-            return "starting…".into();
+            // The prompt is encoded and the first step runs before the first report.
+            return if self.elapsed < 2.0 {
+                "starting…".into()
+            } else {
+                format!("first step… {}", short_duration(self.elapsed))
+            };
         }
         let mut text = format!("step {}/{}", self.step, self.total);
         if let Some(r) = self.steps_per_second {

@@ -1116,3 +1116,38 @@ fn the_vae_menu_shows_what_is_in_use() {
     h.run_steps(2);
     assert!(h.query_by_label("in use: the model's own").is_some());
 }
+
+/// Quitting with work not saved to a file keeps it for the next start; quitting with nothing
+/// new leaves nothing to restore. A second window never takes the first one's autosave.
+#[test]
+fn quitting_with_unsaved_work_keeps_it_for_the_next_start() {
+    use eframe::App;
+    let history = history_dir();
+    let autosave = history.with_extension("autosave.pentimento");
+    let _ = std::fs::remove_file(&autosave);
+    // Nothing new: a clean quit leaves nothing.
+    let mut h = harness_with_history(None, history.clone());
+    h.run_steps(2);
+    h.state_mut().on_exit();
+    drop(h);
+    assert!(!autosave.exists());
+
+    let mut h = harness_with_history(None, history.clone());
+    h.run_steps(2);
+    // A second window over the same data folder while the first runs.
+    let second = harness_with_history(None, history.clone());
+    h.state_mut()
+        .execute(pentimento::ui::commands::Command::FillMask);
+    h.run_steps(2);
+    h.state_mut().on_exit();
+    drop(h);
+    drop(second);
+    assert!(autosave.exists(), "the unsaved mask was kept");
+
+    let mut h = harness_with_history(None, history);
+    h.run_steps(2);
+    assert!(h.state().restore_offer.is_some());
+    h.get_by_label("Restore").click();
+    h.run_steps(2);
+    assert!(h.state().doc.mask_bytes().iter().all(|&m| m == 255));
+}
