@@ -50,6 +50,10 @@ pub struct CanvasView {
     sent_mask: Option<u64>,
     /// The pen's last reported pressure (1 for a mouse).
     pressure: f32,
+    /// The view is as Fit left it (no zoom or pan since): it follows the canvas's size, as
+    /// bars appear and go.
+    fitted: bool,
+    last_size: Vec2,
 }
 
 impl Default for CanvasView {
@@ -62,6 +66,8 @@ impl Default for CanvasView {
             sent_image: None,
             sent_mask: None,
             pressure: 1.0,
+            fitted: false,
+            last_size: Vec2::ZERO,
         }
     }
 }
@@ -159,11 +165,13 @@ impl CanvasView {
         let zy = (canvas.height() - margin) / size.1.max(1) as f32;
         self.zoom = zx.min(zy).clamp(0.02, 64.0);
         self.offset = Vec2::ZERO;
+        self.fitted = true;
     }
 
     pub fn one_to_one(&mut self) {
         self.zoom = 1.0;
         self.offset = Vec2::ZERO;
+        self.fitted = false;
     }
 
     /// Shows the document and handles painting. Returns whether the canvas is hovered.
@@ -178,7 +186,9 @@ impl CanvasView {
     ) -> CanvasOutcome {
         let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         let size = doc.size();
-        if self.fit_pending && rect.width() > 1.0 {
+        let resized = (rect.size() - self.last_size).length() > 0.5;
+        self.last_size = rect.size();
+        if (self.fit_pending || (self.fitted && resized)) && rect.width() > 1.0 {
             self.fit(rect, size);
             self.fit_pending = false;
         }
@@ -194,12 +204,14 @@ impl CanvasView {
                 let anchor = pointer - rect.center() - self.offset;
                 self.offset -= anchor * (new_zoom / self.zoom - 1.0);
                 self.zoom = new_zoom;
+                self.fitted = false;
             }
         }
         let panning =
             response.dragged_by(egui::PointerButton::Middle) || (space_down && response.dragged());
         if panning {
             self.offset += response.drag_delta();
+            self.fitted = false;
         }
 
         let image_rect = self.image_rect(rect, size);
