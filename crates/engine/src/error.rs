@@ -91,3 +91,28 @@ pub fn ensure_finite(
     }
     Ok(())
 }
+
+impl EngineError {
+    /// The message a person reads: the error, with advice when the device ran out of memory
+    /// (CUDA and Metal report it as a failed allocation deep inside a tensor operation).
+    pub fn explained(&self) -> String {
+        let text = self.to_string();
+        let lower = text.to_lowercase();
+        let out_of_memory = [
+            "out of memory",
+            "out_of_memory",
+            "failed to allocate",
+            "outofmemory",
+        ]
+        .iter()
+        .any(|m| lower.contains(m));
+        if out_of_memory {
+            format!(
+                "{text} — the device ran out of memory: try a smaller size or batch, half precision \
+                 (f16), or VAE tiling for large images"
+            )
+        } else {
+            text
+        }
+    }
+}

@@ -247,7 +247,7 @@ fn run(
                     }
                     Err(e) => send(Event::Failed {
                         id: None,
-                        message: e.to_string(),
+                        message: e.explained(),
                     }),
                 }
             }
@@ -289,7 +289,7 @@ fn run(
                     Err(EngineError::Cancelled) => send(Event::Cancelled { id }),
                     Err(e) => send(Event::Failed {
                         id: Some(id),
-                        message: e.to_string(),
+                        message: e.explained(),
                     }),
                 }
             }
@@ -313,6 +313,21 @@ fn caught<T>(work: impl FnOnce() -> super::Result<T>) -> super::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_memory_comes_with_advice() {
+        let oom = EngineError::Tensor {
+            context: "UNet".into(),
+            source: candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY: out of memory".into()),
+        };
+        assert!(
+            oom.explained().contains("smaller size"),
+            "{}",
+            oom.explained()
+        );
+        let other = EngineError::InvalidParams("x".into());
+        assert_eq!(other.explained(), other.to_string());
+    }
 
     #[test]
     fn a_panic_in_a_job_becomes_an_error() {

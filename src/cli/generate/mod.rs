@@ -87,7 +87,7 @@ impl Session {
         };
         let results = self.model.run(job, &mut on_step);
         progress.finish();
-        Ok(results?)
+        results.map_err(|e| anyhow::anyhow!(e.explained()))
     }
 
     pub fn elapsed(&self) -> f64 {
