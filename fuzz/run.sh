@@ -11,10 +11,11 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(png_info prompt checkpoint)
 fi
-mkdir -p corpus/checkpoint corpus/png_info
+mkdir -p corpus/checkpoint corpus/png_info corpus/prompt
 # Seeds: real files the parsers should know.
 cp -n ../tests/fixtures/ckpt-zip/*.ckpt corpus/checkpoint/ 2>/dev/null || true
 cp -n ../tests/fixtures/*.png corpus/png_info/ 2>/dev/null || true
+printf 'a (cat:1.2) [dog] BREAK \\(x\\)' > corpus/prompt/seed 2>/dev/null || true
 for t in "${targets[@]}"; do
   echo "== $t for ${seconds}s"
   cargo +nightly fuzz run "$t" "corpus/$t" -- \
