@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Document;
+use crate::engine::params::GenerationParams;
 use crate::engine::png_info::ImageRecord;
 
 /// The mask chunk: ancillary (`p`), private (`t`), reserved bit clear (`M`), safe to copy (`k`).
@@ -34,6 +35,9 @@ struct Description {
     version: u32,
     #[serde(default)]
     record: Option<ImageRecord>,
+    /// The prompt panel's settings when the document was saved.
+    #[serde(default)]
+    settings: Option<GenerationParams>,
 }
 
 /// What a document file holds, copied out of a `Document` (so a thread can write it while
@@ -45,6 +49,7 @@ pub struct DocumentSnapshot {
     rgba: Vec<u8>,
     mask: Vec<u8>,
     record: Option<ImageRecord>,
+    settings: Option<GenerationParams>,
 }
 
 impl DocumentSnapshot {
@@ -55,7 +60,14 @@ impl DocumentSnapshot {
             rgba: doc.rgba.clone(),
             mask: doc.mask.clone(),
             record: doc.record.clone(),
+            settings: None,
         }
+    }
+
+    /// The prompt settings to keep with the document.
+    pub fn with_settings(mut self, settings: GenerationParams) -> Self {
+        self.settings = Some(settings);
+        self
     }
 
     /// Writes the document to `path`, atomically.
@@ -64,6 +76,7 @@ impl DocumentSnapshot {
         let description = serde_json::to_string(&Description {
             version: VERSION,
             record: self.record.clone(),
+            settings: self.settings.clone(),
         })
         .map_err(std::io::Error::other)?;
         let mask = miniz_oxide::deflate::compress_to_vec_zlib(&self.mask, 6);
@@ -90,8 +103,15 @@ pub fn is_document(bytes: &[u8]) -> bool {
         .any(|t| t.keyword == KEYWORD)
 }
 
-/// Reads the document at `path`: image, mask and record; its undo history starts afresh.
-pub fn read(path: &Path) -> Result<Document, DocumentFileError> {
+/// A document read back, with the prompt settings saved beside it (when they were, and valid).
+pub struct Opened {
+    pub doc: Document,
+    pub settings: Option<GenerationParams>,
+}
+
+/// Reads the document at `path`: image, mask, record and settings; its undo history starts
+/// afresh.
+pub fn read(path: &Path) -> Result<Opened, DocumentFileError> {
     let name = path.display().to_string();
     let bytes = crate::engine::png_info::read_png_file(path)
         .map_err(|e| DocumentFileError::Io(name.clone(), e))?;
@@ -131,7 +151,10 @@ pub fn read(path: &Path) -> Result<Document, DocumentFileError> {
     doc.rgba = rgba.into_raw();
     doc.mask = mask;
     doc.record = description.record;
-    Ok(doc)
+    Ok(Opened {
+        doc,
+        settings: description.settings.filter(|s| s.validate().is_ok()),
+    })
 }
 
 #[cfg(test)]
@@ -158,8 +181,17 @@ mod tests {
         doc.begin_stroke(Tool::MaskBrush, BrushSettings::default(), (30.0, 20.0), 1.0);
         doc.end_stroke();
         let path = temp("a.pentimento");
-        DocumentSnapshot::of(&doc).write(&path).unwrap();
-        let back = read(&path).unwrap();
+        let settings = GenerationParams {
+            prompt: "a lighthouse".into(),
+            ..Default::default()
+        };
+        DocumentSnapshot::of(&doc)
+            .with_settings(settings.clone())
+            .write(&path)
+            .unwrap();
+        let opened = read(&path).unwrap();
+        assert_eq!(opened.settings, Some(settings));
+        let back = opened.doc;
         assert_eq!(back.size(), (40, 30));
         assert_eq!(back.rgba(), doc.rgba());
         assert_eq!(back.mask_bytes(), doc.mask_bytes());

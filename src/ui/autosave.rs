@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::document::file::DocumentSnapshot;
 use crate::document::Document;
+use crate::engine::params::GenerationParams;
 
 /// How long the canvas must rest after a change before it is written: strokes in a row are
 /// saved once, and no more than a few seconds of work is ever at risk.
@@ -49,11 +50,17 @@ impl Autosave {
     }
 
     /// Writes `doc` now (a quit with unsaved work: the next start offers it back).
-    pub fn write_now(&mut self, doc: &Document) -> std::io::Result<()> {
+    pub fn write_now(
+        &mut self,
+        doc: &Document,
+        settings: &GenerationParams,
+    ) -> std::io::Result<()> {
         if let Some(w) = self.writing.take() {
             let _ = w.join();
         }
-        DocumentSnapshot::of(doc).write(&self.path)
+        DocumentSnapshot::of(doc)
+            .with_settings(settings.clone())
+            .write(&self.path)
     }
 
     /// The autosave a previous session left, if it did.
@@ -69,7 +76,7 @@ impl Autosave {
 
     /// Called every frame: starts a write when the document changed and has rested; returns an
     /// error message from a finished write.
-    pub fn tick(&mut self, doc: &Document) -> Option<String> {
+    pub fn tick(&mut self, doc: &Document, settings: &GenerationParams) -> Option<String> {
         let mut message = None;
         if self.writing.as_ref().is_some_and(|w| w.is_finished()) {
             if let Some(Ok(Err(e))) = self.writing.take().map(JoinHandle::join) {
@@ -82,7 +89,7 @@ impl Autosave {
         }
         let since = *self.dirty_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= AUTOSAVE_DELAY && self.writing.is_none() {
-            let snapshot = DocumentSnapshot::of(doc);
+            let snapshot = DocumentSnapshot::of(doc).with_settings(settings.clone());
             let path = self.path.clone();
             self.writing = Some(std::thread::spawn(move || {
                 if let Some(dir) = path.parent() {

@@ -215,8 +215,11 @@ impl PentimentoApp {
             .is_ok_and(|b| crate::document::file::is_document(&b));
         if is_document {
             match crate::document::file::read(path) {
-                Ok(doc) => {
-                    self.doc = doc;
+                Ok(opened) => {
+                    self.doc = opened.doc;
+                    if let Some(settings) = opened.settings {
+                        self.panel.params = settings;
+                    }
                     self.canvas.fit_pending = true;
                     self.file_revisions = self.doc_revisions();
                     self.status = format!("opened document {}", path.display());
@@ -306,7 +309,9 @@ impl PentimentoApp {
 
     /// Saves the document (image, mask, record) as a `.pentimento` file.
     pub fn save_document(&mut self, path: &Path) {
-        self.status = match crate::document::file::DocumentSnapshot::of(&self.doc).write(path) {
+        let snapshot = crate::document::file::DocumentSnapshot::of(&self.doc)
+            .with_settings(self.panel.params.clone());
+        self.status = match snapshot.write(path) {
             Ok(()) => {
                 self.file_revisions = self.doc_revisions();
                 format!("saved document {}", path.display())
@@ -449,8 +454,11 @@ impl PentimentoApp {
             match answer {
                 Some(true) => {
                     match crate::document::file::read(&path) {
-                        Ok(doc) => {
-                            self.doc = doc;
+                        Ok(opened) => {
+                            self.doc = opened.doc;
+                            if let Some(settings) = opened.settings {
+                                self.panel.params = settings;
+                            }
                             self.canvas.fit_pending = true;
                             self.status = "restored the autosaved canvas".into();
                         }
@@ -469,7 +477,7 @@ impl PentimentoApp {
             }
         }
         if let Some(a) = &mut self.autosave {
-            if let Some(message) = a.tick(&self.doc) {
+            if let Some(message) = a.tick(&self.doc, &self.panel.params) {
                 self.status = message;
             }
             if a.pending() {
@@ -590,7 +598,7 @@ impl eframe::App for PentimentoApp {
         let unsaved = self.doc_revisions() != self.file_revisions;
         if let Some(a) = &mut self.autosave {
             // Work not saved to a file is kept for the next start to offer; else nothing is.
-            if !(unsaved && a.write_now(&self.doc).is_ok()) {
+            if !(unsaved && a.write_now(&self.doc, &self.panel.params).is_ok()) {
                 a.discard();
             }
         }

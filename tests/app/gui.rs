@@ -1050,7 +1050,7 @@ fn an_unclean_exit_leaves_an_autosave_the_next_start_restores() {
     );
 }
 
-/// Save document, then open it: image and mask come back (a PNG of it opens anywhere).
+/// Save document, then open it: image, mask and prompt settings come back.
 #[test]
 fn a_saved_document_opens_with_its_mask() {
     let mut h = harness(None);
@@ -1062,6 +1062,9 @@ fn a_saved_document_opens_with_its_mask() {
     h.run_steps(2);
     let doc =
         std::env::temp_dir().join(format!("pentimento-doc-{}.pentimento", std::process::id()));
+    h.get_by_label("Prompt").focus();
+    h.get_by_label("Prompt").type_text("a quiet harbour");
+    h.run_steps(2);
     h.state_mut()
         .execute(pentimento::ui::commands::Command::SaveDocument(doc.clone()));
     let (rgba, mask) = (
@@ -1070,8 +1073,14 @@ fn a_saved_document_opens_with_its_mask() {
     );
     h.state_mut()
         .execute(pentimento::ui::commands::Command::ClearMask);
+    h.state_mut().panel.params.prompt.clear();
     h.state_mut().open_image(&doc);
     h.run_steps(2);
+    assert_eq!(
+        h.state().panel.params.prompt,
+        "a quiet harbour",
+        "the prompt came back too"
+    );
     assert_eq!(h.state().doc.rgba(), &rgba[..]);
     assert_eq!(
         h.state().doc.mask_bytes(),
