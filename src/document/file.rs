@@ -127,11 +127,7 @@ pub fn read(path: &Path) -> Result<Opened, DocumentFileError> {
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes));
     reader.set_format(image::ImageFormat::Png);
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(crate::engine::image::MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(crate::engine::image::MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(crate::engine::image::MAX_DECODE_BYTES);
-    reader.limits(limits);
+    reader.limits(crate::engine::image::decode_limits());
     let rgba = reader
         .decode()
         .map_err(|e| damaged(format!("image: {e}")))?

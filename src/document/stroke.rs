@@ -49,24 +49,21 @@ impl Document {
 
     /// Follows the pointer to `to`; the path through the positions so far is smoothed.
     pub fn continue_stroke(&mut self, to: (f32, f32), pressure: f32) {
-        let Some(stroke) = &mut self.stroke else {
-            return;
-        };
-        let p = point(to, pressure);
-        stroke.last = p;
-        for dab in stroke.path.push(p) {
-            self.stamp(dab);
-        }
+        self.extend_stroke(point(to, pressure), StrokePath::push);
     }
 
     /// A straight line from the stroke's last position to `to` (Shift+click).
     pub fn line_to(&mut self, to: (f32, f32), pressure: f32) {
+        self.extend_stroke(point(to, pressure), StrokePath::line_to);
+    }
+
+    /// Takes the stroke to `p` along the path `step` lays, stamping its dabs.
+    fn extend_stroke(&mut self, p: PathPoint, step: fn(&mut StrokePath, PathPoint) -> Vec<Dab>) {
         let Some(stroke) = &mut self.stroke else {
             return;
         };
-        let p = point(to, pressure);
         stroke.last = p;
-        for dab in stroke.path.line_to(p) {
+        for dab in step(&mut stroke.path, p) {
             self.stamp(dab);
         }
     }

@@ -159,9 +159,8 @@ fn snapshot(repo_dir: &Path) -> Option<PathBuf> {
     {
         // A commit id, never a path: a ref holding `../..` is ignored.
         let commit = commit.trim();
-        let is_commit = commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
         let s = snapshots.join(commit);
-        if is_commit && s.is_dir() {
+        if super::hub::is_commit(commit) && s.is_dir() {
             return Some(s);
         }
     }

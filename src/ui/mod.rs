@@ -216,11 +216,7 @@ impl PentimentoApp {
         if is_document {
             match crate::document::file::read(path) {
                 Ok(opened) => {
-                    self.doc = opened.doc;
-                    if let Some(settings) = opened.settings {
-                        self.panel.params = settings;
-                    }
-                    self.canvas.fit_pending = true;
+                    self.take_document(opened);
                     self.file_revisions = self.doc_revisions();
                     self.status = format!("opened document {}", path.display());
                 }
@@ -318,6 +314,16 @@ impl PentimentoApp {
             }
             Err(e) => format!("{}: cannot save: {e}", path.display()),
         };
+    }
+
+    /// A document read from a file (opened or restored) in place of the current one, its
+    /// prompt settings into the panel.
+    fn take_document(&mut self, opened: crate::document::file::Opened) {
+        self.doc = opened.doc;
+        if let Some(settings) = opened.settings {
+            self.panel.params = settings;
+        }
+        self.canvas.fit_pending = true;
     }
 
     fn doc_revisions(&self) -> (u64, u64) {
@@ -455,11 +461,7 @@ impl PentimentoApp {
                 Some(true) => {
                     match crate::document::file::read(&path) {
                         Ok(opened) => {
-                            self.doc = opened.doc;
-                            if let Some(settings) = opened.settings {
-                                self.panel.params = settings;
-                            }
-                            self.canvas.fit_pending = true;
+                            self.take_document(opened);
                             self.status = "restored the autosaved canvas".into();
                         }
                         Err(e) => self.status = format!("cannot restore: {e}"),

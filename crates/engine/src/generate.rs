@@ -303,8 +303,12 @@ impl SampleStart {
 /// The first model call of img2img: diffusers runs `int(steps · strength)` steps and skips the
 /// others, `order` calls each.
 pub fn img2img_start(steps: usize, strength: f64, order: usize) -> usize {
-    let run = ((steps as f64 * strength) as usize).min(steps);
-    (steps - run) * order
+    (steps - img2img_steps(steps, strength)) * order
+}
+
+/// The steps an img2img or inpainting job runs: `strength` of them, as diffusers counts.
+pub fn img2img_steps(steps: usize, strength: f64) -> usize {
+    ((steps as f64 * strength) as usize).min(steps)
 }
 
 /// AUTOMATIC1111's variation seed: the seed's noise slerped toward the variation seed's by the

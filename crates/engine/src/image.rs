@@ -12,6 +12,15 @@ pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// What decoding one image may allocate (a 16384² RGBA image is 1 GiB).
 pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 
+/// What any image decoder of the app may read and allocate.
+pub fn decode_limits() -> ::image::Limits {
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
+}
+
 /// Reads an image file of any format the `image` crate knows, chosen by its content (a JPEG
 /// named `.png` opens), flattened to RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_DECODE_BYTES`].
 pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
@@ -29,11 +38,7 @@ pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
             path: path.to_path_buf(),
             source,
         })?;
-    let mut limits = ::image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
+    reader.limits(decode_limits());
     if reader.format().is_none() {
         return Err(bad(
             "not an image format this app reads (PNG, JPEG, WebP)".into()

@@ -51,7 +51,7 @@ pub fn current() -> Option<Interrupt> {
 
 /// Whether the work on this thread was asked to stop.
 pub fn requested() -> bool {
-    current().is_some_and(|i| i.requested())
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(Interrupt::requested))
 }
 
 /// Fails with [`INTERRUPTED`] when the work on this thread was asked to stop.

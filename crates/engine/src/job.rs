@@ -150,7 +150,7 @@ impl Job {
         // before it loads a model.
         let uses_strength = !matches!(self.kind, JobKind::Txt2Img);
         let p = &self.params;
-        if uses_strength && ((p.steps as f64 * p.strength) as usize).min(p.steps) == 0 {
+        if uses_strength && crate::generate::img2img_steps(p.steps, p.strength) == 0 {
             return Err(EngineError::InvalidParams(format!(
                 "strength {} with {} steps leaves no step to run; raise the strength or the steps",
                 p.strength, p.steps

@@ -25,17 +25,32 @@ pub fn open(path: &Path) -> std::io::Result<File> {
     File::open(path)
 }
 
+/// The bytes of a regular file of at most `max` bytes.
+pub fn read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let file = open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // At most one byte past the bound, whatever the size said (a file may grow).
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64, max));
+    }
+    Ok(bytes)
+}
+
 /// The text of a regular file of at most `max` bytes.
 pub fn read_to_string(path: &Path, max: u64) -> std::io::Result<String> {
-    let mut text = String::new();
-    let n = open(path)?.take(max + 1).read_to_string(&mut text)?;
-    if n as u64 > max {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            format!("larger than the {max} bytes read from such a file"),
-        ));
-    }
-    Ok(text)
+    String::from_utf8(read(path, max)?).map_err(|e| Error::new(ErrorKind::InvalidData, e))
+}
+
+fn too_large(len: u64, max: u64) -> Error {
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{len} bytes, larger than the {max} read from such a file"),
+    )
 }
 
 #[cfg(test)]

@@ -49,6 +49,14 @@ pub struct FileMeta {
     pub url: String,
 }
 
+/// Which redirects a request follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Anywhere,
+    /// Only within the endpoint's host (a renamed repository).
+    WithinEndpoint,
+}
+
 pub struct Listing {
     pub commit: String,
     pub files: Vec<String>,
@@ -123,7 +131,7 @@ impl Http {
             self.endpoint,
             encode(revision, false)
         );
-        let response = self.follow(&url, None, &what)?.0;
+        let response = self.follow(&url, None, &what, Follow::Anywhere)?.0;
         let mut body = Vec::new();
         response
             .into_reader()
@@ -169,7 +177,8 @@ impl Http {
             encode(revision, false),
             encode(file, true)
         );
-        let (response, url) = self.follow_same_host(&url, &what)?;
+        let (response, url) =
+            self.follow(&url, Some("bytes=0-0"), &what, Follow::WithinEndpoint)?;
         let header = |name: &str| response.header(name).map(str::to_string);
         let commit = header("x-repo-commit")
             .ok_or_else(|| refused(&what, "no X-Repo-Commit header".into()))?;
@@ -222,51 +231,27 @@ impl Http {
         })
     }
 
-    /// Follows redirects within the endpoint's host (a renamed repository); stops at one to
-    /// another host, whose headers carry the file's metadata.
-    fn follow_same_host(
-        &self,
-        url: &str,
-        what: &str,
-    ) -> Result<(ureq::Response, String), HubError> {
-        let mut url = url.to_string();
-        for _ in 0..=MAX_REDIRECTS {
-            let response = self.get(&url, Some("bytes=0-0"), what)?;
-            match response.status() {
-                300..=399 => {
-                    let next = location(&response, &url, what)?;
-                    if origin(&next) != origin(&self.endpoint) {
-                        return Ok((response, url));
-                    }
-                    url = next;
-                }
-                100..=299 => return Ok((response, url)),
-                status => {
-                    return Err(HubError::Http {
-                        what: what.into(),
-                        status,
-                    })
-                }
-            }
-        }
-        Err(refused(
-            what,
-            format!("more than {MAX_REDIRECTS} redirects"),
-        ))
-    }
-
-    /// `GET url`, following up to [`MAX_REDIRECTS`] redirects to any http(s) address.
+    /// `GET url`, following up to [`MAX_REDIRECTS`] redirects. With [`Follow::WithinEndpoint`]
+    /// it stops at a redirect to another host (a CDN), whose headers carry the file's metadata.
     fn follow(
         &self,
         url: &str,
         range: Option<&str>,
         what: &str,
+        follow: Follow,
     ) -> Result<(ureq::Response, String), HubError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let response = self.get(&url, range, what)?;
             match response.status() {
-                300..=399 => url = location(&response, &url, what)?,
+                300..=399 => {
+                    let next = location(&response, &url, what)?;
+                    let leaves = origin(&next) != origin(&self.endpoint);
+                    if follow == Follow::WithinEndpoint && leaves {
+                        return Ok((response, url));
+                    }
+                    url = next;
+                }
                 200..=299 => return Ok((response, url)),
                 status => {
                     return Err(HubError::Http {
@@ -320,7 +305,7 @@ impl Http {
         }
         if have < meta.size {
             let range = (have > 0).then(|| format!("bytes={have}-"));
-            let (response, _) = self.follow(&meta.url, range.as_deref(), what)?;
+            let (response, _) = self.follow(&meta.url, range.as_deref(), what, Follow::Anywhere)?;
             if response.status() == 206 {
                 let start = response
                     .header("content-range")

@@ -11,8 +11,8 @@ mod http;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use cache::{is_commit, MAX_NAME_BYTES, MAX_NAME_PARTS};
 use cache::{safe_relative, RepoCache};
-pub use cache::{MAX_NAME_BYTES, MAX_NAME_PARTS};
 use http::Http;
 pub use http::{Timeouts, MAX_FILE_BYTES, MAX_REDIRECTS};
 

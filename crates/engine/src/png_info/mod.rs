@@ -317,21 +317,7 @@ pub const MAX_PNG_FILE_BYTES: u64 = 512 << 20;
 /// The bytes of the file at `path` for [`parse_png`]: regular files only, at most
 /// [`MAX_PNG_FILE_BYTES`].
 pub fn read_png_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = crate::regular_file::open(path)?;
-    let meta = file.metadata()?;
-    if meta.len() > MAX_PNG_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "{} bytes, larger than the {MAX_PNG_FILE_BYTES} read for parameters",
-                meta.len()
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_PNG_FILE_BYTES).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::regular_file::read(path, MAX_PNG_FILE_BYTES)
 }
 
 pub fn parse_png(bytes: &[u8]) -> Option<PngInfo> {

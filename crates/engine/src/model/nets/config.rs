@@ -220,12 +220,7 @@ impl UNetConfig {
         if self.norm_num_groups == 0 {
             return Err("norm_num_groups is 0".into());
         }
-        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
-            return Err(format!(
-                "norm_eps {} is not a positive number",
-                self.norm_eps
-            ));
-        }
+        positive("norm_eps", self.norm_eps)?;
         for (level, (&ch, &h)) in self.block_out_channels.iter().zip(&self.heads).enumerate() {
             if h == 0 || ch % h != 0 {
                 return Err(format!(
@@ -355,12 +350,7 @@ impl ClipConfig {
         if raw.num_hidden_layers == 0 {
             return Err("the text encoder has no layers (num_hidden_layers is 0)".into());
         }
-        if !(raw.layer_norm_eps.is_finite() && raw.layer_norm_eps > 0.0) {
-            return Err(format!(
-                "layer_norm_eps {} is not a positive number",
-                raw.layer_norm_eps
-            ));
-        }
+        positive("layer_norm_eps", raw.layer_norm_eps)?;
         if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
         {
             return Err(format!(
@@ -378,6 +368,15 @@ impl ClipConfig {
             activation,
             layer_norm_eps: raw.layer_norm_eps,
         })
+    }
+}
+
+/// A normalisation epsilon: finite and above zero (it is added under a square root).
+fn positive(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} {value} is not a positive number"))
     }
 }
 
