@@ -1,15 +1,24 @@
 //! Brushes: round dabs with a soft edge (placed along a smoothed path by `stroke_path`),
 //! accumulated as per-stroke coverage (a stroke never builds up over itself).
 
-/// What a stroke paints on.
+/// What a stroke paints on: the mask, or the active layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tool {
     /// Adds to the mask (white = regenerate).
     MaskBrush,
     /// Removes from the mask.
     MaskEraser,
-    /// Paints a colour on the image (sketch, then regenerate).
+    /// Paints a colour on the active layer (sketch, then regenerate).
     ColorBrush([u8; 3]),
+    /// Erases the active layer to transparency (what is below shows through).
+    LayerEraser,
+}
+
+impl Tool {
+    /// Whether the tool changes the active layer's pixels (else the mask).
+    pub fn paints_layer(self) -> bool {
+        matches!(self, Tool::ColorBrush(_) | Tool::LayerEraser)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

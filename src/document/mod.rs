@@ -1,11 +1,15 @@
-//! What the user is editing: the image, the mask, results waiting to be accepted, and the undo
-//! history of every change. No GUI types: the canvas view reads this and sends it input.
+//! What the user is editing: the image as a stack of layers, the mask, results waiting to be
+//! kept, and the undo history of every change. No GUI types: the canvas view reads this and
+//! sends it input.
 //!
-//! `stroke` paints, `staging` holds results, `undo` keeps the history in a memory budget,
-//! `region` copies rectangles.
+//! `layers` composites, `layer_ops` adds, removes, orders and merges layers, `stroke` paints,
+//! `staging` holds results, `undo` keeps the history in a memory budget, `region` copies
+//! rectangles, `file` reads and writes `.pentimento` documents.
 
 pub mod brush;
 pub mod file;
+pub mod layer_ops;
+pub mod layers;
 pub mod region;
 mod staging;
 mod stroke;
@@ -15,11 +19,12 @@ pub mod undo;
 use crate::engine::image::RgbImage;
 use crate::engine::mask::Mask;
 use crate::png_info::ImageRecord;
+pub use layers::{Layer, LayerId, LayerKind, LayerProps};
 pub use region::Rect;
 pub use staging::StagedResult;
 use staging::Staging;
 use stroke::ActiveStroke;
-use undo::{Edit, LayerDelta, Snapshot, UndoStack};
+use undo::{Edit, LayerDelta, PackedDocument, UndoStack};
 
 /// Revisions are numbered across all documents, so a document that replaces another (opened,
 /// restored) never shares a revision number with what the canvas holds from the old one.
@@ -31,12 +36,17 @@ fn next_revision() -> u64 {
 pub struct Document {
     width: usize,
     height: usize,
-    /// RGBA, row-major; alpha 0 where there is no image.
+    /// Bottom first; never empty.
+    layers: Vec<Layer>,
+    /// The layer colour strokes paint on.
+    active: LayerId,
+    /// The next layer's id.
+    next_id: u64,
+    /// The visible layers composited (RGBA, straight alpha): what the canvas shows and the
+    /// engine reads. Kept up to date with every change.
     rgba: Vec<u8>,
     /// 0 = keep, 255 = regenerate.
     mask: Vec<u8>,
-    /// The record of what made the image (an accepted result, an opened PNG's parameters).
-    record: Option<ImageRecord>,
     history: UndoStack,
     stroke: Option<ActiveStroke>,
     /// Where the last stroke ended (a Shift+click draws a line from there).
@@ -51,14 +61,36 @@ pub struct Document {
 }
 
 impl Document {
-    /// An empty, transparent canvas.
+    /// An empty, transparent canvas: one empty background layer.
     pub fn blank(width: usize, height: usize) -> Self {
+        Self::with_background(width, height, vec![0; width * height * 4], None)
+    }
+
+    pub fn from_rgb(image: &RgbImage) -> Self {
+        Self::with_background(image.width, image.height, rgb_to_rgba(image), None)
+    }
+
+    fn with_background(
+        width: usize,
+        height: usize,
+        rgba: Vec<u8>,
+        record: Option<ImageRecord>,
+    ) -> Self {
+        let background = Layer {
+            id: LayerId(1),
+            kind: LayerKind::Background,
+            props: LayerProps::named("Background"),
+            record,
+            rgba: rgba.clone(),
+        };
         Self {
             width,
             height,
-            rgba: vec![0; width * height * 4],
+            layers: vec![background],
+            active: LayerId(1),
+            next_id: 2,
+            rgba,
             mask: vec![0; width * height],
-            record: None,
             history: UndoStack::default(),
             stroke: None,
             last_stroke_end: None,
@@ -70,10 +102,29 @@ impl Document {
         }
     }
 
-    pub fn from_rgb(image: &RgbImage) -> Self {
-        let mut doc = Self::blank(image.width, image.height);
-        doc.rgba = rgb_to_rgba(image);
-        doc
+    /// A document of these layers (bottom first, at least one, each `width`×`height`) and mask,
+    /// as a file holds them; `None` if they do not fit together.
+    pub fn from_layers(
+        width: usize,
+        height: usize,
+        layers: Vec<Layer>,
+        mask: Vec<u8>,
+        active: usize,
+    ) -> Option<Self> {
+        if layers.is_empty()
+            || layers.len() > layers::MAX_LAYERS
+            || mask.len() != width * height
+            || layers.iter().any(|l| l.rgba.len() != width * height * 4)
+        {
+            return None;
+        }
+        let mut doc = Self::blank(width, height);
+        doc.active = layers.get(active).unwrap_or(&layers[layers.len() - 1]).id;
+        doc.next_id = layers.iter().map(|l| l.id.0).max().unwrap_or(0) + 1;
+        doc.layers = layers;
+        doc.mask = mask;
+        doc.recomposite(None);
+        Some(doc)
     }
 
     /// The same document with an undo budget other than `undo::UNDO_BUDGET_BYTES`.
@@ -86,6 +137,7 @@ impl Document {
         (self.width, self.height)
     }
 
+    /// The visible layers composited.
     pub fn rgba(&self) -> &[u8] {
         &self.rgba
     }
@@ -94,9 +146,14 @@ impl Document {
         &self.mask
     }
 
-    /// What made the image, when known: Save writes it into the PNG.
+    /// What made the image, when known: the record of the topmost visible layer that has one
+    /// (Save writes it into the PNG).
     pub fn record(&self) -> Option<&ImageRecord> {
-        self.record.as_ref()
+        self.layers
+            .iter()
+            .rev()
+            .filter(|l| l.props.visible)
+            .find_map(|l| l.record.as_ref())
     }
 
     pub fn image_revision(&self) -> u64 {
@@ -153,13 +210,8 @@ impl Document {
             *v = f(*v);
         }
         let size = (self.width, self.height);
-        let delta = LayerDelta::between(&before, &self.mask, size, 1, self.whole());
-        if delta.is_some() {
-            self.history.push(Edit::Change {
-                image: None,
-                mask: delta,
-                records: None,
-            });
+        if let Some(delta) = LayerDelta::between(&before, &self.mask, size, 1, self.whole()) {
+            self.history.push(Edit::Mask(delta));
             self.touch_mask(None);
         }
     }
@@ -176,74 +228,76 @@ impl Document {
         self.set_mask(|v| 255 - v);
     }
 
-    // --- whole-image changes ---------------------------------------------------------------
+    // --- whole-document changes ------------------------------------------------------------
 
-    /// Replaces the whole image (and clears the mask), undoably; `record` says what made it
-    /// (an opened PNG's parameters), if anything.
+    /// Replaces everything with one background layer holding `image` (and an empty mask),
+    /// undoably; `record` says what made it (an opened PNG's parameters), if anything.
     pub fn replace_image(&mut self, image: &RgbImage, record: Option<ImageRecord>) {
-        let mask = vec![0; image.width * image.height];
-        self.set_state(image, mask, record);
-    }
-
-    /// Sets image, mask and record as one undoable step.
-    fn set_state(&mut self, image: &RgbImage, mask: Vec<u8>, record: Option<ImageRecord>) {
-        let rgba = rgb_to_rgba(image);
-        let records = Box::new((self.record.clone(), record.clone()));
-        if (image.width, image.height) == self.size() {
-            let size = self.size();
-            let all = self.whole();
-            let edit = Edit::Change {
-                image: LayerDelta::between(&self.rgba, &rgba, size, 4, all),
-                mask: LayerDelta::between(&self.mask, &mask, size, 1, all),
-                records: Some(records),
-            };
-            self.rgba = rgba;
-            self.mask = mask;
-            self.record = record;
-            self.touch_image(None);
-            self.touch_mask(None);
-            self.history.push(edit);
-        } else {
-            let before = Snapshot::of(self.width, self.height, &self.rgba, &self.mask);
-            let after = Snapshot::of(image.width, image.height, &rgba, &mask);
-            self.resize_to(image.width, image.height, rgba, mask);
-            self.record = record;
-            self.history.push(Edit::Resize {
-                before,
-                after,
-                records,
-            });
-        }
+        let layer = self.new_layer(
+            LayerKind::Background,
+            "Background".into(),
+            record,
+            rgb_to_rgba(image),
+        );
+        self.replace_all(image.width, image.height, vec![layer]);
     }
 
     /// An empty, transparent canvas of `width`×`height` in place of this one, undoably (the old
-    /// image, mask and record come back with Ctrl+Z).
+    /// layers, mask and records come back with Ctrl+Z).
     pub fn new_canvas(&mut self, width: usize, height: usize) {
         self.discard();
-        let records = Box::new((self.record.take(), None));
-        let before = Snapshot::of(self.width, self.height, &self.rgba, &self.mask);
-        let (rgba, mask) = (vec![0; width * height * 4], vec![0; width * height]);
-        let after = Snapshot::of(width, height, &rgba, &mask);
-        self.resize_to(width, height, rgba, mask);
-        self.history.push(Edit::Resize {
-            before,
-            after,
-            records,
+        let layer = self.new_layer(
+            LayerKind::Background,
+            "Background".into(),
+            None,
+            vec![0; width * height * 4],
+        );
+        self.replace_all(width, height, vec![layer]);
+    }
+
+    /// `layers` (at least one) and an empty mask in place of everything, as one undoable step.
+    fn replace_all(&mut self, width: usize, height: usize, layers: Vec<Layer>) {
+        let before = self.packed();
+        let active = layers[layers.len() - 1].id;
+        self.set_everything(width, height, layers, vec![0; width * height], active);
+        let after = self.packed();
+        self.history.push(Edit::Replace {
+            before: Box::new(before),
+            after: Box::new(after),
         });
     }
 
-    /// New layers of another size: everything is new to the canvas (nothing of the old size
-    /// stays marked dirty).
-    fn resize_to(&mut self, width: usize, height: usize, rgba: Vec<u8>, mask: Vec<u8>) {
+    fn packed(&self) -> PackedDocument {
+        PackedDocument::of(
+            self.width,
+            self.height,
+            &self.layers,
+            &self.mask,
+            self.active,
+        )
+    }
+
+    /// New layers and mask, possibly of another size: everything is new to the canvas
+    /// (nothing of the old size stays marked dirty).
+    fn set_everything(
+        &mut self,
+        width: usize,
+        height: usize,
+        layers: Vec<Layer>,
+        mask: Vec<u8>,
+        active: LayerId,
+    ) {
         self.width = width;
         self.height = height;
-        self.rgba = rgba;
+        self.layers = layers;
+        self.active = active;
         self.mask = mask;
+        self.rgba = vec![0; width * height * 4];
         self.stroke = None;
         self.last_stroke_end = None;
         self.image_dirty = None;
         self.mask_dirty = None;
-        self.touch_image(None);
+        self.recomposite(None);
         self.touch_mask(None);
     }
 
@@ -280,53 +334,118 @@ impl Document {
         true
     }
 
+    /// Turns the state after `edit` into the state before it (`backwards`) or the reverse.
     fn apply(&mut self, edit: &Edit, backwards: bool) {
-        let pick = |r: &(Option<ImageRecord>, Option<ImageRecord>)| {
-            if backwards {
-                r.0.clone()
-            } else {
-                r.1.clone()
-            }
-        };
         match edit {
-            Edit::Change {
-                image,
-                mask,
-                records,
-            } => {
-                if let Some(d) = image {
-                    if d.apply(&mut self.rgba, self.width) {
-                        self.touch_image(d.area());
+            Edit::Pixels { layer, delta } => {
+                let width = self.width;
+                if let Some(l) = self.layer_mut(*layer) {
+                    if delta.apply(&mut l.rgba, width) {
+                        self.recomposite(delta.area());
                     }
-                }
-                if let Some(d) = mask {
-                    if d.apply(&mut self.mask, self.width) {
-                        self.touch_mask(d.area());
-                    }
-                }
-                if let Some(r) = records {
-                    self.record = pick(r);
                 }
             }
-            Edit::Resize {
+            Edit::Mask(delta) => {
+                if delta.apply(&mut self.mask, self.width) {
+                    self.touch_mask(delta.area());
+                }
+            }
+            Edit::Insert { index, layer } => {
+                if backwards {
+                    self.take_layer(*index);
+                } else {
+                    self.put_layer(*index, layer);
+                }
+            }
+            Edit::Remove { index, layer } => {
+                if backwards {
+                    self.put_layer(*index, layer);
+                } else {
+                    self.take_layer(*index);
+                }
+            }
+            Edit::Move { from, to } => {
+                let (a, b) = if backwards {
+                    (*to, *from)
+                } else {
+                    (*from, *to)
+                };
+                if a < self.layers.len() && b < self.layers.len() {
+                    let l = self.layers.remove(a);
+                    self.layers.insert(b, l);
+                    self.recomposite(None);
+                }
+            }
+            Edit::Props {
+                layer,
                 before,
                 after,
-                records,
             } => {
+                let props = if backwards { before } else { after };
+                if let Some(l) = self.layer_mut(*layer) {
+                    l.props = props.clone();
+                    self.recomposite(None);
+                }
+            }
+            Edit::Record { layer, records } => {
+                let record = if backwards { &records.0 } else { &records.1 };
+                if let Some(l) = self.layer_mut(*layer) {
+                    l.record = record.clone();
+                }
+            }
+            Edit::Replace { before, after } => {
                 let state = if backwards { before } else { after };
-                if let Some((rgba, mask)) = state.layers() {
-                    self.resize_to(state.width, state.height, rgba, mask);
-                    self.record = pick(records);
+                if let Some((layers, mask)) = state.unpack() {
+                    self.set_everything(state.width, state.height, layers, mask, state.active);
+                }
+            }
+            Edit::Group(edits) => {
+                if backwards {
+                    edits.iter().rev().for_each(|e| self.apply(e, true));
+                } else {
+                    edits.iter().for_each(|e| self.apply(e, false));
                 }
             }
         }
+        // The active layer may be gone (an undone insert): the top one takes over.
+        if self.layer_index(self.active).is_none() {
+            self.active = self.layers[self.layers.len() - 1].id;
+        }
+    }
+
+    /// Puts a packed layer back at `index` and makes it the active one.
+    fn put_layer(&mut self, index: usize, packed: &undo::PackedLayer) {
+        if let Some(layer) = packed.unpack(self.width, self.height) {
+            self.active = layer.id;
+            self.layers.insert(index.min(self.layers.len()), layer);
+            self.recomposite(None);
+        }
+    }
+
+    /// Takes out the layer at `index`, unless it is the last one.
+    fn take_layer(&mut self, index: usize) -> Option<Layer> {
+        if index >= self.layers.len() || self.layers.len() == 1 {
+            return None;
+        }
+        let layer = self.layers.remove(index);
+        self.recomposite(None);
+        Some(layer)
     }
 
     fn whole(&self) -> Rect {
         region::whole(self.width, self.height)
     }
 
-    /// Records a change of the image (`None`: all of it).
+    /// Composites the layers again within `region` (`None`: all of it) and records the change.
+    fn recomposite(&mut self, region: Option<Rect>) {
+        let r = region.unwrap_or_else(|| self.whole());
+        if region::fits(r, self.width, self.height) {
+            layers::composite(&self.layers, self.width, r, &mut self.rgba);
+        }
+        self.touch_image(Some(r));
+    }
+
+    /// Records a change of what is shown (`None`: all of it).
     fn touch_image(&mut self, region: Option<Rect>) {
         let r = region.unwrap_or_else(|| self.whole());
         self.image_revision = next_revision();
@@ -358,7 +477,7 @@ impl Document {
     }
 }
 
-fn rgb_to_rgba(image: &RgbImage) -> Vec<u8> {
+pub(crate) fn rgb_to_rgba(image: &RgbImage) -> Vec<u8> {
     image
         .pixels
         .chunks_exact(3)
@@ -440,7 +559,7 @@ mod tests {
             10,
             "a staged result does not touch the image"
         );
-        assert!(doc.accept());
+        assert_eq!(doc.accept(), Ok(true));
         assert_eq!(doc.rgba()[0], 99);
         assert!(doc.undo());
         assert_eq!(doc.rgba()[0], 10);
@@ -469,7 +588,7 @@ mod tests {
             image: RgbImage::new(32, 32, vec![99; 32 * 32 * 3]).unwrap().into(),
             record: test_record(),
         });
-        assert!(doc.accept());
+        assert_eq!(doc.accept(), Ok(true));
         let after = (doc.rgba().to_vec(), doc.mask_bytes().to_vec());
         assert!(after.1.iter().all(|&v| v == 255), "the mask is kept");
         assert!(doc.record().is_some());
@@ -506,7 +625,7 @@ mod tests {
             image: photo(37).into(),
             record: test_record(),
         });
-        assert!(doc.accept());
+        assert_eq!(doc.accept(), Ok(true));
         let copy = w * h * 4;
         assert!(
             doc.undo_bytes() < copy,

@@ -1,8 +1,9 @@
-//! Results waiting in the staging area: shown over the original until accepted (undoably,
-//! with the record of what made them) or discarded.
+//! Results waiting in the staging area — layers not yet kept: shown over the image until kept
+//! as a layer (undoably, with the record of what made them) or discarded.
 
 use std::sync::Arc;
 
+use super::layers::LayerKind;
 use super::Document;
 use crate::engine::image::RgbImage;
 use crate::png_info::ImageRecord;
@@ -58,21 +59,24 @@ impl Document {
         }
     }
 
-    /// Makes the shown result the image and empties the staging area. One undoable step that
-    /// keeps the mask (a painter often refines the same region again) and records what made
-    /// the image.
-    pub fn accept(&mut self) -> bool {
+    /// Keeps the shown result as a new layer on top, with the record of what made it, and
+    /// empties the staging area: one undoable step that keeps the mask (a painter often refines
+    /// the same region again). A result of another size than the canvas replaces everything
+    /// (undoably). False when nothing is staged or the document holds all the layers it may.
+    pub fn accept(&mut self) -> Result<bool, super::layer_ops::LayerError> {
         let Some(result) = self.staging.results.get(self.staging.index).cloned() else {
-            return false;
+            return Ok(false);
         };
-        let mask = if (result.image.width, result.image.height) == self.size() {
-            self.mask.clone()
+        if (result.image.width, result.image.height) == self.size() {
+            self.add_image_layer(&result.image, Some(result.record))?;
         } else {
-            vec![0; result.image.width * result.image.height]
-        };
-        self.set_state(&result.image, mask, Some(result.record));
+            let name = format!("Result · seed {}", result.record.params.seed);
+            let rgba = super::rgb_to_rgba(&result.image);
+            let layer = self.new_layer(LayerKind::Result, name, Some(result.record), rgba);
+            self.replace_all(result.image.width, result.image.height, vec![layer]);
+        }
         self.staging = Staging::default();
-        true
+        Ok(true)
     }
 
     pub fn discard(&mut self) {

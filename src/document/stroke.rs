@@ -2,6 +2,7 @@
 //! undoable edit it becomes when it ends.
 
 use super::brush::{dab_alpha, BrushSettings, Tool};
+use super::layers::LayerId;
 use super::region::{union, Rect};
 use super::stroke_path::{Dab, PathPoint, StrokePath};
 use super::undo::{Edit, LayerDelta};
@@ -9,6 +10,8 @@ use super::Document;
 
 pub(super) struct ActiveStroke {
     tool: Tool,
+    /// The layer a colour stroke or the layer eraser changes.
+    layer: LayerId,
     brush: BrushSettings,
     path: StrokePath,
     /// The last position reported: where a Shift+click line of the next stroke starts.
@@ -29,14 +32,17 @@ impl Document {
         at: (f32, f32),
         pressure: f32,
     ) {
-        let before = match tool {
-            Tool::ColorBrush(_) => self.rgba.clone(),
-            _ => self.mask.clone(),
+        let layer = self.active_layer().id;
+        let before = if tool.paints_layer() {
+            self.active_layer().rgba.clone()
+        } else {
+            self.mask.clone()
         };
         let start = point(at, pressure);
         let (path, first) = StrokePath::new(start, brush.size);
         self.stroke = Some(ActiveStroke {
             tool,
+            layer,
             brush,
             path,
             last: start,
@@ -88,19 +94,22 @@ impl Document {
         self.last_stroke_end = Some((stroke.last.x, stroke.last.y));
         let Some(area) = stroke.dirty else { return };
         let size = (self.width, self.height);
-        let edit = match stroke.tool {
-            Tool::ColorBrush(_) => Edit::Change {
-                image: LayerDelta::between(&stroke.before, &self.rgba, size, 4, area),
-                mask: None,
-                records: None,
-            },
-            _ => Edit::Change {
-                image: None,
-                mask: LayerDelta::between(&stroke.before, &self.mask, size, 1, area),
-                records: None,
-            },
+        let edit = if stroke.tool.paints_layer() {
+            self.layer_index(stroke.layer).and_then(|i| {
+                let after = &self.layers[i].rgba;
+                LayerDelta::between(&stroke.before, after, size, 4, area).map(|delta| {
+                    Edit::Pixels {
+                        layer: stroke.layer,
+                        delta,
+                    }
+                })
+            })
+        } else {
+            LayerDelta::between(&stroke.before, &self.mask, size, 1, area).map(Edit::Mask)
         };
-        self.history.push(edit);
+        if let Some(edit) = edit {
+            self.history.push(edit);
+        }
     }
 
     pub fn stroke_active(&self) -> bool {
@@ -111,6 +120,11 @@ impl Document {
         let (w, h) = (self.width, self.height);
         let Some(stroke) = &mut self.stroke else {
             return;
+        };
+        let layer = match self.layers.iter_mut().find(|l| l.id == stroke.layer) {
+            Some(l) => &mut l.rgba,
+            None if stroke.tool.paints_layer() => return,
+            None => &mut self.rgba, // Not written: the mask tools change the mask.
         };
         let (cx, cy) = (dab.x, dab.y);
         if !(cx.is_finite() && cy.is_finite()) {
@@ -143,12 +157,20 @@ impl Document {
                         self.mask[i] = (orig * (1.0 - a)).round() as u8;
                     }
                     Tool::ColorBrush(c) => {
-                        for (k, &ck) in c.iter().enumerate().take(3) {
-                            let orig = stroke.before[i * 4 + k] as f32;
-                            self.rgba[i * 4 + k] = (orig + (ck as f32 - orig) * a).round() as u8;
+                        let before = &stroke.before[i * 4..i * 4 + 4];
+                        let old_a = before[3] as f32 / 255.0;
+                        // Straight alpha: the new colour's share of what is opaque afterwards.
+                        let new_a = old_a + (1.0 - old_a) * a;
+                        let share = if new_a > 0.0 { a / new_a } else { 1.0 };
+                        for k in 0..3 {
+                            let orig = before[k] as f32;
+                            layer[i * 4 + k] = (orig + (c[k] as f32 - orig) * share).round() as u8;
                         }
-                        let alpha = stroke.before[i * 4 + 3] as f32;
-                        self.rgba[i * 4 + 3] = (alpha + (255.0 - alpha) * a).round() as u8;
+                        layer[i * 4 + 3] = (new_a * 255.0).round() as u8;
+                    }
+                    Tool::LayerEraser => {
+                        let orig = stroke.before[i * 4 + 3] as f32;
+                        layer[i * 4 + 3] = (orig * (1.0 - a)).round() as u8;
                     }
                 }
             }
@@ -163,9 +185,8 @@ impl Document {
             None => region,
             Some(d) => union(d, region),
         });
-        let color = matches!(stroke.tool, Tool::ColorBrush(_));
-        if color {
-            self.touch_image(Some(region));
+        if stroke.tool.paints_layer() {
+            self.recomposite(Some(region));
         } else {
             self.touch_mask(Some(region));
         }

@@ -2,11 +2,12 @@
 //! its before and after states, tile by tile and channel by channel, deflated where that pays;
 //! unchanged tiles and channels are not kept. The same delta turns either state into the other,
 //! so one copy serves undo and redo, and a full-canvas change costs less than one copy of the
-//! canvas (an unchanged alpha channel or mask is not kept at all). Only opening an image of
-//! another size keeps whole (deflated) states.
+//! canvas (an unchanged alpha channel or mask is not kept at all). Layers added or removed are
+//! kept whole (deflated); only opening an image or a new canvas keeps whole documents.
 
 use std::collections::VecDeque;
 
+use super::layers::{Layer, LayerId, LayerKind, LayerProps};
 use super::region::Rect;
 use crate::png_info::ImageRecord;
 
@@ -159,76 +160,153 @@ impl LayerDelta {
     }
 }
 
-/// A whole document state, deflated: for changes of size.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub width: usize,
-    pub height: usize,
-    rgba: Vec<u8>,
-    mask: Vec<u8>,
+/// Bytes deflated at `DEFLATE_LEVEL`.
+fn pack(data: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec(data, DEFLATE_LEVEL)
 }
 
-impl Snapshot {
-    pub fn of(width: usize, height: usize, rgba: &[u8], mask: &[u8]) -> Self {
+/// Bytes that `pack` made, if they inflate to exactly `len`.
+fn unpack(packed: &[u8], len: usize) -> Option<Vec<u8>> {
+    let v = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, len).ok()?;
+    (v.len() == len).then_some(v)
+}
+
+/// A whole layer, its pixels deflated: for layers added, removed or replaced.
+#[derive(Debug, Clone)]
+pub struct PackedLayer {
+    id: LayerId,
+    kind: LayerKind,
+    props: LayerProps,
+    record: Option<ImageRecord>,
+    pixels: Vec<u8>,
+}
+
+impl PackedLayer {
+    pub fn of(layer: &Layer) -> Self {
         Self {
-            width,
-            height,
-            rgba: miniz_oxide::deflate::compress_to_vec(rgba, DEFLATE_LEVEL),
-            mask: miniz_oxide::deflate::compress_to_vec(mask, DEFLATE_LEVEL),
+            id: layer.id,
+            kind: layer.kind,
+            props: layer.props.clone(),
+            record: layer.record.clone(),
+            pixels: pack(&layer.rgba),
         }
     }
 
-    /// The RGBA and mask layers; `None` if they do not inflate to this size.
-    pub fn layers(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let n = self.width * self.height;
-        let rgba = miniz_oxide::inflate::decompress_to_vec_with_limit(&self.rgba, n * 4).ok()?;
-        let mask = miniz_oxide::inflate::decompress_to_vec_with_limit(&self.mask, n).ok()?;
-        (rgba.len() == n * 4 && mask.len() == n).then_some((rgba, mask))
+    /// The layer at `width`×`height`; `None` if its pixels do not inflate to that size.
+    pub fn unpack(&self, width: usize, height: usize) -> Option<Layer> {
+        Some(Layer {
+            id: self.id,
+            kind: self.kind,
+            props: self.props.clone(),
+            record: self.record.clone(),
+            rgba: unpack(&self.pixels, width * height * 4)?,
+        })
     }
 
     fn bytes(&self) -> usize {
-        self.rgba.len() + self.mask.len()
+        self.pixels.len()
     }
 }
 
-/// One undoable change of the document. Image, mask and the record of what made the image
-/// change together, so undoing an Accept brings back the old image and its mask as one step.
+/// A whole document state (layers, mask, the active layer), deflated: for opening an image or
+/// a new canvas, which change everything at once.
+#[derive(Debug, Clone)]
+pub struct PackedDocument {
+    pub width: usize,
+    pub height: usize,
+    layers: Vec<PackedLayer>,
+    mask: Vec<u8>,
+    pub active: LayerId,
+}
+
+impl PackedDocument {
+    pub fn of(width: usize, height: usize, layers: &[Layer], mask: &[u8], active: LayerId) -> Self {
+        Self {
+            width,
+            height,
+            layers: layers.iter().map(PackedLayer::of).collect(),
+            mask: pack(mask),
+            active,
+        }
+    }
+
+    /// The layers and mask; `None` if they do not inflate to this size.
+    pub fn unpack(&self) -> Option<(Vec<Layer>, Vec<u8>)> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.unpack(self.width, self.height))
+            .collect::<Option<Vec<_>>>()?;
+        let mask = unpack(&self.mask, self.width * self.height)?;
+        Some((layers, mask))
+    }
+
+    fn bytes(&self) -> usize {
+        self.mask.len() + self.layers.iter().map(PackedLayer::bytes).sum::<usize>()
+    }
+}
+
+/// One undoable change of the document. Changes made together (merging a layer down: its
+/// pixels into the one below, the record, the upper layer gone) are one `Group`, undone as one.
 #[derive(Debug, Clone)]
 pub enum Edit {
-    /// Same size: the layers that changed, as deltas.
-    Change {
-        image: Option<LayerDelta>,
-        mask: Option<LayerDelta>,
-        /// The image's record before and after (an Accept), if it changed.
-        records: Option<Box<(Option<ImageRecord>, Option<ImageRecord>)>>,
+    /// Pixels of one layer, as a delta.
+    Pixels {
+        layer: LayerId,
+        delta: LayerDelta,
     },
-    /// A new size (opening an image): both whole states.
-    Resize {
-        before: Snapshot,
-        after: Snapshot,
+    Mask(LayerDelta),
+    /// A layer put at `index` of the stack (bottom first).
+    Insert {
+        index: usize,
+        layer: PackedLayer,
+    },
+    /// The layer at `index` taken out.
+    Remove {
+        index: usize,
+        layer: PackedLayer,
+    },
+    /// A layer moved from one place in the stack to another.
+    Move {
+        from: usize,
+        to: usize,
+    },
+    Props {
+        layer: LayerId,
+        before: LayerProps,
+        after: LayerProps,
+    },
+    /// What made a layer's image.
+    Record {
+        layer: LayerId,
         records: Box<(Option<ImageRecord>, Option<ImageRecord>)>,
     },
+    /// Everything replaced (an image opened, a new canvas).
+    Replace {
+        before: Box<PackedDocument>,
+        after: Box<PackedDocument>,
+    },
+    Group(Vec<Edit>),
 }
 
 impl Edit {
     pub fn bytes(&self) -> usize {
         match self {
-            Edit::Change { image, mask, .. } => {
-                image.as_ref().map_or(0, |d| d.bytes()) + mask.as_ref().map_or(0, |d| d.bytes())
-            }
-            Edit::Resize { before, after, .. } => before.bytes() + after.bytes(),
+            Edit::Pixels { delta, .. } | Edit::Mask(delta) => delta.bytes(),
+            Edit::Insert { layer, .. } | Edit::Remove { layer, .. } => layer.bytes(),
+            Edit::Move { .. } | Edit::Props { .. } | Edit::Record { .. } => 64,
+            Edit::Replace { before, after } => before.bytes() + after.bytes(),
+            Edit::Group(edits) => edits.iter().map(Edit::bytes).sum(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        matches!(
-            self,
-            Edit::Change {
-                image: None,
-                mask: None,
-                records: None
-            }
-        )
+        match self {
+            Edit::Group(edits) => edits.iter().all(Edit::is_empty),
+            Edit::Move { from, to } => from == to,
+            Edit::Props { before, after, .. } => before == after,
+            _ => false,
+        }
     }
 }
 
@@ -260,6 +338,14 @@ impl UndoStack {
         while self.bytes() > budget && self.undo.len() > 1 {
             self.undo.pop_front();
         }
+    }
+
+    /// The newest edit, for one that continues it (an opacity slider's drag) to fold into.
+    pub fn last_mut(&mut self) -> Option<&mut Edit> {
+        if !self.redo.is_empty() {
+            return None;
+        }
+        self.undo.back_mut()
     }
 
     pub fn take_undo(&mut self) -> Option<Edit> {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use super::dialogs::Dialog;
 use super::PentimentoApp;
+use crate::document::layer_ops::{Direction, LayerError};
+use crate::document::LayerId;
 use crate::engine::device::DeviceKind;
 use crate::engine::model::VaeChoice;
 
@@ -42,6 +44,16 @@ pub enum Command {
     ShowOriginal(bool),
     /// A result's seed into the panel, locked.
     ReuseSeed(u64),
+    AddPaintLayer,
+    SelectLayer(LayerId),
+    SetLayerVisible(LayerId, bool),
+    /// 0 to 1; successive changes of one layer are one undo step.
+    SetLayerOpacity(LayerId, f32),
+    MoveLayer(LayerId, Direction),
+    MergeDown(LayerId),
+    DeleteLayer(LayerId),
+    /// A history result onto the canvas as a new layer.
+    HistoryToLayer(usize),
 }
 
 impl PentimentoApp {
@@ -89,7 +101,8 @@ impl PentimentoApp {
             Command::Generate => self.generate(),
             Command::Cancel => self.cancel(),
             Command::Accept => {
-                self.doc.accept();
+                let kept = self.doc.accept();
+                self.layer_outcome(kept.map(|_| ()), "result kept as a layer");
             }
             Command::Discard => self.doc.discard(),
             Command::SelectStaged(i) => self.doc.select_staged(i),
@@ -99,6 +112,59 @@ impl PentimentoApp {
                 self.panel.seed_locked = true;
                 self.status = format!("seed {seed} locked for the next Generate");
             }
+            Command::AddPaintLayer => {
+                let added = self.doc.add_paint_layer();
+                self.layer_outcome(added.map(|_| ()), "new paint layer");
+                if self.doc.active_layer().kind == crate::document::LayerKind::Paint
+                    && !self.tool.paints_layer()
+                {
+                    // A new sketch layer is for painting on.
+                    self.tool = crate::document::brush::Tool::ColorBrush(self.color);
+                }
+            }
+            Command::SelectLayer(id) => {
+                let selected = self.doc.select_layer(id);
+                self.layer_outcome(selected, "");
+            }
+            Command::SetLayerVisible(id, visible) => {
+                let done = self.doc.set_layer_visible(id, visible);
+                self.layer_outcome(done, "");
+            }
+            Command::SetLayerOpacity(id, opacity) => {
+                let done = self.doc.set_layer_opacity(id, opacity);
+                self.layer_outcome(done, "");
+            }
+            Command::MoveLayer(id, direction) => {
+                let done = self.doc.move_layer(id, direction);
+                self.layer_outcome(done, "");
+            }
+            Command::MergeDown(id) => {
+                let done = self.doc.merge_down(id);
+                self.layer_outcome(done, "merged down");
+            }
+            Command::DeleteLayer(id) => {
+                let done = self.doc.delete_layer(id);
+                self.layer_outcome(done, "layer deleted (Ctrl+Z brings it back)");
+            }
+            Command::HistoryToLayer(index) => {
+                let added = match self.history.items.get(index) {
+                    Some(item) => self
+                        .doc
+                        .add_image_layer(&item.image, item.record.clone())
+                        .map(|_| ()),
+                    None => Err(LayerError::NotFound),
+                };
+                self.layer_outcome(added, "history result added as a layer");
+            }
+        }
+    }
+
+    /// Says what a layer command did, or why it could not.
+    fn layer_outcome(&mut self, outcome: Result<(), LayerError>, done: &str) {
+        match outcome {
+            Ok(()) if !done.is_empty() => self.status = done.into(),
+            Ok(()) => {}
+            Err(e) => self.status = format!("layers: {e}"),
         }
     }
 }

@@ -18,6 +18,8 @@ pub const LOADED_ON_START: usize = 200;
 pub struct HistoryItem {
     pub image: RgbImage,
     pub params: GenerationParams,
+    /// What made it, when the file says (a Pentimento result).
+    pub record: Option<ImageRecord>,
     thumbnail: Option<TextureHandle>,
 }
 
@@ -28,6 +30,8 @@ pub enum Reuse {
     Settings(GenerationParams),
     /// Only its seed, keeping the panel's prompt and settings.
     Seed(u64),
+    /// The image itself, as a new layer on the canvas (item index).
+    AsLayer(usize),
 }
 
 /// What happened in the background: an old result read back, or a write that failed.
@@ -121,7 +125,8 @@ impl History {
         }
         self.items.push(HistoryItem {
             image,
-            params: record.params,
+            params: record.params.clone(),
+            record: Some(record),
             thumbnail: None,
         });
     }
@@ -209,7 +214,7 @@ impl History {
         let p = &item.params;
         let name = format!("History: seed {}", p.seed);
         let hover = format!(
-            "seed {} · {} · {} steps · CFG {}\n{}\nclick to reuse these settings, right-click for the seed only",
+            "seed {} · {} · {} steps · CFG {}\n{}\nclick to reuse these settings, right-click for the seed only or to add it as a layer",
             p.seed, p.sampler, p.steps, p.cfg_scale, p.prompt
         );
         let response = ui
@@ -225,6 +230,9 @@ impl History {
             }
             if ui.button("Reuse seed only").clicked() {
                 reuse = Some(Reuse::Seed(p.seed));
+            }
+            if ui.button("Add to canvas as a layer").clicked() {
+                reuse = Some(Reuse::AsLayer(i));
             }
         });
         reuse
@@ -262,8 +270,8 @@ fn load_all(dir: &Path, tx: &Sender<Background>) {
 fn load_item(path: &Path) -> Result<HistoryItem, String> {
     let bytes = crate::png_info::read_png_file(path).map_err(|e| e.to_string())?;
     let info = parse_png(&bytes).ok_or("no generation parameters")?;
-    let params = match info.record {
-        Some(r) => r.params,
+    let params = match &info.record {
+        Some(r) => r.params.clone(),
         None => info.apply_to(&GenerationParams::default()),
     };
     let rgb = image::load_from_memory(&bytes)
@@ -274,6 +282,7 @@ fn load_item(path: &Path) -> Result<HistoryItem, String> {
     Ok(HistoryItem {
         image,
         params,
+        record: info.record,
         thumbnail: None,
     })
 }

@@ -8,6 +8,8 @@ pub mod commands;
 pub mod dialogs;
 mod events;
 mod history;
+mod icons;
+mod layers_panel;
 mod model_picker;
 pub mod prompt_panel;
 mod running_job;
@@ -84,6 +86,7 @@ pub struct PentimentoApp {
     file_revisions: (u64, u64),
     /// An autosave a crashed or killed session left, until the user restores or discards it.
     pub restore_offer: Option<PathBuf>,
+    icons: icons::Icons,
 }
 
 /// Where the app keeps what outlives a session.
@@ -157,6 +160,7 @@ impl PentimentoApp {
             restore_offer: None,
             quit_requested: false,
             file_revisions: (0, 0),
+            icons: icons::Icons::load(&cc.egui_ctx),
         };
         app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
@@ -552,8 +556,14 @@ impl PentimentoApp {
             if i.key_pressed(Key::B) {
                 self.tool = Tool::MaskBrush;
             }
-            if i.key_pressed(Key::E) {
+            if !i.modifiers.shift && i.key_pressed(Key::E) {
                 self.tool = Tool::MaskEraser;
+            }
+            if i.key_pressed(Key::P) {
+                self.tool = Tool::ColorBrush(self.color);
+            }
+            if i.modifiers.shift && i.key_pressed(Key::E) {
+                self.tool = Tool::LayerEraser;
             }
             if i.key_pressed(Key::X) {
                 self.tool = match self.tool {
@@ -663,11 +673,14 @@ impl eframe::App for PentimentoApp {
             color: &mut self.color,
         };
         let mut commands = egui::Panel::top("tools")
-            .show(ui, |ui| top_bar::show(ui, &top, tools))
+            .show(ui, |ui| top_bar::show(ui, &top, tools, &self.icons))
             .inner;
         if self.models.open {
-            match self.models.show(&ctx) {
+            match self.models.show(&ctx, self.model_path.as_deref()) {
                 PickerAction::Load(path) => commands.push(Command::LoadModel(path)),
+                PickerAction::AddFolderPath(folder) => {
+                    commands.push(Command::AddLibraryFolder(folder))
+                }
                 PickerAction::AddFolder => commands.push(Command::Open(Dialog::AddLibraryFolder)),
                 PickerAction::None => {}
             }
@@ -689,13 +702,18 @@ impl eframe::App for PentimentoApp {
                         .map(|r| r.record.params.seed),
                 };
                 commands.extend(staging_bar::show(ui, &staging));
-                if let Some(reuse) = self.history.show(ui) {
-                    match reuse {
-                        Reuse::Settings(params) => self.panel.params = params,
-                        Reuse::Seed(seed) => self.panel.params.seed = seed,
+                match self.history.show(ui) {
+                    Some(Reuse::AsLayer(index)) => commands.push(Command::HistoryToLayer(index)),
+                    Some(reuse) => {
+                        match reuse {
+                            Reuse::Settings(params) => self.panel.params = params,
+                            Reuse::Seed(seed) => self.panel.params.seed = seed,
+                            Reuse::AsLayer(_) => {}
+                        }
+                        // The reused seed is the point: keep it for the next Generate.
+                        self.panel.seed_locked = true;
                     }
-                    // The reused seed is the point: keep it for the next Generate.
-                    self.panel.seed_locked = true;
+                    None => {}
                 }
             });
         let prompt_panel = egui::Panel::left("prompt")
@@ -720,6 +738,17 @@ impl eframe::App for PentimentoApp {
                 });
             });
         self.prompt_panel_rect = Some(prompt_panel.response.rect);
+        egui::Panel::right("layers")
+            .resizable(true)
+            .default_size(210.0)
+            .show(ui, |ui| {
+                let locked = if !self.doc.staged().is_empty() {
+                    Some("keep or discard the result first")
+                } else {
+                    None
+                };
+                commands.extend(layers_panel::show(ui, &self.icons, &self.doc, locked));
+            });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
@@ -738,7 +767,9 @@ impl eframe::App for PentimentoApp {
                     },
                     (None, None) => Shown::Document,
                 };
-                let paint = staged.is_none() && preview.is_none();
+                let hidden_target =
+                    self.tool.paints_layer() && !self.doc.active_layer().props.visible;
+                let paint = staged.is_none() && preview.is_none() && !hidden_target;
                 let tool = match self.tool {
                     Tool::ColorBrush(_) => Tool::ColorBrush(self.color),
                     t => t,
@@ -747,7 +778,12 @@ impl eframe::App for PentimentoApp {
                     .canvas
                     .show(ui, &mut self.doc, shown, tool, self.brush, paint);
                 if outcome.refused_paint {
-                    self.status = if self.job.is_some() {
+                    self.status = if hidden_target {
+                        format!(
+                            "\"{}\" is hidden: show it (the eye in Layers) to paint on it",
+                            self.doc.active_layer().props.name
+                        )
+                    } else if self.job.is_some() {
                         "painting waits until the job is done (or cancelled)".into()
                     } else {
                         "accept or discard the result first (Enter / Esc), then paint".into()

@@ -55,6 +55,8 @@ pub enum PickerAction {
     Load(PathBuf),
     /// Ask for a folder to add (the app's dialogs answer with it).
     AddFolder,
+    /// Add this folder (the one the model in use came from).
+    AddFolderPath(PathBuf),
 }
 
 impl ModelPicker {
@@ -210,7 +212,8 @@ impl ModelPicker {
         }
     }
 
-    pub fn show(&mut self, ctx: &egui::Context) -> PickerAction {
+    /// The window; `in_use` is the model loaded (or loading) now, wherever it came from.
+    pub fn show(&mut self, ctx: &egui::Context, in_use: Option<&std::path::Path>) -> PickerAction {
         self.poll();
         if self.scanning.is_some() || self.download.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
@@ -233,7 +236,8 @@ impl ModelPicker {
                     }
                 });
                 ui.separator();
-                self.list(ui, &mut action);
+                self.in_use(ui, in_use, &mut action);
+                self.list(ui, in_use, &mut action);
                 ui.separator();
                 self.download_row(ui);
                 if !self.message.is_empty() {
@@ -244,7 +248,50 @@ impl ModelPicker {
         action
     }
 
-    fn list(&mut self, ui: &mut egui::Ui, action: &mut PickerAction) {
+    /// The model in use, and whether the library lists it (one opened by `--model` or "Open
+    /// model…" from elsewhere is not, until its folder is added).
+    fn in_use(
+        &self,
+        ui: &mut egui::Ui,
+        in_use: Option<&std::path::Path>,
+        action: &mut PickerAction,
+    ) {
+        let Some(path) = in_use else {
+            ui.weak("No model in use.");
+            return;
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let listed = self
+            .library
+            .as_ref()
+            .is_some_and(|lib| lib.models.iter().any(|m| same_path(&m.path, path)));
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new(format!("In use: {name}")).strong())
+                .on_hover_text(path.display().to_string());
+            if !listed {
+                ui.weak(format!("from {}, not in your folders", parent_of(path)));
+                if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    if ui
+                        .button("Add its folder")
+                        .on_hover_text(folder.display().to_string())
+                        .clicked()
+                    {
+                        *action = PickerAction::AddFolderPath(folder.to_path_buf());
+                    }
+                }
+            }
+        });
+    }
+
+    fn list(
+        &mut self,
+        ui: &mut egui::Ui,
+        in_use: Option<&std::path::Path>,
+        action: &mut PickerAction,
+    ) {
         let Some(lib) = &self.library else {
             ui.weak("Looking for models…");
             return;
@@ -261,7 +308,9 @@ impl ModelPicker {
                     .spacing([12.0, 4.0])
                     .show(ui, |ui| {
                         for m in &lib.models {
-                            if ui
+                            if in_use.is_some_and(|p| same_path(p, &m.path)) {
+                                ui.label("in use");
+                            } else if ui
                                 .button("Load")
                                 .on_hover_text(m.path.display().to_string())
                                 .clicked()
@@ -318,4 +367,26 @@ impl ModelPicker {
             )));
         }
     }
+}
+
+/// Whether two paths name the same file (through links and `..` where the file exists). Only
+/// paths with the same file name are resolved: the list asks once per model and frame.
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.file_name() != b.file_name() {
+        return false;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn parent_of(path: &std::path::Path) -> String {
+    path.parent()
+        .map(|p| p.display().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| ".".into())
 }

@@ -6,6 +6,7 @@ use eframe::egui;
 
 use super::commands::Command;
 use super::dialogs::Dialog;
+use super::icons::{Icon, Icons};
 use crate::document::brush::{BrushSettings, Tool};
 use crate::engine::device::DeviceKind;
 
@@ -29,7 +30,7 @@ pub struct Tools<'a> {
 
 /// Two rows: files, models, undo and view on the first; painting tools on the second. Each
 /// wraps rather than clips in a narrow window.
-pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> {
+pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools, icons: &Icons) -> Vec<Command> {
     let mut commands = vec![];
     let Tools { tool, brush, color } = tools;
     ui.horizontal_wrapped(|ui| {
@@ -181,38 +182,98 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
             }
         });
         ui.separator();
-        if ui
-            .add_enabled(view.can_undo, egui::Button::new("Undo"))
+        if icons
+            .button(
+                ui,
+                Icon::Undo,
+                "Undo",
+                "Undo (Ctrl+Z)",
+                false,
+                view.can_undo,
+            )
             .clicked()
         {
             commands.push(Command::Undo);
         }
-        if ui
-            .add_enabled(view.can_redo, egui::Button::new("Redo"))
+        if icons
+            .button(
+                ui,
+                Icon::Redo,
+                "Redo",
+                "Redo (Ctrl+Shift+Z)",
+                false,
+                view.can_redo,
+            )
             .clicked()
         {
             commands.push(Command::Redo);
         }
         ui.separator();
-        if ui.button("Fit").clicked() {
+        if icons
+            .button(
+                ui,
+                Icon::Fit,
+                "Fit",
+                "Fit the image to the window",
+                false,
+                true,
+            )
+            .clicked()
+        {
             commands.push(Command::FitView);
         }
-        if ui.button("1:1").clicked() {
+        if icons
+            .button(
+                ui,
+                Icon::OneToOne,
+                "1:1",
+                "One image pixel per screen pixel",
+                false,
+                true,
+            )
+            .clicked()
+        {
             commands.push(Command::OneToOne);
         }
     });
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().slider_width = 90.0;
-        ui.selectable_value(tool, Tool::MaskBrush, "Mask brush")
-            .on_hover_text("B");
-        ui.selectable_value(tool, Tool::MaskEraser, "Eraser")
-            .on_hover_text("E");
-        let color_tool = Tool::ColorBrush(*color);
-        if ui
-            .selectable_label(matches!(*tool, Tool::ColorBrush(_)), "Colour")
-            .clicked()
-        {
-            *tool = color_tool;
+        // Wide enough for "400 px": the value's width never moves what follows it.
+        ui.spacing_mut().interact_size.x = 56.0;
+        let tool_buttons = [
+            (
+                Tool::MaskBrush,
+                Icon::MaskBrush,
+                "Mask brush",
+                "Mask brush: paint where to regenerate (B)",
+            ),
+            (
+                Tool::MaskEraser,
+                Icon::MaskEraser,
+                "Eraser",
+                "Mask eraser: take away from the mask (E)",
+            ),
+            (
+                Tool::ColorBrush(*color),
+                Icon::ColourBrush,
+                "Colour",
+                "Colour brush: paint on the active layer (P)",
+            ),
+            (
+                Tool::LayerEraser,
+                Icon::LayerEraser,
+                "Layer eraser",
+                "Layer eraser: erase the active layer to transparency (Shift+E)",
+            ),
+        ];
+        for (t, icon, label, hint) in tool_buttons {
+            let selected = std::mem::discriminant(&t) == std::mem::discriminant(tool);
+            if icons
+                .button(ui, icon, label, hint, selected, true)
+                .clicked()
+            {
+                *tool = t;
+            }
         }
         if ui.color_edit_button_srgb(color).changed() {
             *tool = Tool::ColorBrush(*color);
@@ -225,16 +286,36 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools) -> Vec<Command> 
                 .suffix(" px")
                 .text("Size"),
         );
-        ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"));
+        ui.add(
+            egui::Slider::new(&mut brush.hardness, 0.0..=1.0)
+                .fixed_decimals(2)
+                .text("Hardness"),
+        );
         ui.separator();
-        if ui.button("Fill mask").clicked() {
-            commands.push(Command::FillMask);
-        }
-        if ui.button("Clear mask").clicked() {
-            commands.push(Command::ClearMask);
-        }
-        if ui.button("Invert mask").clicked() {
-            commands.push(Command::InvertMask);
+        let mask_buttons = [
+            (
+                Icon::FillMask,
+                "Fill mask",
+                "Mask everything: regenerate the whole image",
+                Command::FillMask,
+            ),
+            (
+                Icon::ClearMask,
+                "Clear mask",
+                "Clear the mask",
+                Command::ClearMask,
+            ),
+            (
+                Icon::InvertMask,
+                "Invert mask",
+                "Swap what is masked and what is not",
+                Command::InvertMask,
+            ),
+        ];
+        for (icon, label, hint, command) in mask_buttons {
+            if icons.button(ui, icon, label, hint, false, true).clicked() {
+                commands.push(command);
+            }
         }
     });
     commands

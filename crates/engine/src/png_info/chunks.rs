@@ -23,25 +23,36 @@ pub fn is_png(bytes: &[u8]) -> bool {
 
 /// The data of the first chunk of type `kind` before `IEND`, if any.
 pub fn find_chunk<'a>(bytes: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
-    if !is_png(bytes) {
-        return None;
-    }
-    let mut pos = SIGNATURE.len();
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
-            as usize;
-        let this = &bytes[pos + 4..pos + 8];
-        let start = pos + 8;
-        let end = start.checked_add(len).filter(|&e| e <= bytes.len())?;
-        if this == kind {
-            return Some(&bytes[start..end]);
+    find_chunks(bytes, *kind).next()
+}
+
+/// The data of every chunk of type `kind`, in file order, up to `IEND` or the first chunk
+/// that runs past the end of `bytes`.
+pub fn find_chunks(bytes: &[u8], kind: [u8; 4]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = if is_png(bytes) {
+        SIGNATURE.len()
+    } else {
+        bytes.len()
+    };
+    std::iter::from_fn(move || {
+        while pos + 8 <= bytes.len() {
+            let len =
+                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    as usize;
+            let this = &bytes[pos + 4..pos + 8];
+            let start = pos + 8;
+            let end = start.checked_add(len).filter(|&e| e <= bytes.len())?;
+            if this == b"IEND" {
+                pos = bytes.len();
+                return None;
+            }
+            pos = end + 4;
+            if this == kind {
+                return Some(&bytes[start..end]);
+            }
         }
-        if this == b"IEND" {
-            return None;
-        }
-        pos = end + 4;
-    }
-    None
+        None
+    })
 }
 
 /// Every readable text chunk, in file order.

@@ -5,7 +5,7 @@
 
 pub mod a1111;
 mod chunks;
-pub use chunks::find_chunk;
+pub use chunks::{find_chunk, find_chunks};
 pub mod other_tools;
 
 use std::path::Path;
