@@ -24,7 +24,7 @@ fn history_dir() -> PathBuf {
     d
 }
 
-fn harness(model: Option<&str>) -> Harness<'static, PentimentoApp> {
+pub(crate) fn harness(model: Option<&str>) -> Harness<'static, PentimentoApp> {
     harness_with_history(model, history_dir())
 }
 
@@ -85,7 +85,7 @@ fn a1111_png(path: &std::path::Path, parameters: &str) {
 }
 
 /// Steps the UI until `done` holds (the engine works on its own thread), at most `secs`.
-fn pump_until(
+pub(crate) fn pump_until(
     h: &mut Harness<'static, PentimentoApp>,
     secs: u64,
     mut done: impl FnMut(&PentimentoApp) -> bool,
@@ -103,7 +103,7 @@ fn pump_until(
     h.step();
 }
 
-fn canvas_centre() -> Pos2 {
+pub(crate) fn canvas_centre() -> Pos2 {
     // Left panel ~330 px, top bar ~40 px, bottom bars ~140 px.
     Pos2::new(800.0, 380.0)
 }
