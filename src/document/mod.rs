@@ -509,6 +509,7 @@ mod tests {
             prediction: None,
             source_image_sha256: None,
             sweep: None,
+            loras: vec![],
         }
     }
 

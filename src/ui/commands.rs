@@ -87,11 +87,22 @@ impl PentimentoApp {
             }
             Command::AddLibraryFolder(folder) => self.models.add_folder(folder),
             Command::ShowModels => self.models.show_window(),
+            // What the last action said no longer holds once it is undone.
             Command::Undo => {
-                self.doc.undo();
+                self.status = if self.doc.undo() {
+                    "undone"
+                } else {
+                    "nothing to undo"
+                }
+                .into();
             }
             Command::Redo => {
-                self.doc.redo();
+                self.status = if self.doc.redo() {
+                    "redone"
+                } else {
+                    "nothing to redo"
+                }
+                .into();
             }
             Command::FitView => self.canvas.fit_pending = true,
             Command::OneToOne => self.canvas.one_to_one(),
@@ -102,7 +113,12 @@ impl PentimentoApp {
             Command::Cancel => self.cancel(),
             Command::Accept => {
                 let kept = self.doc.accept();
-                self.layer_outcome(kept.map(|_| ()), "result kept as a layer");
+                let message = if self.doc.mask_is_empty() {
+                    "result kept as a layer"
+                } else {
+                    "result kept as a layer; the mask stays for another pass (Clear mask removes it)"
+                };
+                self.layer_outcome(kept.map(|_| ()), message);
             }
             Command::Discard => self.doc.discard(),
             Command::SelectStaged(i) => self.doc.select_staged(i),

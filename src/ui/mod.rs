@@ -420,7 +420,15 @@ impl PentimentoApp {
             let init = std::sync::Arc::new(self.doc.rgb());
             (from_canvas, JobKind::Img2Img { init })
         };
-        let job = Job::new(kind, params).with_batch(batch);
+        let dirs = crate::library::adapter_dirs::lora_dirs(&[]);
+        let loras = match crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs) {
+            Ok(loras) => loras,
+            Err(e) => {
+                self.status = e.to_string();
+                return;
+            }
+        };
+        let job = Job::new(kind, params).with_batch(batch).with_loras(loras);
         // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
         let ids = (0..self.panel.batch_count.max(1))
             .map(|n| self.worker.generate(job.nth_of_run(n)))
@@ -543,6 +551,10 @@ impl PentimentoApp {
         }
         if ctx.input_mut(|i| i.consume_shortcut(&undo)) {
             self.execute(Command::Undo);
+        }
+        // Esc stops a running job, as it closes a staged result.
+        if self.job.is_some() && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
+            self.execute(Command::Cancel);
         }
         if !self.doc.staged().is_empty() {
             if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter)) {

@@ -69,7 +69,7 @@ impl PromptPanel {
             egui::TextEdit::multiline(&mut p.negative_prompt)
                 .desired_rows(2)
                 .desired_width(f32::INFINITY)
-                .hint_text("blurry, lowres"),
+                .hint_text("what to avoid, e.g. blurry, lowres (empty: nothing)"),
         )
         .labelled_by(label.id);
         ui.add_space(6.0);
@@ -217,13 +217,16 @@ impl PromptPanel {
             if generate.clicked() {
                 action = PanelAction::Generate;
             }
-            if ui
+            let cancel = ui
                 .add_enabled(
                     running.as_ref().is_some_and(|r| !r.cancelling),
                     egui::Button::new("Cancel").min_size(egui::vec2(80.0, 30.0)),
                 )
-                .clicked()
-            {
+                .on_hover_text("Esc");
+            // On the press, not only a full click: a press and release that arrive in one
+            // slow frame (the machine busy with the job) still stop it.
+            let pressed = cancel.hovered() && ui.input(|i| i.pointer.primary_pressed());
+            if cancel.enabled() && (cancel.clicked() || pressed) {
                 action = PanelAction::Cancel;
             }
         });

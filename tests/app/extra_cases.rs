@@ -31,6 +31,9 @@ struct Case {
     /// The LDM config YAML the single file is run with (diffusers' `original_config`).
     #[serde(default)]
     config: Option<String>,
+    /// LoRA files (fixture paths) and their weights, as diffusers' `set_adapters` took them.
+    #[serde(default)]
+    loras: Vec<(String, f32)>,
 }
 
 fn cases() -> Vec<Case> {
@@ -75,6 +78,15 @@ fn run(case: &Case, model: &Path, extra: &[&str]) -> Tensor {
         out.display().to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
+    // A test that names its own LoRAs (`extra`) replaces the case's.
+    if !extra.iter().any(|a| *a == "--lora" || *a == "--lora-dir") {
+        for (path, weight) in &case.loras {
+            args.extend([
+                "--lora".into(),
+                format!("{}:{weight}", fixture(path).display()),
+            ]);
+        }
+    }
     // A config lying beside the model as NAME.yaml is found by itself; otherwise name it.
     if let Some(config) = &case.config {
         if !model.with_extension("yaml").exists() {
@@ -143,6 +155,36 @@ fn inpaint_diff(case: &Case, got: &Tensor, want: &Tensor) -> f32 {
 }
 
 fn check(filter: impl Fn(&Case) -> bool, model_of: impl Fn(&Case) -> PathBuf) {
+    check_with(filter, model_of, &[])
+}
+
+/// `check` with the prompt changed by `prompt` and extra CLI options.
+fn check_prompt(filter: impl Fn(&Case) -> bool, prompt: impl Fn(&Case) -> String, extra: &[&str]) {
+    let r = reference();
+    let mut checked = 0;
+    for case in cases().iter().filter(|c| filter(c)) {
+        let changed = Case {
+            prompt: prompt(case),
+            key: case.key.clone(),
+            model: case.model.clone(),
+            sampler: case.sampler.clone(),
+            negative_prompt: case.negative_prompt.clone(),
+            loras: vec![],
+            image: None,
+            mask: None,
+            config: None,
+            ..*case
+        };
+        let got = run(&changed, &fixture(&case.model), extra);
+        let d = max_abs_diff(&got, &r[&case.key]);
+        assert!(d <= 2.0 / 255.0 + 1e-6, "{}: max diff {d}", case.key);
+        checked += 1;
+    }
+    assert!(checked > 0, "no case matched");
+}
+
+#[allow(dead_code)]
+fn check_plain(filter: impl Fn(&Case) -> bool, model_of: impl Fn(&Case) -> PathBuf) {
     check_with(filter, model_of, &[])
 }
 
@@ -228,4 +270,96 @@ fn sd2_single_file_with_its_ldm_config_yaml() {
         |_| fixture("extra/tiny-sd2.safetensors"),
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// LoRA files as diffusers' `load_lora_weights` + `set_adapters` apply them: kohya with LoCon
+/// on 3×3 convolutions and text-encoder layers (alpha ≠ rank), PEFT layout, two at once with a
+/// negative weight, SD 2.x.
+#[test]
+fn loras_as_diffusers_applies_them() {
+    check(|c| c.key.contains(".lora."), |c| fixture(&c.model));
+}
+
+/// The SD 2.x LoRA through the single file, whose text encoder is in OpenCLIP layout (fused
+/// q/k/v): its text layers are found under their Hugging Face names.
+#[test]
+fn an_sd2_lora_on_the_openclip_single_file() {
+    check_with(
+        |c| c.key.starts_with("sd2.lora."),
+        |_| fixture("extra/tiny-sd2.safetensors"),
+        &["--prediction", "v"],
+    );
+}
+
+/// `ink_ldm_names` is `ink_kohya` with LDM layer names (`input_blocks_1_1_…`), named in the
+/// prompt and found in a `--lora-dir`: the same picture as the reference.
+#[test]
+fn a_prompt_tag_finds_an_ldm_named_lora_in_a_lora_folder() {
+    let dir = fixture("extra/loras");
+    check_prompt(
+        |c| c.key == "sd15.lora.ink_kohya:0.8",
+        |c| format!("{} <lora:ink_ldm_names:0.8>", c.prompt),
+        &["--lora-dir", dir.to_str().unwrap()],
+    );
+}
+
+/// A PNG made with a LoRA records it (`Lora hashes` as AUTOMATIC1111 writes it, and in our
+/// record); `--params-from` brings the same LoRA back by name from a LoRA folder, and says which
+/// one is missing when it cannot.
+#[test]
+fn a_png_made_with_a_lora_runs_again_with_it() {
+    let dir = std::env::temp_dir().join(format!("pentimento-lora-png-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.png");
+    let again = dir.join("again.png");
+    let bin = env!("CARGO_BIN_EXE_pentimento");
+    let lora = fixture("extra/loras/ink_kohya.safetensors");
+    let o = Command::new(bin)
+        .args(["generate", "--model"])
+        .arg(fixture("tiny-sd15"))
+        .args([
+            "--prompt", "a heron", "--steps", "3", "--width", "64", "--height", "64",
+        ])
+        .args(["--seed", "3", "--lora"])
+        .arg(format!("{}:0.7", lora.display()))
+        .arg("--out")
+        .arg(&first)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = Command::new(bin).arg("info").arg(&first).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("Lora hashes: \"ink_kohya: "), "{text}");
+    let o = Command::new(bin)
+        .args(["generate", "--model"])
+        .arg(fixture("tiny-sd15"))
+        .arg("--params-from")
+        .arg(&first)
+        .arg("--lora-dir")
+        .arg(fixture("extra/loras"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        max_abs_diff(&png_tensor(&first), &png_tensor(&again)),
+        0.0,
+        "the same LoRA at the same weight"
+    );
+    let o = Command::new(bin)
+        .env("PENTIMENTO_DATA_DIR", &dir)
+        .args(["generate", "--model"])
+        .arg(fixture("tiny-sd15"))
+        .arg("--params-from")
+        .arg(&first)
+        .arg("--out")
+        .arg(dir.join("missing.png"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no LoRA named \"ink_kohya\""), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -94,6 +94,9 @@ pub struct Job {
     pub params: GenerationParams,
     /// Images sampled together in one UNet batch; image i uses seed + i.
     pub batch: usize,
+    /// LoRAs the model computes with for this job (resolved from the prompt's
+    /// `<lora:NAME:W>` tags and `--lora`; see `adapters::resolve`).
+    pub loras: Vec<crate::model::adapters::LoraRef>,
 }
 
 /// One finished image and its record: the parameters that reproduce it alone, the model, the
@@ -116,11 +119,16 @@ impl Job {
             kind,
             params,
             batch: 1,
+            loras: vec![],
         }
     }
 
     pub fn with_batch(self, batch: usize) -> Self {
         Self { batch, ..self }
+    }
+
+    pub fn with_loras(self, loras: Vec<crate::model::adapters::LoraRef>) -> Self {
+        Self { loras, ..self }
     }
 
     /// The parameters of image `i`: AUTOMATIC1111 numbers seeds consecutively.
@@ -140,6 +148,7 @@ impl Job {
     /// Everything that can be checked before a model is touched.
     pub fn validate(&self) -> Result<SamplerKind> {
         let sampler = self.params.validate()?;
+        crate::model::adapters::Adapters::validate(&self.loras)?;
         if self.batch == 0 || self.batch > MAX_BATCH {
             return Err(EngineError::InvalidParams(format!(
                 "batch size {} is outside 1–{MAX_BATCH}",
@@ -247,6 +256,7 @@ impl StableDiffusion {
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
         paste: bool,
     ) -> Result<Vec<RgbImage>> {
+        self.adapters.apply(&job.loras)?;
         let (params, batch) = (&job.params, job.batch);
         match (&job.kind, canvas, job.kind.inpaint_options()) {
             (JobKind::Txt2Img, ..) => self.txt2img(params, sampler, batch, on_step),

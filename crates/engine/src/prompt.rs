@@ -1,5 +1,5 @@
-//! AUTOMATIC1111's prompt syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, escapes `\(`, and
-//! `BREAK` to start a new 75-token chunk.
+//! AUTOMATIC1111's prompt syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, escapes `\(`,
+//! `BREAK` to start a new 75-token chunk, and `<lora:NAME:W>` extra-network tags (taken out).
 
 /// A piece of prompt text with the weight its brackets give it.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,8 +99,51 @@ fn weight_suffix(s: &str) -> Option<(f64, usize)> {
     Some((weight, pos + 1))
 }
 
-/// Parses a prompt into weighted fragments, merging neighbours of equal weight.
+/// An extra network a prompt names, as AUTOMATIC1111 writes it: `<lora:NAME:0.8>` has kind
+/// `lora` and arguments `NAME`, `0.8`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptNetwork {
+    pub kind: String,
+    pub args: Vec<String>,
+}
+
+/// The prompt without its `<kind:args>` tags, and the tags in order. As in AUTOMATIC1111, a tag
+/// is `<`, a word, `:`, then anything but `>` up to `>`; other `<…>` text stays in the prompt.
+pub fn extra_networks(text: &str) -> (String, Vec<PromptNetwork>) {
+    let mut clean = String::with_capacity(text.len());
+    let mut found = vec![];
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        clean.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let tag = after.find('>').map(|end| &after[..end]).and_then(|inner| {
+            let (kind, args) = inner.split_once(':')?;
+            let word = !kind.is_empty() && kind.chars().all(|c| c.is_alphanumeric() || c == '_');
+            (word && !args.is_empty()).then(|| (inner.len(), kind, args))
+        });
+        match tag {
+            Some((len, kind, args)) => {
+                found.push(PromptNetwork {
+                    kind: kind.to_string(),
+                    args: args.split(':').map(|a| a.trim().to_string()).collect(),
+                });
+                rest = &after[len + 1..];
+            }
+            None => {
+                clean.push('<');
+                rest = after;
+            }
+        }
+    }
+    clean.push_str(rest);
+    (clean, found)
+}
+
+/// Parses a prompt into weighted fragments, merging neighbours of equal weight. Extra-network
+/// tags (`<lora:…>`) are not words: they are left out (the job applies them).
 pub fn parse(text: &str) -> Vec<Fragment> {
+    let (text, _) = extra_networks(text);
+    let text = text.as_str();
     let mut res: Vec<(String, f64)> = vec![];
     let mut round: Vec<usize> = vec![];
     let mut square: Vec<usize> = vec![];
@@ -198,6 +241,20 @@ fn find_break(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_network_tags_are_taken_out() {
+        let (clean, tags) = extra_networks("a <lora:ink:0.7> cat, <lyco:x:1:0.5>, a < b, <3 me>");
+        assert_eq!(clean, "a  cat, , a < b, <3 me>");
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags[0].kind, "lora");
+        assert_eq!(tags[0].args, ["ink", "0.7"]);
+        assert_eq!(tags[1].args, ["x", "1", "0.5"]);
+        assert!(matches!(
+            parse("<lora:ink:1>cat").as_slice(),
+            [Fragment::Text { text, .. }] if text == "cat"
+        ));
+    }
 
     fn texts(prompt: &str) -> Vec<(String, f64)> {
         parse(prompt)

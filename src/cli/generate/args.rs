@@ -99,6 +99,14 @@ pub struct GenerateArgs {
     /// inpainting and outpainting).
     #[arg(long)]
     pub strength: Option<f64>,
+    /// A LoRA (or LoCon) file to apply, FILE or FILE:WEIGHT (weight 1 by default, negative
+    /// allowed); repeatable. `<lora:NAME:W>` in the prompt finds NAME in the LoRA folders.
+    #[arg(long = "lora", value_name = "FILE[:W]")]
+    pub loras: Vec<LoraArg>,
+    /// A folder where `<lora:NAME:W>` in the prompt looks for NAME (repeatable; searched before
+    /// the data folder's `loras` and the `Lora`/`loras` folders beside library model folders).
+    #[arg(long = "lora-dir", value_name = "DIR")]
+    pub lora_dirs: Vec<PathBuf>,
     /// Inpainting mask for --init-image, same size: white = regenerate, black = keep, grey = partly.
     #[arg(long)]
     pub mask: Option<PathBuf>,
@@ -164,5 +172,35 @@ impl From<PredictionArg> for Prediction {
             PredictionArg::Epsilon => Prediction::Epsilon,
             PredictionArg::V => Prediction::V,
         }
+    }
+}
+
+/// `--lora FILE[:W]`: the weight is what follows the last `:`, when that is a number (so a
+/// Windows path such as `C:\\x.safetensors` stays whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraArg {
+    pub path: PathBuf,
+    pub weight: f32,
+}
+
+impl std::str::FromStr for LoraArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some((path, weight)) = s.rsplit_once(':') {
+            if let Ok(weight) = weight.trim().parse::<f32>() {
+                return Ok(Self {
+                    path: path.into(),
+                    weight,
+                });
+            }
+        }
+        if s.is_empty() {
+            return Err("a LoRA file is needed".into());
+        }
+        Ok(Self {
+            path: s.into(),
+            weight: 1.0,
+        })
     }
 }

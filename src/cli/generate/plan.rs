@@ -104,12 +104,15 @@ impl Plan {
         let height = args
             .height
             .unwrap_or_else(|| default_size(source_size.map(|s| s.1)));
-        let base = match &args.params_from {
+        let (base, recorded_loras) = match &args.params_from {
             Some(path) => params_from_png(path)?,
-            None => GenerationParams {
-                prompt: String::new(),
-                ..Default::default()
-            },
+            None => (
+                GenerationParams {
+                    prompt: String::new(),
+                    ..Default::default()
+                },
+                vec![],
+            ),
         };
         let params = GenerationParams {
             prompt: match (&args.prompt, &args.params_from) {
@@ -152,7 +155,10 @@ impl Plan {
             ),
         };
         let RngArg::Cpu = args.rng;
-        let job = Job::new(kind, params).with_batch(args.batch_size);
+        let loras = job_loras(args, &params.prompt, &recorded_loras)?;
+        let job = Job::new(kind, params)
+            .with_batch(args.batch_size)
+            .with_loras(loras);
         job.validate()?;
         let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()
@@ -166,6 +172,42 @@ impl Plan {
             out: args.out.clone(),
         })
     }
+}
+
+/// The job's LoRAs: each `--lora` (which must exist), then those the prompt names, then those
+/// a `--params-from` record lists that the prompt does not (found by name like a prompt's).
+fn job_loras(
+    args: &GenerateArgs,
+    prompt: &str,
+    recorded: &[pentimento::png_info::LoraRecord],
+) -> anyhow::Result<Vec<pentimento::engine::model::adapters::LoraRef>> {
+    let mut loras = vec![];
+    for l in &args.loras {
+        if !l.path.is_file() {
+            bail!("--lora {}: no such file", l.path.display());
+        }
+        loras.push(pentimento::engine::model::adapters::LoraRef {
+            path: l.path.clone(),
+            weight: l.weight,
+        });
+    }
+    let dirs = pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs);
+    let (_, tags) = pentimento::engine::prompt::extra_networks(prompt);
+    let mut wanted = prompt.to_string();
+    for r in recorded {
+        let named = tags.iter().any(|t| t.args.first() == Some(&r.name));
+        if !named
+            && !loras
+                .iter()
+                .any(|l| l.path.file_stem() == Some(r.name.as_ref()))
+        {
+            wanted.push_str(&format!(" <lora:{}:{}>", r.name, r.weight));
+        }
+    }
+    loras.extend(
+        pentimento::engine::model::adapters::find::prompt_loras(&wanted, &dirs).context("LoRAs")?,
+    );
+    Ok(loras)
 }
 
 /// How the model is opened: device, VAE, prediction, EMA, config YAML.
@@ -205,12 +247,20 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
     Ok(kind.open()?)
 }
 
-fn params_from_png(path: &std::path::Path) -> anyhow::Result<GenerationParams> {
+/// A PNG's parameters, and the LoRAs its record lists.
+fn params_from_png(
+    path: &std::path::Path,
+) -> anyhow::Result<(GenerationParams, Vec<pentimento::png_info::LoraRecord>)> {
     let bytes = pentimento::png_info::read_png_file(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let info = pentimento::png_info::parse_png(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
-    Ok(info.apply_to(&GenerationParams::default()))
+    let loras = info
+        .record
+        .as_ref()
+        .map(|r| r.loras.clone())
+        .unwrap_or_default();
+    Ok((info.apply_to(&GenerationParams::default()), loras))
 }
 
 pub fn vae_choice(arg: &str) -> VaeChoice {

@@ -1,6 +1,7 @@
 //! Loading Stable Diffusion 1.x/2.x models from the layouts users have: diffusers folders and
 //! single-file `.safetensors` / `.ckpt` checkpoints, told apart by their contents.
 
+pub mod adapters;
 pub mod checkpoint;
 pub mod kernels;
 pub mod nets;
@@ -139,6 +140,8 @@ pub struct StableDiffusion {
     pub vae_tiling: tiling::Tiling,
     /// The VAE again in f32, for a half-precision pass that overflows.
     pub vae_fallback: vae_fallback::VaeFallback,
+    /// The layers LoRAs change, and the LoRAs applied now.
+    pub adapters: adapters::Adapters,
 }
 
 impl StableDiffusion {
@@ -163,7 +166,14 @@ impl StableDiffusion {
             dtype,
             vae_tiling: tiling::Tiling::default(),
             vae_fallback,
+            adapters: adapters::Adapters::default(),
         }
+    }
+
+    /// The model with the adaptable layers its loader collected.
+    pub fn with_adapters(mut self, adapters: adapters::Adapters) -> Self {
+        self.adapters = adapters;
+        self
     }
 
     /// Opens a model, folder or file, detecting its layout from its contents.
@@ -432,7 +442,8 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
 
     let unet_file = Arc::new(WeightFile::open(&component_weights(&dir.join("unet"))?)?);
     let unet_vb = unet_file.var_builder(dtype, device, |n| n.to_string());
-    let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(unet_file.path(), "UNet"))?;
+    let (unet, unet_slots) = adapters::slots::collect(|| UNet::load(unet_vb, &unet_cfg));
+    let unet = unet.map_err(tensor_err(unet_file.path(), "UNet"))?;
 
     let (vae, vae_path) = match chosen_vae(dir, opts) {
         Some(path) => (external_vae::load(&path, dtype, device)?, Some(path)),
@@ -456,8 +467,10 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         ""
     };
     let text_vb = text_file.var_builder(dtype, device, move |n| format!("{text_prefix}{n}"));
-    let clip = ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
-        .map_err(tensor_err(text_file.path(), "text encoder"))?;
+    let (clip, text_slots) = adapters::slots::collect(|| {
+        ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
+    });
+    let clip = clip.map_err(tensor_err(text_file.path(), "text encoder"))?;
 
     let tokenizer = folder_tokenizer(&dir.join("tokenizer"))?;
     let family =
@@ -500,7 +513,8 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
         schedule,
         vae_fallback,
         device.clone(),
-    ))
+    )
+    .with_adapters(adapters::Adapters::new(unet_slots, text_slots, unet_cfg)))
 }
 
 /// The folder's own `tokenizer.json` when it has one, else the bundled CLIP tokenizer (the
@@ -563,7 +577,8 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
             format!("{}{}", detect::UNET_PREFIX, ldm)
         }
     });
-    let unet = UNet::load(unet_vb, &unet_cfg).map_err(tensor_err(path, "UNet"))?;
+    let (unet, unet_slots) = adapters::slots::collect(|| UNet::load(unet_vb, &unet_cfg));
+    let unet = unet.map_err(tensor_err(path, "UNet"))?;
 
     let embedded_vae = |file: &Arc<WeightFile>, cfg: &VaeConfig, dt: DType, device: &Device| {
         let levels = cfg.block_out_channels.len();
@@ -601,8 +616,9 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     };
     let prefix = layout.text_prefix.clone();
     let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
-    let clip = ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout)
-        .map_err(tensor_err(path, "text encoder"))?;
+    let (clip, text_slots) =
+        adapters::slots::collect(|| ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout));
+    let clip = clip.map_err(tensor_err(path, "text encoder"))?;
     // SD 2.x's OpenCLIP tokenizer pads with "!" (id 0), SD 1.x's with the end token.
     let pad = match layout.family {
         Family::Sd1 => EOS,
@@ -655,5 +671,6 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         layout.schedule(),
         vae_fallback,
         device.clone(),
-    ))
+    )
+    .with_adapters(adapters::Adapters::new(unet_slots, text_slots, unet_cfg)))
 }

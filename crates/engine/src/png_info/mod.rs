@@ -120,6 +120,33 @@ pub struct ImageRecord {
     /// For a grid: the axes swept; `params` are the first cell's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::Sweep>,
+    /// The LoRAs the job applied (from the prompt's tags and `--lora`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<LoraRecord>,
+}
+
+/// A LoRA as a record names it: the file's stem (what `<lora:NAME:W>` finds), its weight and
+/// AUTOMATIC1111's short hash of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraRecord {
+    pub name: String,
+    pub weight: f32,
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
+impl LoraRecord {
+    pub fn of(lora: &crate::model::adapters::LoraRef) -> Self {
+        Self {
+            name: lora
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            weight: lora.weight,
+            hash: crate::model::adapters::hash::short_hash(&lora.path),
+        }
+    }
 }
 
 /// A display number: `7` rather than `7.0`, `7.5` as is.
@@ -169,6 +196,7 @@ impl ImageRecord {
             }),
             source_image_sha256: job.kind.source_image().map(image_sha256),
             sweep: None,
+            loras: job.loras.iter().map(LoraRecord::of).collect(),
         }
     }
 
@@ -232,6 +260,16 @@ impl ImageRecord {
         }
         if p.eta > 0.0 {
             fields.push(("Eta".into(), number(p.eta)));
+        }
+        if !self.loras.is_empty() {
+            // AUTOMATIC1111's form: one list of `name: hash` (quoted when written, as it has
+            // commas).
+            let list: Vec<String> = self
+                .loras
+                .iter()
+                .map(|l| format!("{}: {}", l.name, l.hash.as_deref().unwrap_or("")))
+                .collect();
+            fields.push(("Lora hashes".into(), list.join(", ")));
         }
         fields.push(("Version".into(), self.version.clone()));
         Parameters {
@@ -460,6 +498,7 @@ mod tests {
             }),
             source_image_sha256: Some("cd".into()),
             sweep: None,
+            loras: vec![],
         }
     }
 

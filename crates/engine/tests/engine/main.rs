@@ -4,6 +4,7 @@
 #[path = "../../../../tests/support/fixtures.rs"]
 mod common;
 
+mod adapters;
 mod batch;
 mod half_precision;
 mod prompt_encoding;

@@ -262,7 +262,7 @@ impl SimpleBackend for Shared {
 
 /// Whether every value of a float tensor is finite: a scan of the CPU buffer in place (the load
 /// has just written it), a reduction elsewhere.
-fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
+pub(crate) fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
     if !t.dtype().is_float() {
         return Ok(true);
     }

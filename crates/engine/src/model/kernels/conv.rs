@@ -13,6 +13,9 @@ use rayon::prelude::*;
 
 use super::layout::Geometry;
 pub use super::layout::Padding;
+use std::sync::Arc;
+
+use crate::model::adapters::slots::{self, WeightSlot};
 use crate::model::cpu_storage::contiguous_f32;
 use crate::model::matmul::Product;
 use crate::model::winograd::{self, Conv3x3};
@@ -42,6 +45,8 @@ pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     params: ConvParams,
+    /// Where an adapter (LoCon) puts the weight this layer computes with for a job.
+    slot: Option<Arc<WeightSlot>>,
 }
 
 /// `weight` `[cout, cin, k, k]` and `bias` `[cout]`, as PyTorch's `nn.Conv2d`.
@@ -65,10 +70,13 @@ pub fn conv2d_no_bias(
     params: ConvParams,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
+    let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
+    let slot = slots::register(vb.prefix(), &weight);
     Ok(Conv2d {
-        weight: vb.get((cout, cin, kernel, kernel), "weight")?,
+        weight,
         bias: None,
         params,
+        slot,
     })
 }
 
@@ -76,13 +84,15 @@ impl Conv2d {
     /// The convolution with `padding` in place of its own (a tile: zeros only where the tile
     /// meets the image's edge).
     pub fn forward_padded(&self, x: &Tensor, padding: Padding) -> Result<Tensor> {
-        if self.cpu_fast(x) {
-            return self.cpu_forward(x, padding);
+        let adapted = self.slot.as_ref().and_then(|s| s.current());
+        let weight = adapted.as_ref().unwrap_or(&self.weight);
+        if self.cpu_fast(x, weight) {
+            return self.cpu_forward(x, weight, padding);
         }
         let x = x
             .pad_with_zeros(2, padding.top, padding.bottom)?
             .pad_with_zeros(3, padding.left, padding.right)?;
-        self.candle_forward(&x, 0)
+        self.candle_forward(&x, weight, 0)
     }
 
     /// How this convolution maps input cells to output cells (symmetric padding).
@@ -96,15 +106,15 @@ impl Conv2d {
         })
     }
 
-    fn cpu_fast(&self, x: &Tensor) -> bool {
+    fn cpu_fast(&self, x: &Tensor, weight: &Tensor) -> bool {
         x.device().is_cpu()
             && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32
-            && self.weight.is_contiguous()
+            && weight.dtype() == DType::F32
+            && weight.is_contiguous()
     }
 
-    fn cpu_forward(&self, x: &Tensor, padding: Padding) -> Result<Tensor> {
-        let cout = self.weight.dim(0)?;
+    fn cpu_forward(&self, x: &Tensor, weight: &Tensor, padding: Padding) -> Result<Tensor> {
+        let cout = weight.dim(0)?;
         let bias = match &self.bias {
             Some(b) => b.clone(),
             None => Tensor::zeros(cout, DType::F32, x.device())?,
@@ -113,11 +123,11 @@ impl Conv2d {
             padding,
             stride: self.params.stride,
         };
-        x.contiguous()?.apply_op3_no_bwd(&self.weight, &bias, &op)
+        x.contiguous()?.apply_op3_no_bwd(weight, &bias, &op)
     }
 
-    fn candle_forward(&self, x: &Tensor, padding: usize) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, padding, self.params.stride, 1, 1)?;
+    fn candle_forward(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
+        let y = x.conv2d(weight, padding, self.params.stride, 1, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
@@ -127,10 +137,12 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.cpu_fast(x) {
-            return self.cpu_forward(x, Padding::uniform(self.params.padding));
+        let adapted = self.slot.as_ref().and_then(|s| s.current());
+        let weight = adapted.as_ref().unwrap_or(&self.weight);
+        if self.cpu_fast(x, weight) {
+            return self.cpu_forward(x, weight, Padding::uniform(self.params.padding));
         }
-        self.candle_forward(x, self.params.padding)
+        self.candle_forward(x, weight, self.params.padding)
     }
 }
 
@@ -316,6 +328,7 @@ mod tests {
                     padding: p,
                     stride: s,
                 },
+                slot: None,
             };
             let got = conv.forward(&x).unwrap();
             let want = x
@@ -348,6 +361,7 @@ mod tests {
                 padding: 1,
                 stride: 1,
             },
+            slot: None,
         };
         let got = conv.forward(&x).unwrap();
         let want = x.conv2d(&conv.weight, 1, 1, 1, 1).unwrap();
@@ -366,6 +380,7 @@ mod tests {
                 weight: Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap(),
                 bias: Some(Tensor::randn(0f32, 1.0, 4, &dev).unwrap()),
                 params: ConvParams { padding: 1, stride },
+                slot: None,
             };
             for pad in [
                 Padding::default(),
@@ -388,7 +403,7 @@ mod tests {
                     .unwrap()
                     .pad_with_zeros(3, pad.left, pad.right)
                     .unwrap();
-                let want = conv.candle_forward(&padded, 0).unwrap();
+                let want = conv.candle_forward(&padded, &conv.weight, 0).unwrap();
                 assert_eq!(got.dims(), want.dims(), "{pad:?} stride {stride}");
                 let d = max_abs_diff(&got, &want);
                 assert!(d < 1e-4, "{pad:?} stride {stride}: {d}");

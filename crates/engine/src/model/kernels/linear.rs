@@ -8,6 +8,9 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
+use std::sync::Arc;
+
+use crate::model::adapters::slots::{self, WeightSlot};
 use crate::model::cpu_storage::contiguous_f32;
 use crate::model::matmul::Product;
 
@@ -15,6 +18,8 @@ use crate::model::matmul::Product;
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// Where an adapter (LoRA) puts the weight this layer computes with for a job.
+    slot: Option<Arc<WeightSlot>>,
 }
 
 /// `weight` and `bias`, as `nn.Linear(in_dim, out_dim)`.
@@ -22,46 +27,57 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear::new(
         vb.get((out_dim, in_dim), "weight")?,
         Some(vb.get(out_dim, "bias")?),
-    ))
+    )
+    .adaptable(vb.prefix()))
 }
 
 /// `weight` only, as `nn.Linear(in_dim, out_dim, bias=False)`.
 pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None).adaptable(vb.prefix()))
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            slot: None,
+        }
+    }
+
+    /// The layer, registered as `name` for adapters when its network is being collected.
+    pub fn adaptable(mut self, name: String) -> Self {
+        self.slot = slots::register(name, &self.weight);
+        self
     }
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
-    fn cpu_fast(&self, x: &Tensor) -> bool {
+    fn cpu_fast(&self, x: &Tensor, weight: &Tensor) -> bool {
         x.device().is_cpu()
             && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32
-            && self.weight.is_contiguous()
+            && weight.dtype() == DType::F32
+            && weight.is_contiguous()
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.cpu_fast(x) {
-            let out_dim = self.weight.dim(0)?;
+        let adapted = self.slot.as_ref().and_then(|s| s.current());
+        let weight = adapted.as_ref().unwrap_or(&self.weight);
+        if self.cpu_fast(x, weight) {
+            let out_dim = weight.dim(0)?;
             let bias = match &self.bias {
                 Some(b) => b.clone(),
                 None => Tensor::zeros(out_dim, DType::F32, x.device())?,
             };
-            return x
-                .contiguous()?
-                .apply_op3_no_bwd(&self.weight, &bias, &CpuLinear);
+            return x.contiguous()?.apply_op3_no_bwd(weight, &bias, &CpuLinear);
         }
         // candle 0.11's Linear is wrong on a transposed input with a batch above 1.
-        candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(&x.contiguous()?)
+        candle_nn::Linear::new(weight.clone(), self.bias.clone()).forward(&x.contiguous()?)
     }
 }
 

@@ -41,11 +41,14 @@ impl Attention {
             ClipLayout::OpenClip => {
                 let w = vb.get((3 * d, d), "in_proj_weight")?;
                 let b = vb.get(3 * d, "in_proj_bias")?;
+                // Registered under their own names, so a LoRA finds q, k and v apart.
                 let part = |i: usize| -> Result<Linear> {
+                    let name = ["q_proj", "k_proj", "v_proj"][i];
                     Ok(Linear::new(
                         w.narrow(0, i * d, d)?.contiguous()?,
                         Some(b.narrow(0, i * d, d)?.contiguous()?),
-                    ))
+                    )
+                    .adaptable(format!("{}.{name}", vb.prefix())))
                 };
                 (
                     part(0)?,

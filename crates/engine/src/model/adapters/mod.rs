@@ -1,0 +1,228 @@
+//! Adapters that change a loaded model's weights for a job without reloading it: LoRA and
+//! LoCon (`lora`). `slots` keeps every adaptable layer's base weight untouched and lets a job
+//! compute with an adapted one; `Adapters` decides which file changes which layer by how much.
+
+pub mod find;
+pub mod hash;
+pub mod lora;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{EngineError, Result};
+use crate::model::nets::config::UNetConfig;
+use lora::{LayerName, LoraFile, Net};
+use slots::SlotRegistry;
+
+/// A LoRA file and its weight for a job (negative weights are allowed, as in AUTOMATIC1111).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraRef {
+    pub path: PathBuf,
+    pub weight: f32,
+}
+
+/// Most LoRAs one job applies at once.
+pub const MAX_LORAS: usize = 32;
+/// Largest magnitude of a LoRA weight; beyond it a picture is noise anyway.
+pub const MAX_LORA_WEIGHT: f32 = 100.0;
+
+/// The adaptable layers of a model's UNet and text encoder, and the LoRAs applied now.
+#[derive(Debug, Default)]
+pub struct Adapters {
+    unet: SlotRegistry,
+    text: SlotRegistry,
+    unet_config: Option<UNetConfig>,
+    /// The LoRAs (path, weight, file length and time) whose changes the slots hold now.
+    applied: Mutex<Vec<(LoraRef, u64, Option<std::time::SystemTime>)>>,
+}
+
+impl Adapters {
+    pub fn new(unet: SlotRegistry, text: SlotRegistry, unet_config: UNetConfig) -> Self {
+        Self {
+            unet,
+            text,
+            unet_config: Some(unet_config),
+            applied: Mutex::new(vec![]),
+        }
+    }
+
+    /// Checks a job's LoRAs before any work: count and weights.
+    pub fn validate(loras: &[LoraRef]) -> Result<()> {
+        if loras.len() > MAX_LORAS {
+            return Err(EngineError::InvalidParams(format!(
+                "{} LoRAs (at most {MAX_LORAS} at once)",
+                loras.len()
+            )));
+        }
+        if let Some(l) = loras
+            .iter()
+            .find(|l| !l.weight.is_finite() || l.weight.abs() > MAX_LORA_WEIGHT)
+        {
+            return Err(EngineError::InvalidParams(format!(
+                "LoRA {}: weight {} (at most ±{MAX_LORA_WEIGHT})",
+                l.path.display(),
+                l.weight
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the model compute with exactly `loras` (none: its own weights, bit for bit). The
+    /// same LoRAs as the last job cost nothing.
+    pub fn apply(&self, loras: &[LoraRef]) -> Result<()> {
+        Self::validate(loras)?;
+        let wanted: Vec<_> = loras
+            .iter()
+            .map(|l| {
+                let meta = std::fs::metadata(&l.path).ok();
+                (
+                    l.clone(),
+                    meta.as_ref().map_or(0, |m| m.len()),
+                    meta.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        let mut applied = self
+            .applied
+            .lock()
+            .map_err(|_| EngineError::Internal("adapter state poisoned".into()))?;
+        if *applied == wanted {
+            return Ok(());
+        }
+        self.unet.clear();
+        self.text.clear();
+        applied.clear();
+        if loras.is_empty() {
+            return Ok(());
+        }
+        // Each layer's summed change, then one new weight per layer.
+        let mut deltas: HashMap<(Net, String), Tensor> = HashMap::new();
+        let names = self.names_in_files();
+        for l in loras {
+            let file = LoraFile::read(&l.path)?;
+            let mut missing = vec![];
+            let total = file.changes.len();
+            for ((net, layer), low) in &file.changes {
+                let Some(name) = names.get(&(*net, layer.clone())).cloned() else {
+                    missing.push(layer.clone());
+                    continue;
+                };
+                let registry = self.registry(*net);
+                let Some(target) = registry.get(&name) else {
+                    continue;
+                };
+                let shape = target.base.dims().to_vec();
+                let change = low
+                    .product(&shape)
+                    .map_err(|e| in_file(&l.path, &name, e))?;
+                let scaled = (change * (l.weight * low.scale()?) as f64).map_err(internal)?;
+                let key = (*net, name);
+                let sum = match deltas.remove(&key) {
+                    Some(d) => (d + scaled).map_err(internal)?,
+                    None => scaled,
+                };
+                deltas.insert(key, sum);
+            }
+            if !missing.is_empty() {
+                return Err(EngineError::bad_model(
+                    &l.path,
+                    format!(
+                        "{} of its {total} LoRA layers have no match in this model (first: {}): a LoRA for another model family?",
+                        missing.len(),
+                        layer_label(&missing[0])
+                    ),
+                ));
+            }
+        }
+        for ((net, name), delta) in deltas {
+            let registry = self.registry(net);
+            let Some(target) = registry.get(&name) else {
+                continue;
+            };
+            let base = &target.base;
+            let adapted = base
+                .to_dtype(DType::F32)
+                .and_then(|b| b + delta.to_device(base.device())?)
+                .and_then(|w| w.to_dtype(base.dtype()))
+                .map_err(internal)?;
+            crate::error::ensure_finite(&adapted, "applying a LoRA", "its weight is too large")?;
+            registry.set(&name, Some(adapted));
+        }
+        *applied = wanted;
+        Ok(())
+    }
+
+    fn registry(&self, net: Net) -> &SlotRegistry {
+        match net {
+            Net::Unet => &self.unet,
+            Net::Text => &self.text,
+        }
+    }
+
+    /// Every name a file may give each registered layer: dotted and underscored diffusers
+    /// names (Hugging Face names for an OpenCLIP text encoder), and LDM names for the UNet.
+    fn names_in_files(&self) -> HashMap<(Net, LayerName), String> {
+        let mut map = HashMap::new();
+        for net in [Net::Unet, Net::Text] {
+            for name in self.registry(net).names() {
+                let canonical = match net {
+                    Net::Unet => name.to_string(),
+                    Net::Text => open_clip_to_hf(name),
+                };
+                let underscored = canonical.replace('.', "_");
+                map.insert((net, LayerName::Dotted(canonical)), name.to_string());
+                map.insert((net, LayerName::Underscored(underscored)), name.to_string());
+                if net == Net::Unet {
+                    if let Some(ldm) = self.ldm_underscored(name) {
+                        map.entry((net, LayerName::Underscored(ldm)))
+                            .or_insert_with(|| name.to_string());
+                    }
+                }
+            }
+        }
+        map
+    }
+
+    /// A UNet layer's LDM name, underscored (`input_blocks_1_1_proj_in`), as LoRAs trained on
+    /// LDM checkpoints name it.
+    fn ldm_underscored(&self, name: &str) -> Option<String> {
+        let cfg = self.unet_config.as_ref()?;
+        let ldm = crate::model::checkpoint::keymap::unet_to_ldm(&format!("{name}.weight"), cfg);
+        Some(ldm.strip_suffix(".weight")?.replace('.', "_"))
+    }
+}
+
+/// An OpenCLIP text layer's name in the Hugging Face form LoRAs use.
+fn open_clip_to_hf(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("transformer.resblocks.") else {
+        return name.to_string();
+    };
+    let (index, rest) = rest.split_once('.').unwrap_or((rest, ""));
+    let rest = match rest {
+        "attn.q_proj" | "attn.k_proj" | "attn.v_proj" | "attn.out_proj" => {
+            format!("self_attn.{}", &rest[5..])
+        }
+        "mlp.c_fc" => "mlp.fc1".into(),
+        "mlp.c_proj" => "mlp.fc2".into(),
+        other => other.into(),
+    };
+    format!("encoder.layers.{index}.{rest}")
+}
+
+fn layer_label(layer: &LayerName) -> String {
+    match layer {
+        LayerName::Dotted(n) | LayerName::Underscored(n) => n.clone(),
+    }
+}
+
+fn in_file(path: &std::path::Path, layer: &str, e: EngineError) -> EngineError {
+    EngineError::bad_model(path, format!("{layer}: {e}"))
+}
+
+fn internal(e: candle_core::Error) -> EngineError {
+    EngineError::Internal(e.to_string())
+}

@@ -1,0 +1,171 @@
+//! LoRAs change a loaded model for a job and leave it as it was: the next job without them is
+//! bit-identical to a fresh load; the same LoRAs twice give the same picture; hostile LoRA files
+//! are refused with the file and the layer named, never a panic or a silent no-op.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use crate::common::fixture;
+use pentimento_engine::denoise::StepInfo;
+use pentimento_engine::model::adapters::LoraRef;
+use pentimento_engine::model::{LoadOptions, StableDiffusion};
+use pentimento_engine::{GenerationParams, Job, JobKind, RgbImage};
+
+fn image(sd: &StableDiffusion, loras: Vec<LoraRef>) -> pentimento_engine::error::Result<RgbImage> {
+    let params = GenerationParams {
+        prompt: "an ink drawing of a heron".into(),
+        steps: 3,
+        width: 64,
+        height: 64,
+        seed: 5,
+        ..Default::default()
+    };
+    let job = Job::new(JobKind::Txt2Img, params).with_loras(loras);
+    let mut go = |_: StepInfo| ControlFlow::Continue(());
+    Ok(sd.run(&job, &mut go)?.remove(0).image)
+}
+
+fn lora(name: &str, weight: f32) -> LoraRef {
+    LoraRef {
+        path: fixture(&format!("extra/loras/{name}.safetensors")),
+        weight,
+    }
+}
+
+#[test]
+fn a_job_without_loras_after_one_with_them_is_bit_identical_to_a_fresh_load() {
+    let sd = StableDiffusion::load(&fixture("tiny-sd15.safetensors"), &LoadOptions::cpu()).unwrap();
+    let fresh = image(&sd, vec![]).unwrap();
+    let with = image(&sd, vec![lora("ink_kohya", 0.8), lora("glow_peft", -0.5)]).unwrap();
+    assert_ne!(fresh.pixels, with.pixels, "the LoRAs change the picture");
+    let again = image(&sd, vec![lora("ink_kohya", 0.8), lora("glow_peft", -0.5)]).unwrap();
+    assert_eq!(with.pixels, again.pixels);
+    let after = image(&sd, vec![]).unwrap();
+    assert_eq!(
+        fresh.pixels, after.pixels,
+        "the model is restored bit for bit"
+    );
+    // Weight 0 is no change at all.
+    assert_eq!(
+        image(&sd, vec![lora("ink_kohya", 0.0)]).unwrap().pixels,
+        fresh.pixels
+    );
+}
+
+fn write(name: &str, tensors: &[(&str, candle_core::Tensor)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pentimento-lora-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let map: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    candle_core::safetensors::save(&map, &path).unwrap();
+    path
+}
+
+#[test]
+fn hostile_lora_files_are_refused_naming_what_is_wrong() {
+    use candle_core::{Device, Tensor};
+    let sd = StableDiffusion::load(&fixture("tiny-sd15.safetensors"), &LoadOptions::cpu()).unwrap();
+    let fresh = image(&sd, vec![]).unwrap();
+    let cpu = Device::Cpu;
+    let key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+    let ones = |shape: &[usize]| Tensor::ones(shape, candle_core::DType::F32, &cpu).unwrap();
+    let cases: Vec<(&str, Vec<(String, Tensor)>, &str)> = vec![
+        // A layer this model does not have (an SDXL LoRA on SD 1.5).
+        (
+            "other_model.safetensors",
+            vec![
+                (format!("lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_down.weight"), ones(&[2, 32])),
+                (format!("lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_up.weight"), ones(&[32, 2])),
+            ],
+            "no match in this model",
+        ),
+        // Factors that do not fit the layer.
+        (
+            "wrong_shape.safetensors",
+            vec![
+                (format!("{key}.lora_down.weight"), ones(&[2, 7])),
+                (format!("{key}.lora_up.weight"), ones(&[32, 2])),
+            ],
+            "a LoRA change of",
+        ),
+        // Factors that do not multiply at all.
+        (
+            "mismatched.safetensors",
+            vec![
+                (format!("{key}.lora_down.weight"), ones(&[3, 32])),
+                (format!("{key}.lora_up.weight"), ones(&[32, 2])),
+            ],
+            "do not multiply",
+        ),
+        // Half a layer.
+        (
+            "half.safetensors",
+            vec![(format!("{key}.lora_down.weight"), ones(&[2, 32]))],
+            "without both its factors",
+        ),
+        // NaN in a factor.
+        (
+            "nan.safetensors",
+            vec![
+                (format!("{key}.lora_down.weight"), (ones(&[2, 32]) * f64::NAN).unwrap()),
+                (format!("{key}.lora_up.weight"), ones(&[32, 2])),
+            ],
+            "NaN",
+        ),
+        // An alpha that is not one number.
+        (
+            "alpha.safetensors",
+            vec![
+                (format!("{key}.lora_down.weight"), ones(&[2, 32])),
+                (format!("{key}.lora_up.weight"), ones(&[32, 2])),
+                (format!("{key}.alpha"), ones(&[3])),
+            ],
+            "alpha",
+        ),
+        // Not a LoRA at all.
+        ("model.safetensors", vec![("conv_in.weight".into(), ones(&[4]))], "no LoRA layers"),
+        // A LyCORIS LoHa.
+        (
+            "loha.safetensors",
+            vec![(format!("{key}.hada_w1_a"), ones(&[32, 2]))],
+            "LoHa",
+        ),
+    ];
+    for (name, tensors, expected) in cases {
+        let refs: Vec<(&str, Tensor)> = tensors
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let path = write(name, &refs);
+        let e = image(&sd, vec![LoraRef { path, weight: 1.0 }])
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"))
+            .to_string();
+        assert!(e.contains(expected) && e.contains(name), "{name}: {e}");
+    }
+    // A truncated file, a missing one, and weights out of bounds.
+    let good = std::fs::read(fixture("extra/loras/glow_peft.safetensors")).unwrap();
+    let cut = write("cut.safetensors", &[]);
+    std::fs::write(&cut, &good[..good.len() / 2]).unwrap();
+    assert!(image(
+        &sd,
+        vec![LoraRef {
+            path: cut,
+            weight: 1.0
+        }]
+    )
+    .is_err());
+    assert!(image(&sd, vec![lora("no_such_lora", 1.0)]).is_err());
+    for weight in [f32::NAN, f32::INFINITY, 1e6] {
+        assert!(
+            image(&sd, vec![lora("ink_kohya", weight)]).is_err(),
+            "{weight}"
+        );
+    }
+    assert!(image(&sd, (0..40).map(|_| lora("glow_peft", 0.1)).collect()).is_err());
+    // After all of that, the model is still itself.
+    assert_eq!(image(&sd, vec![]).unwrap().pixels, fresh.pixels);
+}
