@@ -43,10 +43,11 @@ pub enum Figure {
     Txt2imgPreviews,
     PredictionProbe,
     CancelLatency,
+    LoraApply,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 9] = [
+    pub const ALL: [Figure; 10] = [
         Figure::TextEncode,
         Figure::UnetStep,
         Figure::VaeDecode,
@@ -56,6 +57,7 @@ impl Figure {
         Figure::Txt2imgPreviews,
         Figure::PredictionProbe,
         Figure::CancelLatency,
+        Figure::LoraApply,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Figure {
             Figure::Txt2imgPreviews => "txt2img-previews",
             Figure::PredictionProbe => "prediction-probe",
             Figure::CancelLatency => "cancel-latency",
+            Figure::LoraApply => "lora-apply",
         }
     }
 
@@ -92,6 +95,9 @@ impl Figure {
             }
             Figure::CancelLatency => {
                 "from a cancel during text-to-image (at spread moments of its first seconds) until the job returns"
+            }
+            Figure::LoraApply => {
+                "applying a rank-32 LoRA on every attention, feed-forward and projection layer of UNet and text encoder (read, fold into adapted weights); the same LoRA again costs nothing"
             }
         }
     }
@@ -319,6 +325,26 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             .collect::<Result<Vec<f64>>>()?;
         record(Figure::CancelLatency, runs);
     }
+    if wanted(Figure::LoraApply) {
+        progress(Figure::LoraApply.describe());
+        let file = random_lora(&model, 32)?;
+        let lora = crate::engine::model::adapters::LoraRef {
+            path: file.clone(),
+            weight: 0.8,
+        };
+        let mut adapted = 0;
+        let runs = time(dev, opts.iters, false, || {
+            model.adapters.apply(std::slice::from_ref(&lora))?;
+            adapted = model.adapters.adapted_bytes();
+            model.adapters.apply(&[])
+        });
+        let _ = std::fs::remove_file(&file);
+        progress(&format!(
+            "adapted weights: {} MiB beside the model's own",
+            adapted >> 20
+        ));
+        record(Figure::LoraApply, runs?);
+    }
     Ok(Report {
         arch: opts.arch,
         device: DeviceKind::of(dev).name().to_string(),
@@ -331,6 +357,50 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         vae_tiled,
         timings,
     })
+}
+
+/// A kohya-style LoRA of `rank` over the model's attention, feed-forward and projection layers,
+/// random, written to a temporary file.
+fn random_lora(model: &crate::engine::StableDiffusion, rank: usize) -> Result<std::path::PathBuf> {
+    use crate::engine::model::adapters::lora::Net;
+    const TARGETS: [&str; 14] = [
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out_0",
+        "ff_net_0_proj",
+        "ff_net_2",
+        "proj_in",
+        "proj_out",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "fc1",
+        "fc2",
+    ];
+    let cpu = Device::Cpu;
+    let mut tensors = std::collections::HashMap::new();
+    for (net, name, shape) in model.adapters.layers() {
+        if !TARGETS.iter().any(|t| name.ends_with(t)) || shape.len() < 2 {
+            continue;
+        }
+        let prefix = match net {
+            Net::Unet => format!("lora_unet_{name}"),
+            Net::Text => format!("lora_te_text_model_{name}"),
+        };
+        let inner: usize = shape[1..].iter().product();
+        let down = Tensor::randn(0f32, 0.01, (rank, inner), &cpu).map_err(tensor("LoRA"))?;
+        let up = Tensor::randn(0f32, 0.01, (shape[0], rank), &cpu).map_err(tensor("LoRA"))?;
+        tensors.insert(format!("{prefix}.lora_down.weight"), down);
+        tensors.insert(format!("{prefix}.lora_up.weight"), up);
+    }
+    let path = std::env::temp_dir().join(format!(
+        "pentimento-bench-lora-{}.safetensors",
+        std::process::id()
+    ));
+    candle_core::safetensors::save(&tensors, &path).map_err(tensor("LoRA"))?;
+    Ok(path)
 }
 
 /// Seconds from a cancel `after` seconds into `job` until the job has returned, as the app's

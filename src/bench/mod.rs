@@ -84,19 +84,25 @@ fn tensor_error(what: &str) -> impl Fn(candle_core::Error) -> EngineError + '_ {
 
 /// The whole model with random weights, computing in `dtype` on `device`, and the bytes of
 /// weights it holds.
+use crate::engine::model::adapters::{slots::collect, Adapters};
+
 pub fn build(arch: Arch, device: &Device, dtype: DType) -> Result<(StableDiffusion, u64)> {
     let weights = RandomWeights::new();
-    let unet = UNet::load(weights.var_builder(dtype, device), &arch.unet_config()?)
-        .map_err(tensor_error("UNet"))?;
+    let unet_cfg = arch.unet_config()?;
+    let (unet, unet_slots) = collect(|| UNet::load(weights.var_builder(dtype, device), &unet_cfg));
+    let unet = unet.map_err(tensor_error("UNet"))?;
     let vae_cfg = arch.vae_config()?;
     let vae =
         Vae::load(weights.var_builder(dtype, device), &vae_cfg).map_err(tensor_error("VAE"))?;
-    let clip = ClipTextModel::load(
-        weights.var_builder(dtype, device),
-        &arch.clip_config()?,
-        ClipLayout::HuggingFace,
-    )
-    .map_err(tensor_error("text encoder"))?;
+    let clip_cfg = arch.clip_config()?;
+    let (clip, text_slots) = collect(|| {
+        ClipTextModel::load(
+            weights.var_builder(dtype, device),
+            &clip_cfg,
+            ClipLayout::HuggingFace,
+        )
+    });
+    let clip = clip.map_err(tensor_error("text encoder"))?;
     let (family, pad, prediction) = match arch {
         Arch::Sd15 => (Family::Sd1, crate::engine::text::EOS, Prediction::Epsilon),
         Arch::Sd21 => (Family::Sd2, 0, Prediction::V),
@@ -137,7 +143,8 @@ pub fn build(arch: Arch, device: &Device, dtype: DType) -> Result<(StableDiffusi
             TrainingSchedule::default(),
             fallback,
             device.clone(),
-        ),
+        )
+        .with_adapters(Adapters::new(unet_slots, text_slots, unet_cfg)),
         bytes,
     ))
 }

@@ -1,6 +1,7 @@
-//! Where LoRA files are looked for by name: the user's own folder in the data folder, and
-//! beside each model folder of the library the folders AUTOMATIC1111 (`models/Lora`) and
-//! ComfyUI (`models/loras`) keep them in.
+//! Where LoRA files and textual-inversion embeddings are looked for by name: the user's own
+//! folders in the data folder, and beside each model folder of the library the folders
+//! AUTOMATIC1111 (`models/Lora`, `embeddings` at its root) and ComfyUI (`models/loras`,
+//! `models/embeddings`) keep them in.
 
 use std::path::PathBuf;
 
@@ -8,9 +9,20 @@ use super::settings::LibrarySettings;
 
 /// The LoRA folders that exist, `extra` (given on the command line) first.
 pub fn lora_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
+    dirs(extra, "loras", &["Lora", "loras", "LyCORIS"], &[])
+}
+
+/// The embedding folders that exist, `extra` first.
+pub fn embedding_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
+    dirs(extra, "embeddings", &["embeddings"], &["embeddings"])
+}
+
+/// `extra`, `data/own`, then for each library folder `models/NAME` (its parent's `beside`) and
+/// the web UI's root `ROOT/NAME` (`above`, two levels up), those that exist, once each.
+fn dirs(extra: &[PathBuf], own: &str, beside: &[&str], above: &[&str]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = extra.to_vec();
     if let Some(data) = super::app_dirs::data_dir() {
-        dirs.push(data.join("loras"));
+        dirs.push(data.join(own));
     }
     let folders = LibrarySettings::default_path()
         .and_then(|p| LibrarySettings::load(&p).ok())
@@ -18,7 +30,10 @@ pub fn lora_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
         .all_folders();
     for folder in folders {
         if let Some(models) = folder.parent() {
-            dirs.extend(["Lora", "loras", "LyCORIS"].map(|n| models.join(n)));
+            dirs.extend(beside.iter().map(|n| models.join(n)));
+            if let Some(root) = models.parent() {
+                dirs.extend(above.iter().map(|n| root.join(n)));
+            }
         }
     }
     let mut seen = std::collections::HashSet::new();

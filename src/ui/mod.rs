@@ -428,7 +428,14 @@ impl PentimentoApp {
                 return;
             }
         };
-        let job = Job::new(kind, params).with_batch(batch).with_loras(loras);
+        let embeddings = crate::engine::model::adapters::embedding::embeddings_in(
+            &[&first.prompt, &first.negative_prompt],
+            &crate::library::adapter_dirs::embedding_dirs(&[]),
+        );
+        let job = Job::new(kind, params)
+            .with_batch(batch)
+            .with_loras(loras)
+            .with_embeddings(embeddings);
         // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
         let ids = (0..self.panel.batch_count.max(1))
             .map(|n| self.worker.generate(job.nth_of_run(n)))

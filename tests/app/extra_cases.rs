@@ -34,6 +34,9 @@ struct Case {
     /// LoRA files (fixture paths) and their weights, as diffusers' `set_adapters` took them.
     #[serde(default)]
     loras: Vec<(String, f32)>,
+    /// A folder of textual-inversion embeddings the prompts use.
+    #[serde(default)]
+    embeddings_dir: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
@@ -78,6 +81,12 @@ fn run(case: &Case, model: &Path, extra: &[&str]) -> Tensor {
         out.display().to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
+    if let Some(dir) = &case.embeddings_dir {
+        args.extend([
+            "--embeddings-dir".into(),
+            fixture(dir).display().to_string(),
+        ]);
+    }
     // A test that names its own LoRAs (`extra`) replaces the case's.
     if !extra.iter().any(|a| *a == "--lora" || *a == "--lora-dir") {
         for (path, weight) in &case.loras {
@@ -170,6 +179,7 @@ fn check_prompt(filter: impl Fn(&Case) -> bool, prompt: impl Fn(&Case) -> String
             sampler: case.sampler.clone(),
             negative_prompt: case.negative_prompt.clone(),
             loras: vec![],
+            embeddings_dir: None,
             image: None,
             mask: None,
             config: None,
@@ -361,5 +371,50 @@ fn a_png_made_with_a_lora_runs_again_with_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no LoRA named \"ink_kohya\""), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Textual-inversion embeddings as diffusers' `load_textual_inversion` applies them: AUTOMATIC1111
+/// `.pt` and `.safetensors`, diffusers' one-token file, several vectors, one in the negative
+/// prompt, one used twice, SD 2.x.
+#[test]
+fn embeddings_as_diffusers_applies_them() {
+    check(|c| c.key.contains(".embedding."), |c| fixture(&c.model));
+}
+
+/// An embedding whose vectors do not fit the text encoder is a clear error, not a wrong picture.
+#[test]
+fn an_embedding_of_another_width_is_refused() {
+    let dir = std::env::temp_dir().join(format!("pentimento-emb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = candle_core::Tensor::zeros((2, 48), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("emb_params".to_string(), t)]),
+        dir.join("widestyle.safetensors"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(["generate", "--model"])
+        .arg(fixture("tiny-sd15"))
+        .args([
+            "--prompt",
+            "a widestyle heron",
+            "--steps",
+            "2",
+            "--width",
+            "64",
+            "--height",
+            "64",
+        ])
+        .arg("--embeddings-dir")
+        .arg(&dir)
+        .arg("--out")
+        .arg(dir.join("out.png"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("48 wide") && err.contains("32"), "{err}");
+    assert!(!dir.join("out.png").exists());
     let _ = std::fs::remove_dir_all(dir);
 }

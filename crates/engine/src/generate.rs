@@ -22,9 +22,10 @@ impl StableDiffusion {
     /// Prompts use AUTOMATIC1111's syntax; the shorter of the two is padded with chunks of the
     /// empty prompt, as AUTOMATIC1111 does.
     pub fn prompt_context(&self, params: &GenerationParams) -> Result<Tensor> {
+        let embeddings = self.adapters.embeddings();
         let encode = |text: &str| {
             self.text
-                .encode_weighted(text, params.clip_skip, &self.device)
+                .encode_weighted_with(text, params.clip_skip, &embeddings, &self.device)
         };
         let cond = encode(&params.prompt)?;
         let context = if params.cfg_scale > 1.0 {

@@ -97,6 +97,8 @@ pub struct Job {
     /// LoRAs the model computes with for this job (resolved from the prompt's
     /// `<lora:NAME:W>` tags and `--lora`; see `adapters::resolve`).
     pub loras: Vec<crate::model::adapters::LoraRef>,
+    /// Textual-inversion embeddings its prompts name (see `adapters::embedding::embeddings_in`).
+    pub embeddings: Vec<crate::model::adapters::embedding::EmbeddingRef>,
 }
 
 /// One finished image and its record: the parameters that reproduce it alone, the model, the
@@ -120,6 +122,7 @@ impl Job {
             params,
             batch: 1,
             loras: vec![],
+            embeddings: vec![],
         }
     }
 
@@ -129,6 +132,13 @@ impl Job {
 
     pub fn with_loras(self, loras: Vec<crate::model::adapters::LoraRef>) -> Self {
         Self { loras, ..self }
+    }
+
+    pub fn with_embeddings(
+        self,
+        embeddings: Vec<crate::model::adapters::embedding::EmbeddingRef>,
+    ) -> Self {
+        Self { embeddings, ..self }
     }
 
     /// The parameters of image `i`: AUTOMATIC1111 numbers seeds consecutively.
@@ -257,6 +267,7 @@ impl StableDiffusion {
         paste: bool,
     ) -> Result<Vec<RgbImage>> {
         self.adapters.apply(&job.loras)?;
+        self.adapters.use_embeddings(&job.embeddings)?;
         let (params, batch) = (&job.params, job.batch);
         match (&job.kind, canvas, job.kind.inpaint_options()) {
             (JobKind::Txt2Img, ..) => self.txt2img(params, sampler, batch, on_step),

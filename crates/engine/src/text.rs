@@ -79,6 +79,15 @@ impl ClipTokenizer {
     }
 }
 
+/// A textual-inversion embedding as the tokenizer finds it: the tokens of its name, and which
+/// rows of the extra table its vectors are.
+#[derive(Debug, Clone)]
+pub struct TokenEmbedding {
+    pub name_tokens: Vec<u32>,
+    pub first_row: u32,
+    pub len: usize,
+}
+
 /// One 75-token chunk of a prompt and the emphasis of each token.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
@@ -90,6 +99,13 @@ impl ClipTokenizer {
     /// AUTOMATIC1111's chunking: weighted fragments are tokenized one by one and packed into
     /// chunks of 75 tokens; `BREAK` and full chunks start new ones.
     pub fn chunks(&self, prompt: &str) -> Result<Vec<Chunk>> {
+        self.chunks_with(prompt, &[])
+    }
+
+    /// `chunks` with textual-inversion embeddings: where a word's tokens are an embedding's
+    /// name, its `len` vectors take their place (ids `EXTRA_TOKEN_BASE + first_row …`), kept
+    /// whole in one chunk as AUTOMATIC1111 keeps them.
+    pub fn chunks_with(&self, prompt: &str, embeddings: &[TokenEmbedding]) -> Result<Vec<Chunk>> {
         let comma = self.token_id(",</w>");
         let mut chunks = vec![];
         let mut chunk = Chunk::default();
@@ -103,7 +119,31 @@ impl ClipTokenizer {
                 }
                 Fragment::Text { text, weight } => (text, weight),
             };
-            for token in self.tokens(&text)? {
+            let tokens = self.tokens(&text)?;
+            let mut i = 0;
+            while i < tokens.len() {
+                let found = embeddings
+                    .iter()
+                    .filter(|e| {
+                        !e.name_tokens.is_empty() && tokens[i..].starts_with(&e.name_tokens)
+                    })
+                    .max_by_key(|e| e.name_tokens.len());
+                if let Some(e) = found {
+                    if chunk.tokens.len() + e.len > CHUNK_LEN && !chunk.tokens.is_empty() {
+                        chunks.push(std::mem::take(&mut chunk));
+                        last_comma = None;
+                    }
+                    for row in 0..e.len.min(CHUNK_LEN) {
+                        chunk
+                            .tokens
+                            .push(crate::model::clip::EXTRA_TOKEN_BASE + e.first_row + row as u32);
+                        chunk.weights.push(weight);
+                    }
+                    i += e.name_tokens.len();
+                    continue;
+                }
+                let token = tokens[i];
+                i += 1;
                 if Some(token) == comma {
                     last_comma = Some(chunk.tokens.len());
                 } else if chunk.tokens.len() == CHUNK_LEN {
@@ -160,6 +200,26 @@ impl TextEncoder {
         self.model.forward(&ids, skip).context("text encoder")
     }
 
+    /// `encode_ids_skip` where ids from `EXTRA_TOKEN_BASE` on are rows of `extra`.
+    fn encode_ids_extra(
+        &self,
+        ids: &[u32],
+        skip: usize,
+        extra: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let Some(extra) = extra else {
+            return self.encode_ids_skip(ids, skip, device);
+        };
+        let x = self
+            .model
+            .embed_with_extra(ids, extra, device)
+            .context("textual-inversion embeddings")?;
+        self.model
+            .forward_embeddings(&x, skip)
+            .context("text encoder")
+    }
+
     /// A prompt in AUTOMATIC1111's syntax: each 75-token chunk encoded on its own, emphasis
     /// applied as AUTOMATIC1111's "Original" rule (the outputs are multiplied by the weights,
     /// then rescaled to their former mean), chunks concatenated: `(1, 77 · chunks, width)`.
@@ -170,11 +230,47 @@ impl TextEncoder {
         clip_skip: usize,
         device: &Device,
     ) -> Result<Tensor> {
+        self.encode_weighted_with(prompt, clip_skip, &[], device)
+    }
+
+    /// `encode_weighted` with textual-inversion embeddings: a word that is an embedding's name
+    /// becomes its vectors. A vector width other than the text encoder's is an error.
+    pub fn encode_weighted_with(
+        &self,
+        prompt: &str,
+        clip_skip: usize,
+        embeddings: &[crate::model::adapters::embedding::Embedding],
+        device: &Device,
+    ) -> Result<Tensor> {
+        let width = self.model.config().hidden_size;
+        let mut found = vec![];
+        let mut row = 0u32;
+        for e in embeddings {
+            if e.width() != width {
+                return Err(EngineError::InvalidParams(format!(
+                    "embedding {:?} has vectors {} wide; this model's text encoder takes {width} (an embedding for another model family)",
+                    e.name,
+                    e.width()
+                )));
+            }
+            found.push(TokenEmbedding {
+                name_tokens: self.tokenizer.tokens(&e.name)?,
+                first_row: row,
+                len: e.len(),
+            });
+            row += e.len() as u32;
+        }
+        let extra = if embeddings.is_empty() {
+            None
+        } else {
+            let all: Vec<&Tensor> = embeddings.iter().map(|e| &e.vectors).collect();
+            Some(Tensor::cat(&all, 0).context("embeddings")?)
+        };
         let skip = clip_skip.saturating_sub(1);
         let mut parts = vec![];
-        for chunk in self.tokenizer.chunks(prompt)? {
+        for chunk in self.tokenizer.chunks_with(prompt, &found)? {
             let ids = self.tokenizer.ids_for_pass(&chunk.tokens);
-            let z = self.encode_ids_skip(&ids, skip, device)?;
+            let z = self.encode_ids_extra(&ids, skip, extra.as_ref(), device)?;
             let z = if chunk.weights.iter().all(|&w| w == 1.0) {
                 z
             } else {

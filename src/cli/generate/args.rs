@@ -107,6 +107,11 @@ pub struct GenerateArgs {
     /// the data folder's `loras` and the `Lora`/`loras` folders beside library model folders).
     #[arg(long = "lora-dir", value_name = "DIR")]
     pub lora_dirs: Vec<PathBuf>,
+    /// A folder of textual-inversion embeddings (repeatable): a prompt word that is a file's
+    /// name (`NAME.pt`, `.safetensors`, `.bin`) becomes its vectors. Searched before the data
+    /// folder's `embeddings` and those beside library model folders.
+    #[arg(long = "embeddings-dir", value_name = "DIR")]
+    pub embedding_dirs: Vec<PathBuf>,
     /// Inpainting mask for --init-image, same size: white = regenerate, black = keep, grey = partly.
     #[arg(long)]
     pub mask: Option<PathBuf>,

@@ -156,9 +156,14 @@ impl Plan {
         };
         let RngArg::Cpu = args.rng;
         let loras = job_loras(args, &params.prompt, &recorded_loras)?;
+        let embeddings = pentimento::engine::model::adapters::embedding::embeddings_in(
+            &[&params.prompt, &params.negative_prompt],
+            &pentimento::library::adapter_dirs::embedding_dirs(&args.embedding_dirs),
+        );
         let job = Job::new(kind, params)
             .with_batch(args.batch_size)
-            .with_loras(loras);
+            .with_loras(loras)
+            .with_embeddings(embeddings);
         job.validate()?;
         let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()

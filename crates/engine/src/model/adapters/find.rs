@@ -1,4 +1,4 @@
-//! The LoRAs a job uses: those its prompt names with `<lora:NAME:W>` (or `<lyco:…>`), found by
+//! Files found by name in folders (LoRAs, embeddings), and the LoRAs a job uses: those its prompt names with `<lora:NAME:W>` (or `<lyco:…>`), found by
 //! name in LoRA folders as AUTOMATIC1111 finds them (the file's stem, in any subfolder), and
 //! those given by path.
 
@@ -16,15 +16,26 @@ pub const MAX_SEARCH_ENTRIES: usize = 100_000;
 
 /// Every LoRA file under `dirs` (bounded), as (stem, path), the first folder winning a name.
 pub fn lora_files(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    files_under(dirs, &EXTENSIONS)
+}
+
+/// Every file with one of `extensions` under `dirs` (bounded), as (stem, path).
+pub fn files_under(dirs: &[PathBuf], extensions: &[&str]) -> Vec<(String, PathBuf)> {
     let mut found = vec![];
     let mut seen = 0usize;
     for dir in dirs {
-        walk(dir, 0, &mut seen, &mut found);
+        walk(dir, 0, extensions, &mut seen, &mut found);
     }
     found
 }
 
-fn walk(dir: &Path, depth: usize, seen: &mut usize, found: &mut Vec<(String, PathBuf)>) {
+fn walk(
+    dir: &Path,
+    depth: usize,
+    extensions: &[&str],
+    seen: &mut usize,
+    found: &mut Vec<(String, PathBuf)>,
+) {
     if depth > MAX_SEARCH_DEPTH {
         return;
     }
@@ -43,11 +54,11 @@ fn walk(dir: &Path, depth: usize, seen: &mut usize, found: &mut Vec<(String, Pat
             continue;
         };
         if meta.is_dir() {
-            walk(&path, depth + 1, seen, found);
+            walk(&path, depth + 1, extensions, seen, found);
         } else if path
             .extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+            .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
         {
             if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
                 found.push((stem.to_string(), path.clone()));

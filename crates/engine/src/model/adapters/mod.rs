@@ -2,6 +2,7 @@
 //! LoCon (`lora`). `slots` keeps every adaptable layer's base weight untouched and lets a job
 //! compute with an adapted one; `Adapters` decides which file changes which layer by how much.
 
+pub mod embedding;
 pub mod find;
 pub mod hash;
 pub mod lora;
@@ -38,7 +39,12 @@ pub struct Adapters {
     unet_config: Option<UNetConfig>,
     /// The LoRAs (path, weight, file length and time) whose changes the slots hold now.
     applied: Mutex<Vec<(LoraRef, u64, Option<std::time::SystemTime>)>>,
+    /// The textual-inversion embeddings of the job being run.
+    embeddings: Mutex<Vec<embedding::Embedding>>,
 }
+
+/// Most embeddings one job uses.
+pub const MAX_EMBEDDINGS: usize = 64;
 
 impl Adapters {
     pub fn new(unet: SlotRegistry, text: SlotRegistry, unet_config: UNetConfig) -> Self {
@@ -47,7 +53,35 @@ impl Adapters {
             text,
             unet_config: Some(unet_config),
             applied: Mutex::new(vec![]),
+            embeddings: Mutex::new(vec![]),
         }
+    }
+
+    /// Reads the job's embeddings for its prompts (none: prompts are plain words).
+    pub fn use_embeddings(&self, refs: &[embedding::EmbeddingRef]) -> Result<()> {
+        if refs.len() > MAX_EMBEDDINGS {
+            return Err(EngineError::InvalidParams(format!(
+                "{} embeddings (at most {MAX_EMBEDDINGS} at once)",
+                refs.len()
+            )));
+        }
+        let read = refs
+            .iter()
+            .map(embedding::Embedding::read)
+            .collect::<Result<Vec<_>>>()?;
+        *self
+            .embeddings
+            .lock()
+            .map_err(|_| EngineError::Internal("adapter state poisoned".into()))? = read;
+        Ok(())
+    }
+
+    /// The embeddings the prompts of the job being run may use.
+    pub fn embeddings(&self) -> Vec<embedding::Embedding> {
+        self.embeddings
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// Checks a job's LoRAs before any work: count and weights.
@@ -154,6 +188,34 @@ impl Adapters {
         }
         *applied = wanted;
         Ok(())
+    }
+
+    /// Every adaptable layer: its network, its name in LoRA files (kohya's underscored form,
+    /// Hugging Face names for the text encoder) and its weight's shape.
+    pub fn layers(&self) -> Vec<(Net, String, Vec<usize>)> {
+        let mut out = vec![];
+        for net in [Net::Unet, Net::Text] {
+            let registry = self.registry(net);
+            for name in registry.names() {
+                let canonical = match net {
+                    Net::Unet => name.to_string(),
+                    Net::Text => open_clip_to_hf(name),
+                };
+                if let Some(r) = registry.get(name) {
+                    out.push((net, canonical.replace('.', "_"), r.base.dims().to_vec()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Bytes the adapted weights hold now (beside the untouched bases).
+    pub fn adapted_bytes(&self) -> usize {
+        [&self.unet, &self.text]
+            .iter()
+            .map(|r| r.adapted_bytes())
+            .sum()
     }
 
     fn registry(&self, net: Net) -> &SlotRegistry {

@@ -70,6 +70,15 @@ impl SlotRegistry {
         }
     }
 
+    /// Bytes of the adapted weights set now.
+    pub fn adapted_bytes(&self) -> usize {
+        self.slots
+            .values()
+            .filter_map(|r| r.slot.current())
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+
     /// Every layer back to its own weight.
     pub fn clear(&self) {
         for r in self.slots.values() {

@@ -95,15 +95,28 @@ impl TorchCheckpoint {
         };
         let mut tensors = HashMap::new();
         let mut skipped = vec![];
+        // Tensors at the top, and one level down under `outer.inner` (textual-inversion
+        // embeddings keep theirs in `string_to_param`); deeper nesting is not a state dict.
+        let mut found = vec![];
         for (k, v) in &map.items {
-            let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
-                continue;
-            };
-            match locate(&archive, &root, name, t)? {
-                Some(loc) => {
-                    tensors.insert(name.clone(), loc);
+            match (k, v) {
+                (Value::Str(name), Value::Tensor(t)) => found.push((name.clone(), t)),
+                (Value::Str(outer), Value::Dict(inner)) => {
+                    for (k, v) in &inner.items {
+                        if let (Value::Str(name), Value::Tensor(t)) = (k, v) {
+                            found.push((format!("{outer}.{name}"), t));
+                        }
+                    }
                 }
-                None => skipped.push(name.clone()),
+                _ => {}
+            }
+        }
+        for (name, t) in found {
+            match locate(&archive, &root, &name, t)? {
+                Some(loc) => {
+                    tensors.insert(name, loc);
+                }
+                None => skipped.push(name),
             }
         }
         Ok(Self {

@@ -153,6 +153,10 @@ impl Layer {
     }
 }
 
+/// Token ids from here on stand for rows of an extra table (textual-inversion vectors), not
+/// for words of the vocabulary.
+pub const EXTRA_TOKEN_BASE: u32 = 1 << 24;
+
 pub struct ClipTextModel {
     token_embedding: Embedding,
     position_embedding: Tensor,
@@ -205,9 +209,37 @@ impl ClipTextModel {
     /// Hidden states `(batch, tokens, width)` for token ids `(batch, tokens)`. `skip` drops that
     /// many final layers before the final norm (AUTOMATIC1111's "clip skip" minus one).
     pub fn forward(&self, ids: &Tensor, skip: usize) -> Result<Tensor> {
-        let (_, n) = ids.dims2()?;
+        self.forward_embeddings(&self.token_embedding.forward(ids)?, skip)
+    }
+
+    /// The token embeddings of `ids` (`(1, tokens)` on the host), where ids from
+    /// `EXTRA_TOKEN_BASE` on take row `id − EXTRA_TOKEN_BASE` of `extra` (`(rows, width)`):
+    /// textual-inversion vectors in the places of their words.
+    pub fn embed_with_extra(&self, ids: &[u32], extra: &Tensor, device: &Device) -> Result<Tensor> {
+        let base: Vec<u32> = ids
+            .iter()
+            .map(|&id| if id >= EXTRA_TOKEN_BASE { 0 } else { id })
+            .collect();
+        let base = Tensor::new(base.as_slice(), device)?.unsqueeze(0)?;
+        let x = self.token_embedding.forward(&base)?;
+        let extra = extra.to_device(device)?.to_dtype(x.dtype())?;
+        let rows = ids
+            .iter()
+            .enumerate()
+            .map(|(p, &id)| match id.checked_sub(EXTRA_TOKEN_BASE) {
+                Some(row) => extra.narrow(0, row as usize, 1)?.unsqueeze(0),
+                None => x.narrow(1, p, 1),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&rows, 1)
+    }
+
+    /// Hidden states from token embeddings `(batch, tokens, width)` (position embeddings are
+    /// added here).
+    pub fn forward_embeddings(&self, tokens: &Tensor, skip: usize) -> Result<Tensor> {
+        let (_, n, _) = tokens.dims3()?;
         let pos = self.position_embedding.narrow(0, 0, n)?;
-        let mut x = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
+        let mut x = tokens.broadcast_add(&pos)?;
         let mask = causal_mask(n, x.dtype(), x.device())?;
         let run = self.layers.len().saturating_sub(skip).max(1);
         for layer in &self.layers[..run] {
