@@ -285,6 +285,45 @@ fn cancel_stops_a_running_job() {
     assert!(h.state().history.items.is_empty());
 }
 
+/// Esc stops a running job, and Cancel acts on the press: a press whose release comes in a
+/// later frame (a slow frame on a busy machine) still cancels.
+#[test]
+fn esc_and_a_press_on_cancel_stop_a_job() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    {
+        let app = h.state_mut();
+        app.panel.params.width = 128;
+        app.panel.params.height = 128;
+        app.panel.params.steps = 150;
+        app.panel.params.prompt = "x".into();
+    }
+    h.get_by_label("Generate").click();
+    h.step();
+    pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
+    h.key_press(Key::Escape);
+    h.step();
+    assert_eq!(h.state().status, "cancelling…");
+    pump_until(&mut h, 60, |app| !app.is_running());
+
+    h.get_by_label("Generate").click();
+    h.step();
+    pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
+    let at = h.get_by_label("Cancel").rect().center();
+    h.input_mut().events.push(egui::Event::PointerMoved(at));
+    h.input_mut().events.push(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    assert_eq!(h.state().status, "cancelling…", "the press alone cancels");
+    pump_until(&mut h, 60, |app| !app.is_running());
+}
+
 #[test]
 fn open_and_save_an_image() {
     let mut h = harness(None);

@@ -119,7 +119,7 @@ pub fn extra_networks(text: &str) -> (String, Vec<PromptNetwork>) {
         let tag = after.find('>').map(|end| &after[..end]).and_then(|inner| {
             let (kind, args) = inner.split_once(':')?;
             let word = !kind.is_empty() && kind.chars().all(|c| c.is_alphanumeric() || c == '_');
-            (word && !args.is_empty()).then(|| (inner.len(), kind, args))
+            (word && !args.is_empty()).then_some((inner.len(), kind, args))
         });
         match tag {
             Some((len, kind, args)) => {

@@ -72,13 +72,23 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
     let cpu = Device::Cpu;
     let key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
     let ones = |shape: &[usize]| Tensor::ones(shape, candle_core::DType::F32, &cpu).unwrap();
-    let cases: Vec<(&str, Vec<(String, Tensor)>, &str)> = vec![
+    // (file name, its tensors, what the error must say)
+    type Case<'a> = (&'a str, Vec<(String, Tensor)>, &'a str);
+    let cases: Vec<Case> = vec![
         // A layer this model does not have (an SDXL LoRA on SD 1.5).
         (
             "other_model.safetensors",
             vec![
-                (format!("lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_down.weight"), ones(&[2, 32])),
-                (format!("lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_up.weight"), ones(&[32, 2])),
+                (
+                    "lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_down.weight"
+                        .into(),
+                    ones(&[2, 32]),
+                ),
+                (
+                    "lora_unet_input_blocks_4_1_transformer_blocks_9_attn1_to_q.lora_up.weight"
+                        .into(),
+                    ones(&[32, 2]),
+                ),
             ],
             "no match in this model",
         ),
@@ -110,7 +120,10 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
         (
             "nan.safetensors",
             vec![
-                (format!("{key}.lora_down.weight"), (ones(&[2, 32]) * f64::NAN).unwrap()),
+                (
+                    format!("{key}.lora_down.weight"),
+                    (ones(&[2, 32]) * f64::NAN).unwrap(),
+                ),
                 (format!("{key}.lora_up.weight"), ones(&[32, 2])),
             ],
             "NaN",
@@ -126,7 +139,11 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
             "alpha",
         ),
         // Not a LoRA at all.
-        ("model.safetensors", vec![("conv_in.weight".into(), ones(&[4]))], "no LoRA layers"),
+        (
+            "model.safetensors",
+            vec![("conv_in.weight".into(), ones(&[4]))],
+            "no LoRA layers",
+        ),
         // A LyCORIS LoHa.
         (
             "loha.safetensors",
