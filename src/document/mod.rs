@@ -510,6 +510,7 @@ mod tests {
             source_image_sha256: None,
             sweep: None,
             loras: vec![],
+            embeddings: vec![],
         }
     }
 

@@ -418,3 +418,74 @@ fn an_embedding_of_another_width_is_refused() {
     assert!(!dir.join("out.png").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A PNG made with embeddings records them (`TI hashes`); `--params-from` without them is an
+/// error naming them (not a picture of the plain words), with them the same picture.
+#[test]
+fn a_png_made_with_embeddings_names_them() {
+    let dir = std::env::temp_dir().join(format!("pentimento-emb-png-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.png");
+    let bin = env!("CARGO_BIN_EXE_pentimento");
+    let embeddings = fixture("extra/embeddings");
+    let generate = |extra: &[&std::ffi::OsStr], out: &Path| {
+        Command::new(bin)
+            .env("PENTIMENTO_DATA_DIR", &dir)
+            .args(["generate", "--model"])
+            .arg(fixture("tiny-sd15"))
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let o = generate(
+        &[
+            "--prompt".as_ref(),
+            "a heron in inkstyle".as_ref(),
+            "--negative-prompt".as_ref(),
+            "murkyglow".as_ref(),
+            "--steps".as_ref(),
+            "3".as_ref(),
+            "--width".as_ref(),
+            "64".as_ref(),
+            "--height".as_ref(),
+            "64".as_ref(),
+            "--embeddings-dir".as_ref(),
+            embeddings.as_os_str(),
+        ],
+        &first,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = Command::new(bin).arg("info").arg(&first).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        text.contains("TI hashes: \"")
+            && text.contains("inkstyle: ")
+            && text.contains("murkyglow: "),
+        "{text}"
+    );
+    let o = generate(
+        &["--params-from".as_ref(), first.as_os_str()],
+        &dir.join("no.png"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("inkstyle") && err.contains("murkyglow"),
+        "{err}"
+    );
+    let again = dir.join("again.png");
+    let o = generate(
+        &[
+            "--params-from".as_ref(),
+            first.as_os_str(),
+            "--embeddings-dir".as_ref(),
+            embeddings.as_os_str(),
+        ],
+        &again,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(max_abs_diff(&png_tensor(&first), &png_tensor(&again)), 0.0);
+    let _ = std::fs::remove_dir_all(dir);
+}

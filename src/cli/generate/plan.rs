@@ -104,16 +104,20 @@ impl Plan {
         let height = args
             .height
             .unwrap_or_else(|| default_size(source_size.map(|s| s.1)));
-        let (base, recorded_loras) = match &args.params_from {
+        let (base, recorded) = match &args.params_from {
             Some(path) => params_from_png(path)?,
             None => (
                 GenerationParams {
                     prompt: String::new(),
                     ..Default::default()
                 },
-                vec![],
+                None,
             ),
         };
+        let recorded_loras = recorded
+            .as_ref()
+            .map(|r| r.loras.clone())
+            .unwrap_or_default();
         let params = GenerationParams {
             prompt: match (&args.prompt, &args.params_from) {
                 (Some(p), _) => p.clone(),
@@ -160,6 +164,26 @@ impl Plan {
             &[&params.prompt, &params.negative_prompt],
             &pentimento::library::adapter_dirs::embedding_dirs(&args.embedding_dirs),
         );
+        // An embedding the image was made with and that is not here would silently turn into
+        // plain words: say so instead.
+        if let Some(r) = &recorded {
+            let missing: Vec<&str> = r
+                .embeddings
+                .iter()
+                .filter(|e| {
+                    !embeddings
+                        .iter()
+                        .any(|f| f.name.eq_ignore_ascii_case(&e.name))
+                })
+                .map(|e| e.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "the image was made with embeddings not in your embedding folders: {} (give --embeddings-dir)",
+                    missing.join(", ")
+                );
+            }
+        }
         let job = Job::new(kind, params)
             .with_batch(args.batch_size)
             .with_loras(loras)
@@ -252,20 +276,18 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
     Ok(kind.open()?)
 }
 
-/// A PNG's parameters, and the LoRAs its record lists.
+/// A PNG's parameters, and our record when it carries one (the LoRAs and embeddings it lists).
 fn params_from_png(
     path: &std::path::Path,
-) -> anyhow::Result<(GenerationParams, Vec<pentimento::png_info::LoraRecord>)> {
+) -> anyhow::Result<(GenerationParams, Option<pentimento::png_info::ImageRecord>)> {
     let bytes = pentimento::png_info::read_png_file(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let info = pentimento::png_info::parse_png(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
-    let loras = info
-        .record
-        .as_ref()
-        .map(|r| r.loras.clone())
-        .unwrap_or_default();
-    Ok((info.apply_to(&GenerationParams::default()), loras))
+    Ok((
+        info.apply_to(&GenerationParams::default()),
+        info.record.clone(),
+    ))
 }
 
 pub fn vae_choice(arg: &str) -> VaeChoice {

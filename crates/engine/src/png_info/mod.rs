@@ -123,6 +123,17 @@ pub struct ImageRecord {
     /// The LoRAs the job applied (from the prompt's tags and `--lora`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loras: Vec<LoraRecord>,
+    /// The textual-inversion embeddings its prompts used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeddings: Vec<EmbeddingRecord>,
+}
+
+/// An embedding as a record names it: the word (its file's stem) and AUTOMATIC1111's short hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRecord {
+    pub name: String,
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 /// A LoRA as a record names it: the file's stem (what `<lora:NAME:W>` finds), its weight and
@@ -197,6 +208,14 @@ impl ImageRecord {
             source_image_sha256: job.kind.source_image().map(image_sha256),
             sweep: None,
             loras: job.loras.iter().map(LoraRecord::of).collect(),
+            embeddings: job
+                .embeddings
+                .iter()
+                .map(|e| EmbeddingRecord {
+                    name: e.name.clone(),
+                    hash: crate::model::adapters::hash::whole_file_short_hash(&e.path),
+                })
+                .collect(),
         }
     }
 
@@ -270,6 +289,14 @@ impl ImageRecord {
                 .map(|l| format!("{}: {}", l.name, l.hash.as_deref().unwrap_or("")))
                 .collect();
             fields.push(("Lora hashes".into(), list.join(", ")));
+        }
+        if !self.embeddings.is_empty() {
+            let list: Vec<String> = self
+                .embeddings
+                .iter()
+                .map(|e| format!("{}: {}", e.name, e.hash.as_deref().unwrap_or("")))
+                .collect();
+            fields.push(("TI hashes".into(), list.join(", ")));
         }
         fields.push(("Version".into(), self.version.clone()));
         Parameters {
@@ -499,6 +526,7 @@ mod tests {
             source_image_sha256: Some("cd".into()),
             sweep: None,
             loras: vec![],
+            embeddings: vec![],
         }
     }
 

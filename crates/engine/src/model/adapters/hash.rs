@@ -1,6 +1,7 @@
-//! AUTOMATIC1111's short hash of a LoRA file, as its PNGs write it under `Lora hashes`: the
-//! first 12 hex digits of SHA-256 over a `.safetensors` file's tensor data (after the header, so
-//! editing the metadata keeps the hash), or over the whole file for other formats.
+//! AUTOMATIC1111's short hashes, as its PNGs write them under `Lora hashes` and `TI hashes`: the
+//! first 12 hex digits of SHA-256 over a LoRA `.safetensors` file's tensor data (after the
+//! header, so editing the metadata keeps the hash) or over the whole file (other LoRA formats,
+//! and every textual-inversion embedding).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,15 +11,29 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-type Key = (PathBuf, u64, Option<SystemTime>);
+type Key = (PathBuf, bool, u64, Option<SystemTime>);
 
 /// Hashes already computed, by path, length and modification time (a file is read once).
 static HASHES: Mutex<Option<HashMap<Key, String>>> = Mutex::new(None);
 
-/// The short hash, or `None` when the file cannot be read.
+/// The short hash of a LoRA, or `None` when the file cannot be read.
 pub fn short_hash(path: &Path) -> Option<String> {
+    cached(path, true)
+}
+
+/// The short hash of a textual-inversion embedding: AUTOMATIC1111 hashes the whole file.
+pub fn whole_file_short_hash(path: &Path) -> Option<String> {
+    cached(path, false)
+}
+
+fn cached(path: &Path, skip_safetensors_header: bool) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let key = (
+        path.to_path_buf(),
+        skip_safetensors_header,
+        meta.len(),
+        meta.modified().ok(),
+    );
     if let Some(h) = HASHES
         .lock()
         .ok()?
@@ -27,7 +42,7 @@ pub fn short_hash(path: &Path) -> Option<String> {
     {
         return Some(h.clone());
     }
-    let hash = compute(path)?;
+    let hash = compute(path, skip_safetensors_header)?;
     HASHES
         .lock()
         .ok()?
@@ -36,11 +51,12 @@ pub fn short_hash(path: &Path) -> Option<String> {
     Some(hash)
 }
 
-fn compute(path: &Path) -> Option<String> {
+fn compute(path: &Path, skip_safetensors_header: bool) -> Option<String> {
     let mut file = crate::regular_file::open(path).ok()?;
-    let is_safetensors = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let is_safetensors = skip_safetensors_header
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     if is_safetensors {
         let mut n = [0u8; 8];
         file.read_exact(&mut n).ok()?;
@@ -88,6 +104,11 @@ mod tests {
             .collect();
         assert_eq!(a, want);
         assert!(short_hash(&dir.join("missing.safetensors")).is_none());
+        // An embedding's hash covers the header too.
+        assert_ne!(
+            whole_file_short_hash(&dir.join("a.safetensors")).unwrap(),
+            a
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
