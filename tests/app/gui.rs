@@ -1201,3 +1201,27 @@ fn quitting_with_unsaved_work_keeps_it_for_the_next_start() {
     h.run_steps(2);
     assert!(h.state().doc.mask_bytes().iter().all(|&m| m == 255));
 }
+
+/// A `<lora:…>` tag the app cannot find stops Generate with a message naming it: never a
+/// picture made without it.
+#[test]
+fn an_unknown_lora_in_the_prompt_is_named_not_ignored() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    h.get_by_label("Prompt").focus();
+    h.get_by_label("Prompt")
+        .type_text("a heron <lora:nowhere_to_be_found:0.8>");
+    h.step();
+    h.get_by_label("Generate").click();
+    h.run_steps(2);
+    assert!(!h.state().is_running());
+    assert!(
+        h.state()
+            .status
+            .contains("no LoRA named \"nowhere_to_be_found\""),
+        "{}",
+        h.state().status
+    );
+}

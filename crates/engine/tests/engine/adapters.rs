@@ -186,3 +186,76 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
     // After all of that, the model is still itself.
     assert_eq!(image(&sd, vec![]).unwrap().pixels, fresh.pixels);
 }
+
+#[test]
+fn hostile_embedding_files_are_refused_naming_what_is_wrong() {
+    use candle_core::{DType, Device, Tensor};
+    use pentimento_engine::model::adapters::embedding::{Embedding, EmbeddingRef};
+    let cpu = Device::Cpu;
+    let cases: Vec<(&str, &str, Tensor, &str)> = vec![
+        (
+            "scalar.safetensors",
+            "emb_params",
+            Tensor::new(1f32, &cpu).unwrap(),
+            "not vectors",
+        ),
+        (
+            "rank3.safetensors",
+            "emb_params",
+            Tensor::zeros((1, 2, 32), DType::F32, &cpu).unwrap(),
+            "not vectors",
+        ),
+        (
+            "none.safetensors",
+            "emb_params",
+            Tensor::zeros((0, 32), DType::F32, &cpu).unwrap(),
+            "0 vectors",
+        ),
+        (
+            "many.safetensors",
+            "emb_params",
+            Tensor::zeros((76, 32), DType::F32, &cpu).unwrap(),
+            "76 vectors",
+        ),
+        (
+            "nan.safetensors",
+            "emb_params",
+            (Tensor::ones((2, 32), DType::F32, &cpu).unwrap() * f64::NAN).unwrap(),
+            "NaN",
+        ),
+        (
+            "sdxl.safetensors",
+            "clip_l",
+            Tensor::zeros((2, 768), DType::F32, &cpu).unwrap(),
+            "SDXL",
+        ),
+    ];
+    for (file, key, tensor, expected) in cases {
+        let mut tensors = vec![(key, tensor.clone())];
+        if key == "clip_l" {
+            tensors.push(("clip_g", tensor));
+        }
+        let path = write(file, &tensors);
+        let e = Embedding::read(&EmbeddingRef {
+            name: "x".into(),
+            path,
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{file} was accepted"))
+        .to_string();
+        assert!(e.contains(expected) && e.contains(file), "{file}: {e}");
+    }
+    // Two unrelated tensors: not an embedding.
+    let path = write(
+        "model.safetensors",
+        &[
+            ("a", Tensor::zeros(2, DType::F32, &cpu).unwrap()),
+            ("b", Tensor::zeros(2, DType::F32, &cpu).unwrap()),
+        ],
+    );
+    assert!(Embedding::read(&EmbeddingRef {
+        name: "x".into(),
+        path
+    })
+    .is_err());
+}
