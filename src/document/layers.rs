@@ -10,8 +10,10 @@ use crate::png_info::ImageRecord;
 
 /// Most layers a document holds: each is a full-size buffer.
 pub const MAX_LAYERS: usize = 64;
-/// Most bytes all layers of a document hold together (a 4000×3000 canvas fits 44 layers).
-pub const MAX_LAYER_BYTES: usize = 2 << 30;
+/// Most bytes all layers of a document hold together (a 4000×3000 canvas fits 22 layers). The
+/// composite, the GPU's copy and the undo history come on top: a full document peaks at about
+/// twice this.
+pub const MAX_LAYER_BYTES: usize = 1 << 30;
 
 /// Identifies a layer for the life of a document, whatever its place in the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -87,6 +87,8 @@ pub struct PentimentoApp {
     /// An autosave a crashed or killed session left, until the user restores or discards it.
     pub restore_offer: Option<PathBuf>,
     icons: icons::Icons,
+    /// The largest texture side the GPU takes: images beyond it cannot be shown.
+    max_texture_side: Option<usize>,
 }
 
 /// Where the app keeps what outlives a session.
@@ -161,6 +163,10 @@ impl PentimentoApp {
             quit_requested: false,
             file_revisions: (0, 0),
             icons: icons::Icons::load(&cc.egui_ctx),
+            max_texture_side: cc
+                .wgpu_render_state
+                .as_ref()
+                .map(|rs| rs.device.limits().max_texture_dimension_2d as usize),
         };
         app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
@@ -219,11 +225,13 @@ impl PentimentoApp {
             .is_ok_and(|b| crate::document::file::is_document(&b));
         if is_document {
             match crate::document::file::read(path) {
-                Ok(opened) => {
-                    self.take_document(opened);
-                    self.file_revisions = self.doc_revisions();
-                    self.status = format!("opened document {}", path.display());
-                }
+                Ok(opened) => match self.take_document(opened) {
+                    Ok(()) => {
+                        self.file_revisions = self.doc_revisions();
+                        self.status = format!("opened document {}", path.display());
+                    }
+                    Err(e) => self.status = format!("{}: {e}", path.display()),
+                },
                 Err(e) => self.status = e.to_string(),
             }
             return;
@@ -235,6 +243,10 @@ impl PentimentoApp {
                 return;
             }
         };
+        if let Err(e) = self.fits_gpu(image.width, image.height) {
+            self.status = format!("{}: {e}", path.display());
+            return;
+        }
         self.doc.discard();
         // An opened PNG keeps the record it carries, for Save.
         let record = crate::png_info::read_png_file(path)
@@ -322,12 +334,25 @@ impl PentimentoApp {
 
     /// A document read from a file (opened or restored) in place of the current one, its
     /// prompt settings into the panel.
-    fn take_document(&mut self, opened: crate::document::file::Opened) {
+    fn take_document(&mut self, opened: crate::document::file::Opened) -> Result<(), String> {
+        let (w, h) = opened.doc.size();
+        self.fits_gpu(w, h)?;
         self.doc = opened.doc;
         if let Some(settings) = opened.settings {
             self.panel.params = settings;
         }
         self.canvas.fit_pending = true;
+        Ok(())
+    }
+
+    /// Whether an image of `w`×`h` can be shown: the canvas is one GPU texture.
+    fn fits_gpu(&self, w: usize, h: usize) -> Result<(), String> {
+        match self.max_texture_side {
+            Some(max) if w > max || h > max => Err(format!(
+                "{w}×{h} is larger than this GPU shows ({max} px a side at most); scale it down first"
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn doc_revisions(&self) -> (u64, u64) {
@@ -384,6 +409,10 @@ impl PentimentoApp {
             return;
         }
         let first = self.panel.next_params();
+        if let Err(e) = self.fits_gpu(first.width, first.height) {
+            self.status = e;
+            return;
+        }
         self.remember_session();
         let batch = self.panel.batch_size.max(1);
         let (w, h) = self.doc.size();
@@ -480,8 +509,10 @@ impl PentimentoApp {
                 Some(true) => {
                     match crate::document::file::read(&path) {
                         Ok(opened) => {
-                            self.take_document(opened);
-                            self.status = "restored the autosaved canvas".into();
+                            self.status = match self.take_document(opened) {
+                                Ok(()) => "restored the autosaved canvas".into(),
+                                Err(e) => format!("cannot restore: {e}"),
+                            };
                         }
                         Err(e) => self.status = format!("cannot restore: {e}"),
                     }

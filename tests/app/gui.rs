@@ -1225,3 +1225,25 @@ fn an_unknown_lora_in_the_prompt_is_named_not_ignored() {
         h.state().status
     );
 }
+
+/// An image wider than the GPU's largest texture is refused with a message, not a crash (a
+/// hostile run opened an 8193×1 PNG; wgpu here takes 8192, this test opens the 16 384 px the
+/// decoder allows).
+#[test]
+fn an_image_wider_than_the_gpu_shows_is_refused() {
+    let mut h = harness(None);
+    h.run_steps(2);
+    let path = std::env::temp_dir().join(format!("pentimento-wide-{}.png", std::process::id()));
+    image::RgbImage::from_pixel(16384, 1, image::Rgb([1, 2, 3]))
+        .save(&path)
+        .unwrap();
+    h.state_mut().open_image(&path);
+    h.run_steps(2);
+    assert!(
+        h.state().status.contains("larger than this GPU shows"),
+        "{}",
+        h.state().status
+    );
+    assert_eq!(h.state().doc.size(), (512, 512));
+    let _ = std::fs::remove_file(path);
+}

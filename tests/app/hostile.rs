@@ -759,3 +759,84 @@ fn f16_bits(value: f32) -> u16 {
     assert!((1..31).contains(&exp), "{value} is not a normal f16");
     sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
+
+/// LoRA folders, names and records from a hostile run: a folder option that is not a folder is
+/// said; an unknown name among thousands of files with a long name answers at once; a name
+/// longer than a file name can be is refused; a record whose LoRA name would become tag text is
+/// refused, never pasted into the prompt.
+#[test]
+fn lora_folders_names_and_records_are_checked() {
+    let dir = temp("lora-names");
+    let out = dir.join("o.png").display().to_string();
+    let model = model();
+    let file = dir.join("a-file").display().to_string();
+    std::fs::write(&file, b"x").unwrap();
+    refused(
+        &generate(&model, &out, &["--lora-dir", &file]),
+        "not a folder",
+    );
+    refused(
+        &generate(&model, &out, &["--embeddings-dir", "/no/such/dir"]),
+        "not a folder",
+    );
+
+    let many = dir.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..3000 {
+        std::fs::write(
+            many.join(format!("style_{i:05}_{}.safetensors", "x".repeat(40))),
+            b"",
+        )
+        .unwrap();
+    }
+    let many_s = many.display().to_string();
+    let long = format!("a heron <lora:{}:1>", "q".repeat(200));
+    let started = Instant::now();
+    let mut args = generate(&model, &out, &["--lora-dir", &many_s]);
+    args[4] = &long;
+    refused(&args, "no LoRA named");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let longer = format!("a heron <lora:{}:1>", "q".repeat(300));
+    let mut args = generate(&model, &out, &["--lora-dir", &many_s]);
+    args[4] = &longer;
+    refused(&args, "at most 255");
+
+    // A record naming `ink:100><lora:glow` must not become two tags.
+    let made = dir.join("made.png").display().to_string();
+    let ink = format!(
+        "{}:0.5",
+        fixture("extra/loras/ink_kohya.safetensors").display()
+    );
+    let o = pentimento(&generate(&model, &made, &["--lora", &ink]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&made).unwrap();
+    let mut record = pentimento::png_info::parse_png(&bytes)
+        .unwrap()
+        .record
+        .unwrap();
+    record.loras[0].name = "ink:100><lora:glow".into();
+    let image = pentimento::engine::image::read_image_file(std::path::Path::new(&made)).unwrap();
+    let png = dir.join("record.png");
+    pentimento::png_info::write_png(&png, &image, &record).unwrap();
+    let png_s = png.display().to_string();
+    let loras = fixture("extra/loras").display().to_string();
+    refused(
+        &[
+            "generate",
+            "--model",
+            &model,
+            "--params-from",
+            &png_s,
+            "--lora-dir",
+            &loras,
+            "--out",
+            &out,
+        ],
+        "cannot be a file's name",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

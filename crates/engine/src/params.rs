@@ -112,6 +112,13 @@ impl GenerationParams {
                 self.steps
             )));
         }
+        let lcm_max = crate::sampler::LCM_MAX_STEPS;
+        if sampler.algorithm == crate::sampler::Algorithm::Lcm && self.steps > lcm_max {
+            return Err(EngineError::InvalidParams(format!(
+                "LCM takes at most {lcm_max} steps (the grid it was distilled on), not {}",
+                self.steps
+            )));
+        }
         if !self.cfg_scale.is_finite() || !(0.0..=MAX_CFG_SCALE).contains(&self.cfg_scale) {
             return Err(EngineError::InvalidParams(format!(
                 "CFG scale {} is not between 0 and {MAX_CFG_SCALE}",

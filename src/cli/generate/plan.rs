@@ -160,6 +160,7 @@ impl Plan {
         };
         let RngArg::Cpu = args.rng;
         let loras = job_loras(args, &params.prompt, &recorded_loras)?;
+        check_folders("--embeddings-dir", &args.embedding_dirs)?;
         let embeddings = pentimento::engine::model::adapters::embedding::embeddings_in(
             &[&params.prompt, &params.negative_prompt],
             &pentimento::library::adapter_dirs::embedding_dirs(&args.embedding_dirs),
@@ -220,10 +221,24 @@ fn job_loras(
             weight: l.weight,
         });
     }
+    check_folders("--lora-dir", &args.lora_dirs)?;
     let dirs = pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs);
     let (_, tags) = pentimento::engine::prompt::extra_networks(prompt);
     let mut wanted = prompt.to_string();
     for r in recorded {
+        // The record's names become tag text: only what a file's stem can be.
+        let plain = !r.name.is_empty()
+            && r.name.len() <= pentimento::engine::model::adapters::find::MAX_NAME_BYTES
+            && !r
+                .name
+                .chars()
+                .any(|c| c.is_control() || "<>:/\\".contains(c));
+        if !plain || !r.weight.is_finite() {
+            bail!(
+                "the image's record names a LoRA {:?} that cannot be a file's name",
+                r.name
+            );
+        }
         let named = tags.iter().any(|t| t.args.first() == Some(&r.name));
         if !named
             && !loras
@@ -237,6 +252,16 @@ fn job_loras(
         pentimento::engine::model::adapters::find::prompt_loras(&wanted, &dirs).context("LoRAs")?,
     );
     Ok(loras)
+}
+
+/// Folders given on the command line must be folders: a typo is said, not skipped.
+fn check_folders(option: &str, dirs: &[PathBuf]) -> anyhow::Result<()> {
+    for d in dirs {
+        if !d.is_dir() {
+            bail!("{option} {}: not a folder", d.display());
+        }
+    }
+    Ok(())
 }
 
 /// How the model is opened: device, VAE, prediction, EMA, config YAML.

@@ -7,10 +7,12 @@ mod dpmpp_2m;
 mod euler;
 mod euler_ancestral;
 mod heun;
+mod lcm;
 mod lms;
 mod pndm;
 pub mod schedule;
 pub mod sigmas;
+pub use lcm::ORIGINAL_INFERENCE_STEPS as LCM_MAX_STEPS;
 mod unipc;
 
 use candle_core::{Result, Tensor};
@@ -110,10 +112,11 @@ pub enum Algorithm {
     Pndm,
     UniPc,
     Ddpm,
+    Lcm,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 9] = [
+    pub const ALL: [Algorithm; 10] = [
         Algorithm::Euler,
         Algorithm::EulerAncestral,
         Algorithm::Lms,
@@ -123,6 +126,7 @@ impl Algorithm {
         Algorithm::Pndm,
         Algorithm::UniPc,
         Algorithm::Ddpm,
+        Algorithm::Lcm,
     ];
 
     fn name(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Algorithm {
             Algorithm::Pndm => "PNDM",
             Algorithm::UniPc => "UniPC",
             Algorithm::Ddpm => "DDPM",
+            Algorithm::Lcm => "LCM",
         }
     }
 
@@ -247,6 +252,7 @@ impl SamplerKind {
             Algorithm::Pndm => Box::new(pndm::Pndm::new(schedule, steps, prediction)),
             Algorithm::UniPc => Box::new(unipc::UniPc::new(schedule, steps, prediction, karras)),
             Algorithm::Ddpm => Box::new(ddpm::Ddpm::new(schedule, steps, prediction)),
+            Algorithm::Lcm => Box::new(lcm::Lcm::new(schedule, steps, prediction)),
         }
     }
 }

@@ -13,6 +13,12 @@ const EXTENSIONS: [&str; 3] = ["safetensors", "pt", "ckpt"];
 /// How deep and how wide a LoRA folder is searched.
 pub const MAX_SEARCH_DEPTH: usize = 6;
 pub const MAX_SEARCH_ENTRIES: usize = 100_000;
+/// Longest name a tag may give (file names are at most 255 bytes).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Suggestions for an unknown name are looked for among this many files at most, by names of
+/// at most this many characters (the edit distance is quadratic).
+const MAX_SUGGESTION_FILES: usize = 5_000;
+const MAX_SUGGESTION_CHARS: usize = 64;
 
 /// Every LoRA file under `dirs` (bounded), as (stem, path), the first folder winning a name.
 pub fn lora_files(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
@@ -85,6 +91,13 @@ pub fn prompt_loras(prompt: &str, dirs: &[PathBuf]) -> Result<Vec<LoraRef>> {
             )));
         }
         let name = tag.args.first().map(String::as_str).unwrap_or("");
+        if name.len() > MAX_NAME_BYTES {
+            return Err(EngineError::InvalidParams(format!(
+                "<{}:…>: a name of {} bytes (at most {MAX_NAME_BYTES})",
+                tag.kind,
+                name.len()
+            )));
+        }
         let weight = match tag.args.get(1) {
             None => 1.0,
             Some(w) => w.parse::<f32>().map_err(|_| {
@@ -107,16 +120,19 @@ pub fn prompt_loras(prompt: &str, dirs: &[PathBuf]) -> Result<Vec<LoraRef>> {
 }
 
 fn unknown(name: &str, files: &[(String, PathBuf)], dirs: &[PathBuf]) -> String {
-    let mut near: Vec<(usize, &str)> = files
-        .iter()
-        .map(|(stem, _)| {
-            (
-                distance(&stem.to_lowercase(), &name.to_lowercase()),
-                stem.as_str(),
-            )
-        })
-        .filter(|(d, stem)| *d <= stem.len().max(name.len()) / 2)
-        .collect();
+    let short = |s: &str| s.chars().count() <= MAX_SUGGESTION_CHARS;
+    let lower = name.to_lowercase();
+    let mut near: Vec<(usize, &str)> = if short(name) {
+        files
+            .iter()
+            .take(MAX_SUGGESTION_FILES)
+            .filter(|(stem, _)| short(stem))
+            .map(|(stem, _)| (distance(&stem.to_lowercase(), &lower), stem.as_str()))
+            .filter(|(d, stem)| *d <= stem.len().max(name.len()) / 2)
+            .collect()
+    } else {
+        vec![]
+    };
     near.sort();
     near.dedup_by(|a, b| a.1 == b.1);
     let folders = if dirs.is_empty() {

@@ -4,8 +4,12 @@
 //! older `.lora.down`/`.lora.up`). A layer's change is `scale · up · down` with
 //! `scale = alpha / rank` (alpha defaults to the rank, as kohya and PEFT do), the semantics of
 //! AUTOMATIC1111 and diffusers.
+//!
+//! Opening a file reads its header only; each layer's factors are checked against the shape of
+//! the weight they change (and their element type) before a byte of them is read, so a file
+//! cannot make the reader allocate more than the model's own layer sizes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -20,59 +24,6 @@ pub enum Net {
     Text,
 }
 
-/// The low-rank factors of one layer's change.
-#[derive(Debug, Clone)]
-pub struct LowRank {
-    /// `[rank, in]` or `[rank, in, kh, kw]`.
-    pub down: Tensor,
-    /// `[out, rank]` or `[out, rank, 1, 1]`.
-    pub up: Tensor,
-    pub alpha: Option<f32>,
-}
-
-impl LowRank {
-    /// `alpha / rank`.
-    pub fn scale(&self) -> Result<f32> {
-        let rank = self.down.dim(0).map_err(internal)? as f32;
-        Ok(self.alpha.unwrap_or(rank) / rank)
-    }
-
-    /// `up · down` shaped like a weight of `shape`, in f32.
-    pub fn product(&self, shape: &[usize]) -> Result<Tensor> {
-        let rank = self.down.dim(0).map_err(internal)?;
-        let up = self.up.to_dtype(DType::F32).map_err(internal)?;
-        let down = self.down.to_dtype(DType::F32).map_err(internal)?;
-        let out = up.dim(0).map_err(internal)?;
-        let (up_n, down_n) = (up.elem_count(), down.elem_count());
-        if up_n != out * rank || down_n % rank != 0 {
-            return Err(EngineError::InvalidParams(format!(
-                "LoRA factors of shapes {:?} and {:?} do not multiply",
-                self.up.dims(),
-                self.down.dims()
-            )));
-        }
-        let product = up
-            .reshape((out, rank))
-            .and_then(|u| u.matmul(&down.reshape((rank, down_n / rank))?))
-            .map_err(internal)?;
-        if product.elem_count() != shape.iter().product::<usize>() {
-            return Err(EngineError::InvalidParams(format!(
-                "a LoRA change of {:?} for a weight of {:?}",
-                product.dims(),
-                shape
-            )));
-        }
-        product.reshape(shape).map_err(internal)
-    }
-}
-
-/// A LoRA file: each layer it changes, by the name it gives it (underscored kohya names are
-/// resolved against the model later).
-#[derive(Debug, Clone)]
-pub struct LoraFile {
-    pub changes: BTreeMap<(Net, LayerName), LowRank>,
-}
-
 /// How a file names a layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LayerName {
@@ -82,12 +33,36 @@ pub enum LayerName {
     Underscored(String),
 }
 
+impl std::fmt::Display for LayerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerName::Dotted(n) | LayerName::Underscored(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The tensor names of one layer's factors and alpha.
+#[derive(Debug, Clone, Default)]
+pub struct LayerParts {
+    down: Option<String>,
+    up: Option<String>,
+    alpha: Option<String>,
+}
+
+/// A LoRA file, its header read: each layer it changes, by the name it gives it.
+pub struct LoraFile {
+    file: WeightFile,
+    pub layers: BTreeMap<(Net, LayerName), LayerParts>,
+}
+
 /// Most tensors a LoRA file may hold (SD 1.5 LoRAs hold about 800; LyCORIS full-rank ones some
 /// thousands).
 pub const MAX_LORA_TENSORS: usize = 20_000;
+/// Largest |alpha / rank|: trained files stay at or below 1; far beyond it a file is broken.
+pub const MAX_ALPHA_SCALE: f32 = 1000.0;
 
 impl LoraFile {
-    pub fn read(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path) -> Result<Self> {
         let file = WeightFile::open(path)?;
         let bad = |m: String| EngineError::bad_model(path, m);
         let names: Vec<String> = file.names().map(str::to_string).collect();
@@ -97,107 +72,175 @@ impl LoraFile {
                 names.len()
             )));
         }
-        // Group every tensor by the layer it belongs to and the part it is.
-        let mut parts: HashMap<(Net, LayerName), HashMap<&'static str, String>> = HashMap::new();
-        let mut unknown = vec![];
-        for name in &names {
-            match classify(name) {
-                Some((net, layer, part)) => {
-                    parts
-                        .entry((net, layer))
-                        .or_default()
-                        .insert(part, name.clone());
+        let mut layers: BTreeMap<(Net, LayerName), LayerParts> = BTreeMap::new();
+        let mut sorted = names.clone();
+        sorted.sort();
+        for name in &sorted {
+            let Some((net, layer, part)) = classify(name) else {
+                if name.contains("hada_") || name.contains("lokr_") || name.contains("lora_mid") {
+                    return Err(bad(format!(
+                        "{name}: LoHa, LoKr and CP-decomposed LoCon layers are not read yet"
+                    )));
                 }
-                None => unknown.push(name.clone()),
+                continue;
+            };
+            let entry = layers.entry((net, layer.clone())).or_default();
+            let slot = match part {
+                Part::Down => &mut entry.down,
+                Part::Up => &mut entry.up,
+                Part::Alpha => &mut entry.alpha,
+            };
+            // Two names for one part (kohya's `lora_te_` and `lora_te1_`, or a layer in two
+            // layouts): which one counts would be a guess.
+            if let Some(first) = slot.replace(name.clone()) {
+                return Err(bad(format!(
+                    "{first} and {name} are the same part of layer {layer}: which one counts?"
+                )));
             }
         }
-        if parts.is_empty() {
+        if layers.is_empty() {
             let kind = if names
                 .iter()
-                .any(|n| n.contains("hada_") || n.contains("lokr_"))
-            {
-                "a LyCORIS LoHa/LoKr file (only LoRA and LoCon are read so far)".to_string()
-            } else if names
-                .iter()
-                .any(|n| n == "emb_params" || n == "string_to_param.*")
+                .any(|n| n == "emb_params" || n.starts_with("string_to_param"))
             {
                 "a textual-inversion embedding, not a LoRA".to_string()
             } else {
                 format!(
                     "no LoRA layers in it (first tensors: {})",
-                    names.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                    sorted
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             return Err(bad(kind));
         }
-        if let Some(odd) = unknown
-            .iter()
-            .find(|n| n.contains("hada_") || n.contains("lokr_") || n.contains("lora_mid"))
-        {
+        Ok(Self { file, layers })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The change `scale · up · down` of one layer, shaped like `target` (the weight it changes:
+    /// `[out, in]` or `[out, in, kh, kw]`), in f32 on the CPU. The factors' shapes must be those
+    /// of a LoRA (or LoCon) of that weight, of rank at most the weight's own.
+    pub fn change(&self, layer: &(Net, LayerName), target: &[usize]) -> Result<Tensor> {
+        let bad = |m: String| EngineError::bad_model(self.path(), format!("{}: {m}", layer.1));
+        let parts = self
+            .layers
+            .get(layer)
+            .ok_or_else(|| bad("no such layer".into()))?;
+        let (Some(down), Some(up)) = (&parts.down, &parts.up) else {
+            return Err(bad("a LoRA layer without both its factors".into()));
+        };
+        let shape = |n: &str| {
+            self.file
+                .shape(n)
+                .map(<[usize]>::to_vec)
+                .unwrap_or_default()
+        };
+        let (down_shape, up_shape) = (shape(down), shape(up));
+        let (out, inner) = match target {
+            [out, rest @ ..] if !rest.is_empty() => (*out, rest.to_vec()),
+            _ => {
+                return Err(bad(format!(
+                    "a weight of shape {target:?} cannot take a LoRA"
+                )))
+            }
+        };
+        let inner_n: usize = inner.iter().product();
+        let kernel_1 = inner.len() == 1 || inner[1..].iter().all(|&k| k == 1);
+        let rank = down_shape.first().copied().unwrap_or(0);
+        // down: [r, in] or [r, in, 1, 1] for a linear or 1×1 weight, [r, in, kh, kw] for a
+        // convolution; up: [out, r] or [out, r, 1, 1].
+        let down_ok = match down_shape.as_slice() {
+            [_, i] => kernel_1 && *i == inner[0],
+            [_, i, 1, 1] => kernel_1 && *i == inner[0],
+            [_, i, kh, kw] => inner.len() == 3 && [*i, *kh, *kw] == inner[..],
+            _ => false,
+        };
+        let up_ok = matches!(up_shape.as_slice(), [o, r] | [o, r, 1, 1] if *o == out && *r == rank);
+        if !down_ok || !up_ok || rank == 0 {
             return Err(bad(format!(
-                "{odd}: LoHa, LoKr and CP-decomposed LoCon layers are not read yet"
+                "factors of shapes {down_shape:?} and {up_shape:?} are not a LoRA of a weight of {target:?}"
             )));
         }
-        let cpu = Device::Cpu;
-        let mut changes = BTreeMap::new();
-        for ((net, layer), p) in parts {
-            let load = |part: &str| -> Result<Option<Tensor>> {
-                match p.get(part) {
-                    Some(n) => file
-                        .load(n, &cpu)
-                        .map(Some)
-                        .map_err(|e| bad(format!("{n}: {e}"))),
-                    None => Ok(None),
-                }
-            };
-            let (Some(down), Some(up)) = (load("down")?, load("up")?) else {
-                return Err(bad(format!(
-                    "{layer:?}: a LoRA layer without both its factors"
-                )));
-            };
-            let alpha = match load("alpha")? {
-                Some(a) => {
-                    let v = a
-                        .to_dtype(DType::F32)
-                        .and_then(|a| a.flatten_all()?.to_vec1::<f32>())
-                        .map_err(|e| bad(format!("{layer:?}.alpha: {e}")))?;
-                    match v.as_slice() {
-                        [a] if a.is_finite() => Some(*a),
-                        _ => return Err(bad(format!("{layer:?}: alpha is not one finite number"))),
-                    }
-                }
-                None => None,
-            };
-            if down.rank() < 2 || up.rank() < 2 || down.dim(0).map_err(internal)? == 0 {
-                return Err(bad(format!(
-                    "{layer:?}: factors of shapes {:?} and {:?}",
-                    down.dims(),
-                    up.dims()
-                )));
-            }
-            let finite = |t: &Tensor| crate::model::checkpoint::weights::all_finite(t);
-            if !(finite(&down).map_err(internal)? && finite(&up).map_err(internal)?) {
-                return Err(bad(format!("{layer:?}: NaN or infinite values")));
-            }
-            changes.insert((net, layer), LowRank { down, up, alpha });
+        if rank > out.min(inner_n) {
+            return Err(bad(format!(
+                "rank {rank} above the weight's own ({})",
+                out.min(inner_n)
+            )));
         }
-        Ok(Self { changes })
+        for name in [down, up].into_iter().chain(parts.alpha.as_ref()) {
+            let dtype = self.file.dtype(name);
+            if !matches!(
+                dtype,
+                Some(DType::F16 | DType::BF16 | DType::F32 | DType::F64)
+            ) {
+                return Err(bad(format!(
+                    "{name} is stored as {dtype:?}, not as floating point"
+                )));
+            }
+        }
+        let load = |n: &str| {
+            self.file
+                .load(n, &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .map_err(|e| bad(format!("{n}: {e}")))
+        };
+        let alpha = match &parts.alpha {
+            Some(a) => {
+                let v = load(a)?.flatten_all().and_then(|t| t.to_vec1::<f32>());
+                match v.as_deref() {
+                    Ok([a]) if a.is_finite() => *a,
+                    _ => return Err(bad("alpha is not one finite number".into())),
+                }
+            }
+            None => rank as f32,
+        };
+        let scale = alpha / rank as f32;
+        if scale.abs() > MAX_ALPHA_SCALE {
+            return Err(bad(format!(
+                "alpha {alpha} for rank {rank} (alpha / rank at most {MAX_ALPHA_SCALE})"
+            )));
+        }
+        let (down, up) = (load(down)?, load(up)?);
+        let finite = |t: &Tensor| crate::model::checkpoint::weights::all_finite(t);
+        if !(finite(&down).map_err(internal)? && finite(&up).map_err(internal)?) {
+            return Err(bad("NaN or infinite values".into()));
+        }
+        let product = up
+            .reshape((out, rank))
+            .and_then(|u| u.matmul(&down.reshape((rank, inner_n))?))
+            .and_then(|p| p.reshape(target))
+            .and_then(|p| p * scale as f64)
+            .map_err(internal)?;
+        Ok(product)
     }
 }
 
+enum Part {
+    Down,
+    Up,
+    Alpha,
+}
+
 /// Which network, layer and part a tensor name is; `None` for what a LoRA does not use.
-fn classify(name: &str) -> Option<(Net, LayerName, &'static str)> {
-    const KOHYA: [(&str, &str); 3] = [
-        (".lora_down.weight", "down"),
-        (".lora_up.weight", "up"),
-        (".alpha", "alpha"),
+fn classify(name: &str) -> Option<(Net, LayerName, Part)> {
+    const KOHYA: [(&str, Part); 3] = [
+        (".lora_down.weight", Part::Down),
+        (".lora_up.weight", Part::Up),
+        (".alpha", Part::Alpha),
     ];
-    const PEFT: [(&str, &str); 5] = [
-        (".lora_A.weight", "down"),
-        (".lora_B.weight", "up"),
-        (".lora.down.weight", "down"),
-        (".lora.up.weight", "up"),
-        (".alpha", "alpha"),
+    const PEFT: [(&str, Part); 5] = [
+        (".lora_A.weight", Part::Down),
+        (".lora_B.weight", Part::Up),
+        (".lora.down.weight", Part::Down),
+        (".lora.up.weight", Part::Up),
+        (".alpha", Part::Alpha),
     ];
     for (suffix, part) in KOHYA {
         if let Some(layer) = name.strip_suffix(suffix) {

@@ -30,6 +30,9 @@ pub struct LoraRef {
 pub const MAX_LORAS: usize = 32;
 /// Largest magnitude of a LoRA weight; beyond it a picture is noise anyway.
 pub const MAX_LORA_WEIGHT: f32 = 100.0;
+/// Largest change of a layer, relative to its own largest weight (trained LoRAs stay well under
+/// one; weight 100 on a strong one approaches a hundred).
+pub const MAX_CHANGE_RATIO: f32 = 1000.0;
 
 /// The adaptable layers of a model's UNet and text encoder, and the LoRAs applied now.
 #[derive(Debug, Default)]
@@ -137,23 +140,29 @@ impl Adapters {
         let mut deltas: HashMap<(Net, String), Tensor> = HashMap::new();
         let names = self.names_in_files();
         for l in loras {
-            let file = LoraFile::read(&l.path)?;
+            let file = LoraFile::open(&l.path)?;
             let mut missing = vec![];
-            let total = file.changes.len();
-            for ((net, layer), low) in &file.changes {
+            let total = file.layers.len();
+            // Which file layer each model layer came from: two for one would apply it twice.
+            let mut seen: HashMap<(Net, String), &LayerName> = HashMap::new();
+            for key @ (net, layer) in file.layers.keys() {
                 let Some(name) = names.get(&(*net, layer.clone())).cloned() else {
                     missing.push(layer.clone());
                     continue;
                 };
-                let registry = self.registry(*net);
-                let Some(target) = registry.get(&name) else {
+                if let Some(first) = seen.insert((*net, name.clone()), layer) {
+                    return Err(EngineError::bad_model(
+                        &l.path,
+                        format!(
+                            "{first} and {layer} are both the layer {name}: it would change twice"
+                        ),
+                    ));
+                }
+                let Some(target) = self.registry(*net).get(&name) else {
                     continue;
                 };
-                let shape = target.base.dims().to_vec();
-                let change = low
-                    .product(&shape)
-                    .map_err(|e| in_file(&l.path, &name, e))?;
-                let scaled = (change * (l.weight * low.scale()?) as f64).map_err(internal)?;
+                let change = file.change(key, target.base.dims())?;
+                let scaled = (change * l.weight as f64).map_err(internal)?;
                 let key = (*net, name);
                 let sum = match deltas.remove(&key) {
                     Some(d) => (d + scaled).map_err(internal)?,
@@ -167,7 +176,7 @@ impl Adapters {
                     format!(
                         "{} of its {total} LoRA layers have no match in this model (first: {}): a LoRA for another model family?",
                         missing.len(),
-                        layer_label(&missing[0])
+                        missing[0]
                     ),
                 ));
             }
@@ -178,6 +187,23 @@ impl Adapters {
                 continue;
             };
             let base = &target.base;
+            // A change far beyond the layer's own weights is a broken file, not a style.
+            let largest = |t: &Tensor| {
+                t.abs()
+                    .and_then(|a| {
+                        a.flatten_all()?
+                            .max(0)?
+                            .to_dtype(DType::F32)?
+                            .to_scalar::<f32>()
+                    })
+                    .map_err(internal)
+            };
+            let (change, own) = (largest(&delta)?, largest(base)?);
+            if change > MAX_CHANGE_RATIO * own.max(1e-3) {
+                return Err(EngineError::InvalidParams(format!(
+                    "the LoRAs change layer {name} by up to {change:.3e}, over {MAX_CHANGE_RATIO} times its own weights (up to {own:.3e}): a broken file or a weight far too large"
+                )));
+            }
             let adapted = base
                 .to_dtype(DType::F32)
                 .and_then(|b| b + delta.to_device(base.device())?)
@@ -273,16 +299,6 @@ fn open_clip_to_hf(name: &str) -> String {
         other => other.into(),
     };
     format!("encoder.layers.{index}.{rest}")
-}
-
-fn layer_label(layer: &LayerName) -> String {
-    match layer {
-        LayerName::Dotted(n) | LayerName::Underscored(n) => n.clone(),
-    }
-}
-
-fn in_file(path: &std::path::Path, layer: &str, e: EngineError) -> EngineError {
-    EngineError::bad_model(path, format!("{layer}: {e}"))
 }
 
 fn internal(e: candle_core::Error) -> EngineError {

@@ -113,6 +113,11 @@ impl WeightFile {
         self.index.get(name).map(|(s, _)| s.as_slice())
     }
 
+    /// The element type a tensor is stored in.
+    pub fn dtype(&self, name: &str) -> Option<DType> {
+        self.index.get(name).map(|(_, d)| *d)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(|s| s.as_str())
     }
