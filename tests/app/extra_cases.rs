@@ -489,3 +489,10 @@ fn a_png_made_with_embeddings_names_them() {
     assert_eq!(max_abs_diff(&png_tensor(&first), &png_tensor(&again)), 0.0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// LCM at 1, 2 and 4 steps (fresh noise each consistency step, in diffusers' order), low CFG,
+/// ε and v models, and with a LoRA.
+#[test]
+fn lcm_in_few_steps_as_diffusers_samples() {
+    check(|c| c.key.contains(".fewstep.LCM."), |c| fixture(&c.model));
+}
