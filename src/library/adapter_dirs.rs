@@ -3,28 +3,43 @@
 //! AUTOMATIC1111 (`models/Lora`, `embeddings` at its root) and ComfyUI (`models/loras`,
 //! `models/embeddings`) keep them in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::settings::LibrarySettings;
 
-/// The LoRA folders that exist, `extra` (given on the command line) first.
-pub fn lora_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
-    dirs(extra, "loras", &["Lora", "loras", "LyCORIS"], &[])
+/// The LoRA folders that exist, `extra` (given on the command line) first; `library` is the
+/// library's settings file (`None`: the user's).
+pub fn lora_dirs(extra: &[PathBuf], library: Option<&Path>) -> Vec<PathBuf> {
+    dirs(extra, library, "loras", &["Lora", "loras", "LyCORIS"], &[])
 }
 
 /// The embedding folders that exist, `extra` first.
-pub fn embedding_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
-    dirs(extra, "embeddings", &["embeddings"], &["embeddings"])
+pub fn embedding_dirs(extra: &[PathBuf], library: Option<&Path>) -> Vec<PathBuf> {
+    dirs(
+        extra,
+        library,
+        "embeddings",
+        &["embeddings"],
+        &["embeddings"],
+    )
 }
 
 /// `extra`, `data/own`, then for each library folder `models/NAME` (its parent's `beside`) and
 /// the web UI's root `ROOT/NAME` (`above`, two levels up), those that exist, once each.
-fn dirs(extra: &[PathBuf], own: &str, beside: &[&str], above: &[&str]) -> Vec<PathBuf> {
+fn dirs(
+    extra: &[PathBuf],
+    library: Option<&Path>,
+    own: &str,
+    beside: &[&str],
+    above: &[&str],
+) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = extra.to_vec();
     if let Some(data) = super::app_dirs::data_dir() {
         dirs.push(data.join(own));
     }
-    let folders = LibrarySettings::default_path()
+    let folders = library
+        .map(Path::to_path_buf)
+        .or_else(LibrarySettings::default_path)
         .and_then(|p| LibrarySettings::load(&p).ok())
         .unwrap_or_default()
         .all_folders();

@@ -10,6 +10,7 @@ mod events;
 mod history;
 mod icons;
 mod layers_panel;
+mod lora_panel;
 mod model_picker;
 pub mod prompt_panel;
 mod running_job;
@@ -449,7 +450,8 @@ impl PentimentoApp {
             let init = std::sync::Arc::new(self.doc.rgb());
             (from_canvas, JobKind::Img2Img { init })
         };
-        let dirs = crate::library::adapter_dirs::lora_dirs(&[]);
+        let library = self.models.settings_path();
+        let dirs = crate::library::adapter_dirs::lora_dirs(&[], library.as_deref());
         let loras = match crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs) {
             Ok(loras) => loras,
             Err(e) => {
@@ -459,7 +461,7 @@ impl PentimentoApp {
         };
         let embeddings = crate::engine::model::adapters::embedding::embeddings_in(
             &[&first.prompt, &first.negative_prompt],
-            &crate::library::adapter_dirs::embedding_dirs(&[]),
+            &crate::library::adapter_dirs::embedding_dirs(&[], library.as_deref()),
         );
         let job = Job::new(kind, params)
             .with_batch(batch)
@@ -780,7 +782,11 @@ impl eframe::App for PentimentoApp {
                         );
                     let fixed_size =
                         (self.doc.has_image() && !masked_only).then(|| self.doc.size());
-                    match self.panel.show(ui, running, can_generate, fixed_size) {
+                    let library = self.models.settings_path();
+                    match self
+                        .panel
+                        .show(ui, running, can_generate, fixed_size, library.as_deref())
+                    {
                         PanelAction::Generate => commands.push(Command::Generate),
                         PanelAction::Cancel => commands.push(Command::Cancel),
                         PanelAction::None => {}

@@ -72,7 +72,8 @@ impl ModelPicker {
         }
     }
 
-    fn settings_path(&self) -> Option<PathBuf> {
+    /// Where the library's folder list is kept.
+    pub fn settings_path(&self) -> Option<PathBuf> {
         self.places
             .settings
             .clone()

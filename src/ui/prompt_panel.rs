@@ -18,6 +18,7 @@ pub struct PromptPanel {
     pub batch_count: usize,
     /// Images sampled together in one job.
     pub batch_size: usize,
+    loras: super::lora_panel::LoraPanel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,7 @@ impl Default for PromptPanel {
             seed_locked: false,
             batch_count: 1,
             batch_size: 1,
+            loras: Default::default(),
         }
     }
 }
@@ -52,6 +54,8 @@ impl PromptPanel {
         can_generate: bool,
         // The image size the job will use instead of W×H (img2img, whole-image inpainting).
         fixed_size: Option<(usize, usize)>,
+        // The library's settings file, whose model folders have LoRA folders beside them.
+        library: Option<&std::path::Path>,
     ) -> PanelAction {
         let mut action = PanelAction::None;
         let p = &mut self.params;
@@ -72,6 +76,8 @@ impl PromptPanel {
                 .hint_text("what to avoid, e.g. blurry, lowres (empty: nothing)"),
         )
         .labelled_by(label.id);
+        self.loras.show(ui, &mut self.params.prompt, library);
+        let p = &mut self.params;
         ui.add_space(6.0);
 
         egui::Grid::new("settings")

@@ -1247,3 +1247,49 @@ fn an_image_wider_than_the_gpu_shows_is_refused() {
     assert_eq!(h.state().doc.size(), (512, 512));
     let _ = std::fs::remove_file(path);
 }
+
+/// The LoRAs section lists the LoRA files beside the library's model folders (AUTOMATIC1111's
+/// `models/Lora`), adds one to the prompt as a tag with one click, and the job applies it: the
+/// result's record names it.
+#[test]
+fn a_lora_from_the_library_is_added_and_applied() {
+    let history = history_dir();
+    let root = history.with_extension("webui");
+    let checkpoints = root.join("models/Stable-diffusion");
+    let loras = root.join("models/Lora");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    std::fs::create_dir_all(&loras).unwrap();
+    std::fs::copy(
+        fixture("extra/loras/ink_kohya.safetensors"),
+        loras.join("ink_kohya.safetensors"),
+    )
+    .unwrap();
+    let settings = history.with_extension("library.json");
+    let mut library = pentimento::library::settings::LibrarySettings::default();
+    library.add(&checkpoints).unwrap();
+    library.save(&settings).unwrap();
+    let mut h = harness_with_history(Some("tiny-sd15.safetensors"), history);
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    {
+        let app = h.state_mut();
+        app.panel.params.width = 64;
+        app.panel.params.height = 64;
+        app.panel.params.steps = 2;
+        app.panel.params.prompt = "a heron".into();
+    }
+    h.run_steps(2);
+    h.get_by_label("LoRAs").click();
+    h.run_steps(2);
+    h.get_by_label("+ ink_kohya").click();
+    h.run_steps(2);
+    assert_eq!(h.state().panel.params.prompt, "a heron <lora:ink_kohya:1>");
+    h.get_by_label("LoRAs (1 in the prompt)");
+    h.get_by_label("Generate").click();
+    pump_until(&mut h, 120, |app| !app.history.items.is_empty());
+    let record = h.state().history.items[0].record.clone().unwrap();
+    assert_eq!(record.loras.len(), 1, "{}", h.state().status);
+    assert_eq!(record.loras[0].name, "ink_kohya");
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -110,12 +110,24 @@ pub struct PromptNetwork {
 /// The prompt without its `<kind:args>` tags, and the tags in order. As in AUTOMATIC1111, a tag
 /// is `<`, a word, `:`, then anything but `>` up to `>`; other `<…>` text stays in the prompt.
 pub fn extra_networks(text: &str) -> (String, Vec<PromptNetwork>) {
+    let spans = extra_network_spans(text);
     let mut clean = String::with_capacity(text.len());
+    let mut at = 0;
+    for (range, _) in &spans {
+        clean.push_str(&text[at..range.start]);
+        at = range.end;
+    }
+    clean.push_str(&text[at..]);
+    (clean, spans.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Each `<kind:args>` tag of a prompt and the byte range it takes (for editing it in place).
+pub fn extra_network_spans(text: &str) -> Vec<(std::ops::Range<usize>, PromptNetwork)> {
     let mut found = vec![];
-    let mut rest = text;
-    while let Some(start) = rest.find('<') {
-        clean.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
+    let mut from = 0;
+    while let Some(offset) = text[from..].find('<') {
+        let start = from + offset;
+        let after = &text[start + 1..];
         let tag = after.find('>').map(|end| &after[..end]).and_then(|inner| {
             let (kind, args) = inner.split_once(':')?;
             let word = !kind.is_empty() && kind.chars().all(|c| c.is_alphanumeric() || c == '_');
@@ -123,20 +135,20 @@ pub fn extra_networks(text: &str) -> (String, Vec<PromptNetwork>) {
         });
         match tag {
             Some((len, kind, args)) => {
-                found.push(PromptNetwork {
-                    kind: kind.to_string(),
-                    args: args.split(':').map(|a| a.trim().to_string()).collect(),
-                });
-                rest = &after[len + 1..];
+                let end = start + 1 + len + 1;
+                found.push((
+                    start..end,
+                    PromptNetwork {
+                        kind: kind.to_string(),
+                        args: args.split(':').map(|a| a.trim().to_string()).collect(),
+                    },
+                ));
+                from = end;
             }
-            None => {
-                clean.push('<');
-                rest = after;
-            }
+            None => from = start + 1,
         }
     }
-    clean.push_str(rest);
-    (clean, found)
+    found
 }
 
 /// Parses a prompt into weighted fragments, merging neighbours of equal weight. Extra-network

@@ -163,7 +163,7 @@ impl Plan {
         check_folders("--embeddings-dir", &args.embedding_dirs)?;
         let embeddings = pentimento::engine::model::adapters::embedding::embeddings_in(
             &[&params.prompt, &params.negative_prompt],
-            &pentimento::library::adapter_dirs::embedding_dirs(&args.embedding_dirs),
+            &pentimento::library::adapter_dirs::embedding_dirs(&args.embedding_dirs, None),
         );
         // An embedding the image was made with and that is not here would silently turn into
         // plain words: say so instead.
@@ -222,7 +222,7 @@ fn job_loras(
         });
     }
     check_folders("--lora-dir", &args.lora_dirs)?;
-    let dirs = pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs);
+    let dirs = pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs, None);
     let (_, tags) = pentimento::engine::prompt::extra_networks(prompt);
     let mut wanted = prompt.to_string();
     for r in recorded {
