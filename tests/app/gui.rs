@@ -305,7 +305,9 @@ fn esc_and_a_press_on_cancel_stop_a_job() {
     pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
     h.key_press(Key::Escape);
     h.step();
-    assert_eq!(h.state().status, "cancelling…");
+    // The worker may already have answered by the time the frame is looked at.
+    let stopping = |s: &str| s == "cancelling…" || s == "cancelled";
+    assert!(stopping(&h.state().status), "{}", h.state().status);
     pump_until(&mut h, 60, |app| !app.is_running());
 
     h.get_by_label("Generate").click();
@@ -320,7 +322,11 @@ fn esc_and_a_press_on_cancel_stop_a_job() {
         modifiers: Modifiers::NONE,
     });
     h.step();
-    assert_eq!(h.state().status, "cancelling…", "the press alone cancels");
+    assert!(
+        stopping(&h.state().status),
+        "the press alone cancels: {}",
+        h.state().status
+    );
     pump_until(&mut h, 60, |app| !app.is_running());
 }
 
