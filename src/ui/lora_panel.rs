@@ -25,7 +25,7 @@ impl LoraPanel {
     fn scan(&mut self, library: Option<&std::path::Path>) {
         self.folders = crate::library::adapter_dirs::lora_dirs(&[], library);
         let mut files = find::lora_files(&self.folders);
-        files.sort_by(|a, b| a.0.to_lowercase().cmp(&b.0.to_lowercase()));
+        files.sort_by_key(|a| a.0.to_lowercase());
         files.dedup_by(|a, b| a.0 == b.0);
         self.files = Some(files);
     }
