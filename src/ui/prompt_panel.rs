@@ -130,6 +130,23 @@ impl PromptPanel {
                     .response
                     .labelled_by(label.id);
                 ui.end_row();
+                // Few-step models (SD-Turbo) want "trailing"; by default the model's config
+                // decides.
+                let label = ui.label("Timesteps");
+                let current = p.timestep_spacing.map_or("the model's", |s| s.name());
+                egui::ComboBox::from_id_salt("spacing")
+                    .selected_text(current)
+                    .width(160.0)
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut p.timestep_spacing, None, "the model's");
+                        for s in crate::engine::sampler::schedule::TimestepSpacing::ALL {
+                            ui.selectable_value(&mut p.timestep_spacing, Some(s), s.name());
+                        }
+                    })
+                    .response
+                    .on_hover_text("timestep spacing: trailing for SD-Turbo at 1–4 steps")
+                    .labelled_by(label.id);
+                ui.end_row();
 
                 ui.label("Size");
                 match fixed_size {

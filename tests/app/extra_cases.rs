@@ -37,6 +37,9 @@ struct Case {
     /// A folder of textual-inversion embeddings the prompts use.
     #[serde(default)]
     embeddings_dir: Option<String>,
+    /// diffusers' `timestep_spacing` given to the scheduler in place of the config's.
+    #[serde(default)]
+    timestep_spacing: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
@@ -81,6 +84,9 @@ fn run(case: &Case, model: &Path, extra: &[&str]) -> Tensor {
         out.display().to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
+    if let Some(spacing) = &case.timestep_spacing {
+        args.extend(["--timestep-spacing".into(), spacing.clone()]);
+    }
     if let Some(dir) = &case.embeddings_dir {
         args.extend([
             "--embeddings-dir".into(),
@@ -180,6 +186,7 @@ fn check_prompt(filter: impl Fn(&Case) -> bool, prompt: impl Fn(&Case) -> String
             negative_prompt: case.negative_prompt.clone(),
             loras: vec![],
             embeddings_dir: None,
+            timestep_spacing: None,
             image: None,
             mask: None,
             config: None,
@@ -495,4 +502,14 @@ fn a_png_made_with_embeddings_names_them() {
 #[test]
 fn lcm_in_few_steps_as_diffusers_samples() {
     check(|c| c.key.contains(".fewstep.LCM."), |c| fixture(&c.model));
+}
+
+/// SD-Turbo's way of sampling: "trailing" timesteps, 1–4 steps, no guidance, on the v model (as
+/// SD-Turbo is an SD 2.1 model) and the ε model, with `--timestep-spacing trailing`.
+#[test]
+fn trailing_spacing_in_few_steps_as_diffusers_samples() {
+    check(
+        |c| c.key.contains(".fewstep.trailing."),
+        |c| fixture(&c.model),
+    );
 }

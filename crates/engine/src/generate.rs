@@ -193,6 +193,7 @@ impl StableDiffusion {
             steps: params.steps,
             prediction: self.info.prediction,
             eta: params.eta,
+            spacing: params.timestep_spacing,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct GenerationParams {
     pub variation_seed: Option<u64>,
     #[serde(default)]
     pub variation_strength: f64,
+    /// Timestep spacing in place of the model's scheduler config (SD-Turbo: trailing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<crate::sampler::schedule::TimestepSpacing>,
 }
 
 fn one() -> usize {
@@ -74,6 +77,7 @@ impl Default for GenerationParams {
             height: 512,
             variation_seed: None,
             variation_strength: 0.0,
+            timestep_spacing: None,
         }
     }
 }

@@ -16,6 +16,23 @@ pub enum DeviceArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpacingArg {
+    Leading,
+    Trailing,
+    Linspace,
+}
+
+impl From<SpacingArg> for pentimento::engine::sampler::schedule::TimestepSpacing {
+    fn from(a: SpacingArg) -> Self {
+        match a {
+            SpacingArg::Leading => Self::Leading,
+            SpacingArg::Trailing => Self::Trailing,
+            SpacingArg::Linspace => Self::Linspace,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RngArg {
     /// PyTorch's CPU generator, as diffusers with `torch.Generator().manual_seed(seed)`.
     Cpu,
@@ -138,6 +155,10 @@ pub struct GenerateArgs {
     pub masked_content: MaskedContentArg,
     #[arg(long, value_enum, default_value = "cpu")]
     pub rng: RngArg,
+    /// Timestep spacing in place of the model's scheduler config: `trailing` for SD-Turbo (and
+    /// other few-step models) at 1–4 steps; `leading` is what SD 1.x/2.x configs say.
+    #[arg(long, value_enum)]
+    pub timestep_spacing: Option<SpacingArg>,
     /// Override the prediction type the checkpoint implies.
     #[arg(long, value_enum)]
     pub prediction: Option<PredictionArg>,

@@ -150,6 +150,10 @@ impl Plan {
                 (JobKind::Img2Img { .. }, None) => 0.75,
             }),
             variation_seed: args.variation_seed.or(base.variation_seed),
+            timestep_spacing: args
+                .timestep_spacing
+                .map(Into::into)
+                .or(base.timestep_spacing),
             variation_strength: args.variation_strength.unwrap_or(
                 if args.variation_seed.is_some() {
                     0.0

@@ -280,6 +280,9 @@ impl ImageRecord {
         if p.eta > 0.0 {
             fields.push(("Eta".into(), number(p.eta)));
         }
+        if let Some(spacing) = p.timestep_spacing {
+            fields.push(("Timestep spacing".into(), spacing.name().into()));
+        }
         if !self.loras.is_empty() {
             // AUTOMATIC1111's form: one list of `name: hash` (quoted when written, as it has
             // commas).
@@ -469,6 +472,9 @@ impl PngInfo {
         }
         if let Some(v) = num("Denoising strength") {
             out.strength = v;
+        }
+        if let Some(v) = p.get("Timestep spacing") {
+            out.timestep_spacing = crate::sampler::schedule::TimestepSpacing::from_name(v.trim());
         }
         if let Some(v) = num("Clip skip") {
             out.clip_skip = v as usize;

@@ -171,6 +171,9 @@ pub struct SamplerSettings {
     pub prediction: Prediction,
     /// DDIM's η (0: deterministic).
     pub eta: f64,
+    /// The timestep spacing in place of the model's scheduler config (`None`: the config's,
+    /// else each sampler's diffusers default): "trailing" is what SD-Turbo needs at 1–4 steps.
+    pub spacing: Option<schedule::TimestepSpacing>,
 }
 
 impl SamplerKind {
@@ -236,7 +239,19 @@ impl SamplerKind {
             steps,
             prediction,
             eta,
+            spacing,
         } = settings;
+        let spaced;
+        let schedule = match spacing {
+            Some(spacing) => {
+                spaced = TrainingSchedule {
+                    timestep_spacing: Some(spacing),
+                    ..schedule.clone()
+                };
+                &spaced
+            }
+            None => schedule,
+        };
         let karras = self.karras;
         match self.algorithm {
             Algorithm::Ddim => Box::new(ddim::Ddim::new(schedule, steps, prediction, eta as f32)),

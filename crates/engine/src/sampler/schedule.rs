@@ -2,7 +2,7 @@
 //! computes it (in f32, cumulative products accumulated in f64 as torch does on the CPU), so
 //! that timesteps and sigmas agree to the last bit that matters.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prediction {
@@ -39,12 +39,35 @@ pub enum BetaSchedule {
     Linear,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestepSpacing {
     Leading,
     Trailing,
     Linspace,
+}
+
+impl TimestepSpacing {
+    pub const ALL: [TimestepSpacing; 3] = [
+        TimestepSpacing::Leading,
+        TimestepSpacing::Trailing,
+        TimestepSpacing::Linspace,
+    ];
+
+    /// diffusers' name, as scheduler configs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimestepSpacing::Leading => "leading",
+            TimestepSpacing::Trailing => "trailing",
+            TimestepSpacing::Linspace => "linspace",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// What a model was trained with: diffusers' `scheduler_config.json`, or SD's defaults for
