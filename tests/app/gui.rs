@@ -254,12 +254,8 @@ fn paint_a_stroke_and_undo_it() {
     );
 }
 
-#[test]
-fn cancel_stops_a_running_job() {
-    let mut h = harness(Some("tiny-sd15.safetensors"));
-    pump_until(&mut h, 60, |app| {
-        matches!(app.model, ModelStatus::Loaded(_))
-    });
+/// Starts a 150-step job (long enough to cancel) and waits until it runs.
+fn start_a_long_job(h: &mut Harness<'static, PentimentoApp>) {
     {
         let app = h.state_mut();
         app.panel.params.width = 128;
@@ -269,7 +265,16 @@ fn cancel_stops_a_running_job() {
     }
     h.get_by_label("Generate").click();
     h.step();
-    pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
+    pump_until(h, 60, |app| app.status.starts_with("generating"));
+}
+
+#[test]
+fn cancel_stops_a_running_job() {
+    let mut h = harness(Some("tiny-sd15.safetensors"));
+    pump_until(&mut h, 60, |app| {
+        matches!(app.model, ModelStatus::Loaded(_))
+    });
+    start_a_long_job(&mut h);
     h.get_by_label("Cancel").click();
     h.step();
     // Said at once, before the worker has answered.
@@ -293,16 +298,7 @@ fn esc_and_a_press_on_cancel_stop_a_job() {
     pump_until(&mut h, 60, |app| {
         matches!(app.model, ModelStatus::Loaded(_))
     });
-    {
-        let app = h.state_mut();
-        app.panel.params.width = 128;
-        app.panel.params.height = 128;
-        app.panel.params.steps = 150;
-        app.panel.params.prompt = "x".into();
-    }
-    h.get_by_label("Generate").click();
-    h.step();
-    pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
+    start_a_long_job(&mut h);
     h.key_press(Key::Escape);
     h.step();
     // The worker may already have answered by the time the frame is looked at.
@@ -310,9 +306,7 @@ fn esc_and_a_press_on_cancel_stop_a_job() {
     assert!(stopping(&h.state().status), "{}", h.state().status);
     pump_until(&mut h, 60, |app| !app.is_running());
 
-    h.get_by_label("Generate").click();
-    h.step();
-    pump_until(&mut h, 60, |app| app.status.starts_with("generating"));
+    start_a_long_job(&mut h);
     let at = h.get_by_label("Cancel").rect().center();
     h.input_mut().events.push(egui::Event::PointerMoved(at));
     h.input_mut().events.push(egui::Event::PointerButton {

@@ -160,6 +160,14 @@ impl LoraRecord {
     }
 }
 
+/// AUTOMATIC1111's `name: hash, …` list (quoted when written, as it has commas).
+fn hash_list<'a>(items: impl Iterator<Item = (&'a String, &'a Option<String>)>) -> String {
+    items
+        .map(|(name, hash)| format!("{name}: {}", hash.as_deref().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A display number: `7` rather than `7.0`, `7.5` as is.
 fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -284,22 +292,12 @@ impl ImageRecord {
             fields.push(("Timestep spacing".into(), spacing.name().into()));
         }
         if !self.loras.is_empty() {
-            // AUTOMATIC1111's form: one list of `name: hash` (quoted when written, as it has
-            // commas).
-            let list: Vec<String> = self
-                .loras
-                .iter()
-                .map(|l| format!("{}: {}", l.name, l.hash.as_deref().unwrap_or("")))
-                .collect();
-            fields.push(("Lora hashes".into(), list.join(", ")));
+            let hashes = self.loras.iter().map(|l| (&l.name, &l.hash));
+            fields.push(("Lora hashes".into(), hash_list(hashes)));
         }
         if !self.embeddings.is_empty() {
-            let list: Vec<String> = self
-                .embeddings
-                .iter()
-                .map(|e| format!("{}: {}", e.name, e.hash.as_deref().unwrap_or("")))
-                .collect();
-            fields.push(("TI hashes".into(), list.join(", ")));
+            let hashes = self.embeddings.iter().map(|e| (&e.name, &e.hash));
+            fields.push(("TI hashes".into(), hash_list(hashes)));
         }
         fields.push(("Version".into(), self.version.clone()));
         Parameters {

@@ -156,6 +156,7 @@ fn schedules_match_diffusers() {
         steps: 20,
         prediction: Prediction::Epsilon,
         eta: 0.0,
+        spacing: None,
     };
     let mut checked = 0;
     for kind in SamplerKind::all() {

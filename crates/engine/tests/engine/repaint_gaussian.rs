@@ -120,6 +120,7 @@ fn run(kind: &str, steps: usize, resampling: Resampling, seed: u64) -> Stats {
         steps,
         prediction: Prediction::Epsilon,
         eta: 0.0,
+        spacing: None,
     };
     let make = || kind.build(&schedule, settings);
 
