@@ -1,4 +1,4 @@
-//! `pentimento info FILE.png`: the generation parameters a PNG carries.
+//! `pentimento info FILE.png`: the generation parameters a PNG carries (and a document's layers).
 
 use std::path::PathBuf;
 
@@ -19,6 +19,9 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot read", args.file.display()))?;
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         bail!("{}: not a PNG file", args.file.display());
+    }
+    if let Some(doc) = pentimento::document::file::summary(&bytes) {
+        return document(&args, &doc);
     }
     let Some(info) = parse_png(&bytes) else {
         bail!(
@@ -44,6 +47,52 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                 super::terminal_safe(&axes.join("; "), true)
             );
         }
+    }
+    Ok(())
+}
+
+/// A `.pentimento` document: the picture's parameters (its topmost visible result's) and the
+/// layers, bottom first.
+fn document(args: &InfoArgs, doc: &pentimento::document::file::Summary) -> anyhow::Result<()> {
+    if args.json {
+        let layers: Vec<serde_json::Value> = doc
+            .layers
+            .iter()
+            .map(|(kind, name, visible, opacity, seed)| {
+                serde_json::json!({
+                    "kind": kind, "name": name, "visible": visible, "opacity": opacity,
+                    "seed": seed,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "tool": "pentimento-document", "version": doc.version,
+            "record": doc.record, "layers": layers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    eprintln!("a Pentimento document (version {})", doc.version);
+    match &doc.record {
+        Some(r) => println!(
+            "{}",
+            super::terminal_safe(&a1111::format(&r.parameters()), false)
+        ),
+        None => println!("(nothing generated what is visible)"),
+    }
+    println!("Layers, bottom first:");
+    for (kind, name, visible, opacity, seed) in &doc.layers {
+        let mut line = format!("  {kind:?} \"{}\"", super::terminal_safe(name, true));
+        if !visible {
+            line.push_str(", hidden");
+        }
+        if *opacity < 1.0 {
+            line.push_str(&format!(", {:.0} %", opacity * 100.0));
+        }
+        if let Some(seed) = seed {
+            line.push_str(&format!(", seed {seed}"));
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -149,6 +149,41 @@ pub fn is_document(bytes: &[u8]) -> bool {
         .any(|t| t.keyword == KEYWORD)
 }
 
+/// What a document says of itself without decoding a pixel: for `pentimento info`.
+pub struct Summary {
+    pub version: u32,
+    /// The picture's record (the topmost visible layer's).
+    pub record: Option<ImageRecord>,
+    /// Bottom first: kind, name, visible, opacity, the seed of its record.
+    pub layers: Vec<(LayerKind, String, bool, f32, Option<u64>)>,
+}
+
+/// The description of the document in `bytes`, if it is one and it reads.
+pub fn summary(bytes: &[u8]) -> Option<Summary> {
+    let text = crate::engine::png_info::read_text_chunks(bytes)
+        .into_iter()
+        .find(|t| t.keyword == KEYWORD)?
+        .text;
+    let d: Description = serde_json::from_str(&text).ok()?;
+    Some(Summary {
+        version: d.version,
+        layers: d
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.kind,
+                    l.props.name.clone(),
+                    l.props.visible,
+                    l.props.opacity,
+                    l.record.as_ref().map(|r| r.params.seed),
+                )
+            })
+            .collect(),
+        record: d.record,
+    })
+}
+
 /// A document read back, with the prompt settings saved beside it (when they were, and valid).
 pub struct Opened {
     pub doc: Document,

@@ -143,6 +143,23 @@ fn results_and_sketches_are_layers() {
         Some(42),
         "the result layer keeps what made it"
     );
+    // `pentimento info` reads the document's description without decoding a layer.
+    let info = std::process::Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .arg("info")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    assert!(
+        text.contains("Seed: 42") && text.contains("Layers, bottom first:"),
+        "{text}"
+    );
+    assert!(text.contains("Paint \"Paint 1\""), "{text}");
     let _ = std::fs::remove_file(path);
 
     // A history result onto the canvas as a layer, from its context menu.
