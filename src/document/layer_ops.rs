@@ -112,10 +112,7 @@ impl Document {
         record: Option<ImageRecord>,
     ) -> Result<LayerId, LayerError> {
         self.room_for_one_more()?;
-        let name = match &record {
-            Some(r) => format!("Result · seed {}", r.params.seed),
-            None => "Image".into(),
-        };
+        let name = layer_name(record.as_ref());
         let rgba = layers::fit_rgba(
             &super::rgb_to_rgba(image),
             (image.width, image.height),
@@ -281,6 +278,14 @@ impl Document {
         self.active = lower_id;
         self.history.push(Edit::Group(edits));
         Ok(())
+    }
+}
+
+/// What an image layer is called: by the seed that made it, when a record says.
+pub(super) fn layer_name(record: Option<&ImageRecord>) -> String {
+    match record {
+        Some(r) => format!("Result · seed {}", r.params.seed),
+        None => "Image".into(),
     }
 }
 

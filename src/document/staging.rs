@@ -70,7 +70,7 @@ impl Document {
         if (result.image.width, result.image.height) == self.size() {
             self.add_image_layer(&result.image, Some(result.record))?;
         } else {
-            let name = format!("Result · seed {}", result.record.params.seed);
+            let name = super::layer_ops::layer_name(Some(&result.record));
             let rgba = super::rgb_to_rgba(&result.image);
             let layer = self.new_layer(LayerKind::Result, name, Some(result.record), rgba);
             self.replace_all(result.image.width, result.image.height, vec![layer]);

@@ -223,12 +223,9 @@ impl Adapters {
         for net in [Net::Unet, Net::Text] {
             let registry = self.registry(net);
             for name in registry.names() {
-                let canonical = match net {
-                    Net::Unet => name.to_string(),
-                    Net::Text => open_clip_to_hf(name),
-                };
                 if let Some(r) = registry.get(name) {
-                    out.push((net, canonical.replace('.', "_"), r.base.dims().to_vec()));
+                    let underscored = canonical(net, name).replace('.', "_");
+                    out.push((net, underscored, r.base.dims().to_vec()));
                 }
             }
         }
@@ -257,10 +254,7 @@ impl Adapters {
         let mut map = HashMap::new();
         for net in [Net::Unet, Net::Text] {
             for name in self.registry(net).names() {
-                let canonical = match net {
-                    Net::Unet => name.to_string(),
-                    Net::Text => open_clip_to_hf(name),
-                };
+                let canonical = canonical(net, name);
                 let underscored = canonical.replace('.', "_");
                 map.insert((net, LayerName::Dotted(canonical)), name.to_string());
                 map.insert((net, LayerName::Underscored(underscored)), name.to_string());
@@ -281,6 +275,15 @@ impl Adapters {
         let cfg = self.unet_config.as_ref()?;
         let ldm = crate::model::checkpoint::keymap::unet_to_ldm(&format!("{name}.weight"), cfg);
         Some(ldm.strip_suffix(".weight")?.replace('.', "_"))
+    }
+}
+
+/// A registered layer's name as LoRA files give it: diffusers names for the UNet, Hugging Face
+/// names for the text encoder (whatever layout it was loaded from).
+fn canonical(net: Net, name: &str) -> String {
+    match net {
+        Net::Unet => name.to_string(),
+        Net::Text => open_clip_to_hf(name),
     }
 }
 
