@@ -310,8 +310,17 @@ mod tests {
     use super::*;
     use crate::document::brush::{BrushSettings, Tool};
 
+    /// A path in the calling test's own folder: tests run in parallel and share file names.
     fn temp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("pentimento-docfile-{}", std::process::id()));
+        // libtest names each test's thread after the test.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("main")
+            .replace("::", "-");
+        let d = std::env::temp_dir().join(format!(
+            "pentimento-docfile-{}-{test}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d.join(name)
     }
