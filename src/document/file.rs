@@ -317,10 +317,8 @@ mod tests {
             .name()
             .unwrap_or("main")
             .replace("::", "-");
-        let d = std::env::temp_dir().join(format!(
-            "pentimento-docfile-{}-{test}",
-            std::process::id()
-        ));
+        let d =
+            std::env::temp_dir().join(format!("pentimento-docfile-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d.join(name)
     }

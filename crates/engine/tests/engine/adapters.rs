@@ -114,7 +114,7 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
         (
             "half.safetensors",
             vec![(format!("{key}.lora_down.weight"), ones(&[2, 32]))],
-            "without both its factors",
+            "not a LoRA of a weight",
         ),
         // NaN in a factor.
         (
@@ -190,7 +190,7 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
                 (format!("{key}.lora_down.weight"), ones(&[64, 32])),
                 (format!("{key}.lora_up.weight"), ones(&[32, 64])),
             ],
-            "rank 64",
+            "more than the 1024",
         ),
         // Integer factors.
         (
@@ -226,11 +226,21 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
             vec![("conv_in.weight".into(), ones(&[4]))],
             "no LoRA layers",
         ),
-        // A LyCORIS LoHa.
+        // Half a LyCORIS LoHa.
         (
             "loha.safetensors",
             vec![(format!("{key}.hada_w1_a"), ones(&[32, 2]))],
-            "LoHa",
+            "not a LoHa of a weight",
+        ),
+        // A DoRA: its magnitude cannot be dropped without changing the picture.
+        (
+            "dora.safetensors",
+            vec![
+                (format!("{key}.lora_down.weight"), ones(&[2, 32])),
+                (format!("{key}.lora_up.weight"), ones(&[32, 2])),
+                (format!("{key}.dora_scale"), ones(&[32, 1])),
+            ],
+            "DoRA",
         ),
     ];
     for (name, tensors, expected) in cases {

@@ -7,6 +7,7 @@ mod common;
 mod adapters;
 mod batch;
 mod half_precision;
+mod lycoris;
 mod prompt_encoding;
 mod reference;
 mod repaint_gaussian;

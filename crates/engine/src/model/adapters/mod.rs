@@ -1,8 +1,9 @@
-//! Adapters that change a loaded model's weights for a job without reloading it: LoRA and
-//! LoCon (`lora`). `slots` keeps every adaptable layer's base weight untouched and lets a job
+//! Adapters that change a loaded model's weights for a job without reloading it: LoRA, LoCon,
+//! LoHa and LoKr (`lora`). `slots` keeps every adaptable layer's base weight untouched and lets a job
 //! compute with an adapted one; `Adapters` decides which file changes which layer by how much.
 
 pub mod embedding;
+pub mod factors;
 pub mod find;
 pub mod hash;
 pub mod lora;
