@@ -513,3 +513,10 @@ fn trailing_spacing_in_few_steps_as_diffusers_samples() {
         |c| fixture(&c.model),
     );
 }
+
+/// TCD at 2–8 steps with γ (`--eta`) 0, 0.3 and 0.5 (the intermediate timestep and the fresh
+/// noise in diffusers' order), on the ε and v models and with a LoRA.
+#[test]
+fn tcd_in_few_steps_as_diffusers_samples() {
+    check(|c| c.key.contains(".fewstep.TCD."), |c| fixture(&c.model));
+}

@@ -34,7 +34,7 @@ pub struct GenerationParams {
     pub sampler: String,
     pub width: usize,
     pub height: usize,
-    /// DDIM's η: 0 is deterministic.
+    /// DDIM's η and TCD's γ: 0 is deterministic.
     #[serde(default)]
     pub eta: f64,
     /// AUTOMATIC1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before.
@@ -117,10 +117,20 @@ impl GenerationParams {
             )));
         }
         let lcm_max = crate::sampler::LCM_MAX_STEPS;
-        if sampler.algorithm == crate::sampler::Algorithm::Lcm && self.steps > lcm_max {
+        let consistency = matches!(
+            sampler.algorithm,
+            crate::sampler::Algorithm::Lcm | crate::sampler::Algorithm::Tcd
+        );
+        if consistency && self.steps > lcm_max {
             return Err(EngineError::InvalidParams(format!(
-                "LCM takes at most {lcm_max} steps (the grid it was distilled on), not {}",
+                "{sampler} takes at most {lcm_max} steps (the grid it was distilled on), not {}",
                 self.steps
+            )));
+        }
+        if sampler.algorithm == crate::sampler::Algorithm::Tcd && self.eta > 1.0 {
+            return Err(EngineError::InvalidParams(format!(
+                "TCD's gamma (eta) {} is not between 0 and 1",
+                self.eta
             )));
         }
         if !self.cfg_scale.is_finite() || !(0.0..=MAX_CFG_SCALE).contains(&self.cfg_scale) {

@@ -35,6 +35,8 @@ pub enum Request {
     Generate {
         id: JobId,
         job: Box<Job>,
+        /// Decode previews as it samples (a live preview job shows only its result).
+        previews: bool,
     },
     Shutdown,
 }
@@ -128,11 +130,22 @@ impl Worker {
 
     /// Queues a job and returns its id.
     pub fn generate(&mut self, job: Job) -> JobId {
+        self.queue(job, true)
+    }
+
+    /// Queues a job that sends no previews, only its result (on a small machine decoding
+    /// previews costs as much as a few-step job's sampling).
+    pub fn generate_without_previews(&mut self, job: Job) -> JobId {
+        self.queue(job, false)
+    }
+
+    fn queue(&mut self, job: Job, previews: bool) -> JobId {
         let id = self.next_id;
         self.next_id += 1;
         let _ = self.requests.send(Request::Generate {
             id,
             job: Box::new(job),
+            previews,
         });
         id
     }
@@ -251,7 +264,11 @@ fn run(
                     }),
                 }
             }
-            Request::Generate { id, job } => {
+            Request::Generate {
+                id,
+                job,
+                previews: wants_previews,
+            } => {
                 if cancelled.load(Ordering::SeqCst) >= id {
                     send(Event::Cancelled { id });
                     continue;
@@ -270,7 +287,9 @@ fn run(
                         step: s.step,
                         total: s.total,
                     });
-                    previews.submit(id, s.step, s.total, s.latents);
+                    if wants_previews {
+                        previews.submit(id, s.step, s.total, s.latents);
+                    }
                     if cancelled.load(Ordering::SeqCst) >= id {
                         ControlFlow::Break(())
                     } else {

@@ -33,7 +33,7 @@ impl Lcm {
             alphas_cumprod[0]
         };
         Self {
-            timesteps: timesteps(schedule.num_train_timesteps, steps),
+            timesteps: consistency_timesteps(schedule.num_train_timesteps, steps),
             alphas_cumprod,
             final_alpha_cumprod,
             prediction,
@@ -41,9 +41,9 @@ impl Lcm {
     }
 }
 
-/// diffusers' `set_timesteps`: the original grid `k·i − 1` (k = train steps / 50), descending,
+/// diffusers' `set_timesteps` (LCM's and TCD's): the original grid `k·i − 1` (k = train steps / 50), descending,
 /// sampled at `floor(linspace(0, 50, steps, endpoint=False))`.
-fn timesteps(train: usize, steps: usize) -> Vec<f64> {
+pub(super) fn consistency_timesteps(train: usize, steps: usize) -> Vec<f64> {
     let original = ORIGINAL_INFERENCE_STEPS;
     let k = (train / original).max(1);
     let grid: Vec<usize> = (1..=original)
@@ -114,10 +114,10 @@ mod tests {
     #[test]
     fn timesteps_as_diffusers_picks_them() {
         // LCMScheduler().set_timesteps(4).timesteps, and 1 and 8 steps.
-        assert_eq!(timesteps(1000, 4), [999.0, 759.0, 499.0, 259.0]);
-        assert_eq!(timesteps(1000, 1), [999.0]);
+        assert_eq!(consistency_timesteps(1000, 4), [999.0, 759.0, 499.0, 259.0]);
+        assert_eq!(consistency_timesteps(1000, 1), [999.0]);
         assert_eq!(
-            timesteps(1000, 8),
+            consistency_timesteps(1000, 8),
             [999.0, 879.0, 759.0, 639.0, 499.0, 379.0, 259.0, 139.0]
         );
     }

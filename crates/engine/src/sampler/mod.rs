@@ -12,6 +12,7 @@ mod lms;
 mod pndm;
 pub mod schedule;
 pub mod sigmas;
+mod tcd;
 pub use lcm::ORIGINAL_INFERENCE_STEPS as LCM_MAX_STEPS;
 mod unipc;
 
@@ -113,10 +114,11 @@ pub enum Algorithm {
     UniPc,
     Ddpm,
     Lcm,
+    Tcd,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 10] = [
+    pub const ALL: [Algorithm; 11] = [
         Algorithm::Euler,
         Algorithm::EulerAncestral,
         Algorithm::Lms,
@@ -127,6 +129,7 @@ impl Algorithm {
         Algorithm::UniPc,
         Algorithm::Ddpm,
         Algorithm::Lcm,
+        Algorithm::Tcd,
     ];
 
     fn name(self) -> &'static str {
@@ -141,6 +144,7 @@ impl Algorithm {
             Algorithm::UniPc => "UniPC",
             Algorithm::Ddpm => "DDPM",
             Algorithm::Lcm => "LCM",
+            Algorithm::Tcd => "TCD",
         }
     }
 
@@ -169,7 +173,7 @@ pub struct SamplerKind {
 pub struct SamplerSettings {
     pub steps: usize,
     pub prediction: Prediction,
-    /// DDIM's η (0: deterministic).
+    /// DDIM's η and TCD's γ (0: deterministic).
     pub eta: f64,
     /// The timestep spacing in place of the model's scheduler config (`None`: the config's,
     /// else each sampler's diffusers default): "trailing" is what SD-Turbo needs at 1–4 steps.
@@ -268,6 +272,7 @@ impl SamplerKind {
             Algorithm::UniPc => Box::new(unipc::UniPc::new(schedule, steps, prediction, karras)),
             Algorithm::Ddpm => Box::new(ddpm::Ddpm::new(schedule, steps, prediction)),
             Algorithm::Lcm => Box::new(lcm::Lcm::new(schedule, steps, prediction)),
+            Algorithm::Tcd => Box::new(tcd::Tcd::new(schedule, steps, prediction, eta)),
         }
     }
 }
