@@ -20,6 +20,8 @@ pub enum LayerError {
     NothingBelow,
     #[error("no such layer")]
     NotFound,
+    #[error("the picture is not the document's size")]
+    WrongSize,
 }
 
 /// Which way a layer moves in the stack.
@@ -118,6 +120,22 @@ impl Document {
             (image.width, image.height),
             (self.width, self.height),
         );
+        let layer = self.new_layer(LayerKind::Result, name, record, rgba);
+        Ok(self.insert_layer(self.layers.len(), layer))
+    }
+
+    /// A result already laid out at the document's size (straight alpha: transparent where it
+    /// changes nothing, e.g. outside an inpainting mask) as a new top layer.
+    pub fn add_result_rgba(
+        &mut self,
+        rgba: Vec<u8>,
+        record: Option<ImageRecord>,
+    ) -> Result<LayerId, LayerError> {
+        if rgba.len() != self.width * self.height * 4 {
+            return Err(LayerError::WrongSize);
+        }
+        self.room_for_one_more()?;
+        let name = layer_name(record.as_ref());
         let layer = self.new_layer(LayerKind::Result, name, record, rgba);
         Ok(self.insert_layer(self.layers.len(), layer))
     }

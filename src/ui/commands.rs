@@ -54,6 +54,10 @@ pub enum Command {
     DeleteLayer(LayerId),
     /// A history result onto the canvas as a new layer.
     HistoryToLayer(usize),
+    /// Live mode on or off.
+    SetLive(bool),
+    /// Keep the live picture as a layer.
+    KeepLive,
 }
 
 impl PentimentoApp {
@@ -162,6 +166,8 @@ impl PentimentoApp {
                 let done = self.doc.delete_layer(id);
                 self.layer_outcome(done, "layer deleted (Ctrl+Z brings it back)");
             }
+            Command::SetLive(on) => self.set_live(on),
+            Command::KeepLive => self.keep_live(),
             Command::HistoryToLayer(index) => {
                 let added = match self.history.items.get(index) {
                     Some(item) => self
@@ -176,7 +182,7 @@ impl PentimentoApp {
     }
 
     /// Says what a layer command did, or why it could not.
-    fn layer_outcome(&mut self, outcome: Result<(), LayerError>, done: &str) {
+    pub(super) fn layer_outcome(&mut self, outcome: Result<(), LayerError>, done: &str) {
         match outcome {
             Ok(()) if !done.is_empty() => self.status = done.into(),
             Ok(()) => {}

@@ -45,7 +45,17 @@ impl PentimentoApp {
                     );
                     self.model = ModelStatus::Loaded(info);
                     self.before_load = None;
+                    // Another model makes another picture.
+                    self.live.invalidate();
                 }
+                Event::Done { id, results, .. } if self.live.is_mine(id) => {
+                    self.live.finished(id, results)
+                }
+                Event::Cancelled { id } if self.live.is_mine(id) => self.live.ended(id, None),
+                Event::Failed {
+                    id: Some(id),
+                    message,
+                } if self.live.is_mine(id) => self.live.ended(id, Some(message)),
                 Event::Progress { id, step, total } if mine(id, &self.job) => {
                     if let Some(j) = &mut self.job {
                         j.report(step, total);

@@ -10,6 +10,7 @@ mod events;
 mod history;
 mod icons;
 mod layers_panel;
+pub mod live;
 mod lora_panel;
 mod model_picker;
 pub mod prompt_panel;
@@ -90,6 +91,8 @@ pub struct PentimentoApp {
     icons: icons::Icons,
     /// The largest texture side the GPU takes: images beyond it cannot be shown.
     max_texture_side: Option<usize>,
+    /// Live mode: regenerate after each stroke, in the background.
+    pub live: live::Live,
 }
 
 /// Where the app keeps what outlives a session.
@@ -168,6 +171,7 @@ impl PentimentoApp {
                 .wgpu_render_state
                 .as_ref()
                 .map(|rs| rs.device.limits().max_texture_dimension_2d as usize),
+            live: live::Live::default(),
         };
         app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
@@ -415,7 +419,33 @@ impl PentimentoApp {
             return;
         }
         self.remember_session();
-        let batch = self.panel.batch_size.max(1);
+        if !self.doc.has_image() && self.doc.size() != (first.width, first.height) {
+            self.doc = Document::blank(first.width, first.height);
+            self.canvas.fit_pending = true;
+        }
+        let job = match self.job_for(&first) {
+            Ok(job) => job.with_batch(self.panel.batch_size.max(1)),
+            Err(e) => {
+                self.status = e;
+                return;
+            }
+        };
+        // The user's job goes first: a live one would only delay it.
+        if let Some(id) = self.live.stop() {
+            self.worker.cancel(id);
+        }
+        // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
+        let ids = (0..self.panel.batch_count.max(1))
+            .map(|n| self.worker.generate(job.nth_of_run(n)))
+            .collect();
+        self.status = format!("generating (seed {})", first.seed);
+        self.job = Some(RunningJob::new(ids));
+    }
+
+    /// The job `first` asks for on the document as it is: inpainting where there is a mask,
+    /// img2img when there is an image (at its size), text-to-image otherwise; with the LoRAs
+    /// and embeddings its prompts name. The one place both Generate and live mode get it from.
+    fn job_for(&self, first: &crate::engine::GenerationParams) -> Result<Job, String> {
         let (w, h) = self.doc.size();
         let from_canvas = crate::engine::GenerationParams {
             width: (w / 8 * 8).max(8),
@@ -427,10 +457,6 @@ impl PentimentoApp {
             crate::engine::inpaint::InpaintArea::Whole
         );
         let (params, kind) = if !self.doc.has_image() {
-            if self.doc.size() != (first.width, first.height) {
-                self.doc = Document::blank(first.width, first.height);
-                self.canvas.fit_pending = true;
-            }
             (first.clone(), JobKind::Txt2Img)
         } else if !self.doc.mask_is_empty() {
             let kind = JobKind::Inpaint {
@@ -452,27 +478,15 @@ impl PentimentoApp {
         };
         let library = self.models.settings_path();
         let dirs = crate::library::adapter_dirs::lora_dirs(&[], library.as_deref());
-        let loras = match crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs) {
-            Ok(loras) => loras,
-            Err(e) => {
-                self.status = e.to_string();
-                return;
-            }
-        };
+        let loras = crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs)
+            .map_err(|e| e.to_string())?;
         let embeddings = crate::engine::model::adapters::embedding::embeddings_in(
             &[&first.prompt, &first.negative_prompt],
             &crate::library::adapter_dirs::embedding_dirs(&[], library.as_deref()),
         );
-        let job = Job::new(kind, params)
-            .with_batch(batch)
+        Ok(Job::new(kind, params)
             .with_loras(loras)
-            .with_embeddings(embeddings);
-        // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
-        let ids = (0..self.panel.batch_count.max(1))
-            .map(|n| self.worker.generate(job.nth_of_run(n)))
-            .collect();
-        self.status = format!("generating (seed {})", first.seed);
-        self.job = Some(RunningJob::new(ids));
+            .with_embeddings(embeddings))
     }
 
     /// Writes the autosave when due, and asks about a previous session's leftover one.
@@ -595,6 +609,10 @@ impl PentimentoApp {
         // Esc stops a running job, as it closes a staged result.
         if self.job.is_some() && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
             self.execute(Command::Cancel);
+        }
+        // Before plain Enter, which would take Shift+Enter too.
+        if self.live.enabled && ctx.input_mut(|i| i.consume_key(Modifiers::SHIFT, Key::Enter)) {
+            self.execute(Command::KeepLive);
         }
         if !self.doc.staged().is_empty() {
             if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter)) {
@@ -791,6 +809,14 @@ impl eframe::App for PentimentoApp {
                         PanelAction::Cancel => commands.push(Command::Cancel),
                         PanelAction::None => {}
                     }
+                    let mut live = self.live.enabled;
+                    let toggle = ui.checkbox(&mut live, "Live").on_hover_text(
+                        "regenerate a moment after each stroke, at a reduced size, while you keep \
+                         painting (quick with LCM, TCD or SD-Turbo); Shift+Enter keeps the picture",
+                    );
+                    if toggle.changed() {
+                        commands.push(Command::SetLive(live));
+                    }
                 });
             });
         self.prompt_panel_rect = Some(prompt_panel.response.rect);
@@ -803,6 +829,14 @@ impl eframe::App for PentimentoApp {
                 } else {
                     None
                 };
+                if self.live.enabled {
+                    let working = self.live.running_id().is_some();
+                    match live::show(ui, &mut self.live, working) {
+                        live::LiveAction::Keep => commands.push(Command::KeepLive),
+                        live::LiveAction::TurnOff => commands.push(Command::SetLive(false)),
+                        live::LiveAction::None => {}
+                    }
+                }
                 commands.extend(layers_panel::show(ui, &self.icons, &self.doc, locked));
             });
         egui::CentralPanel::default()
@@ -858,6 +892,7 @@ impl eframe::App for PentimentoApp {
         for command in commands {
             self.execute(command);
         }
+        self.tick_live(&ctx);
         if std::mem::take(&mut self.quit_requested) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }

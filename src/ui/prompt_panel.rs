@@ -5,7 +5,7 @@ use eframe::egui::{self, RichText};
 
 use crate::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent};
 use crate::engine::params::GenerationParams;
-use crate::engine::sampler::SamplerKind;
+use crate::engine::sampler::{Algorithm, SamplerKind};
 
 use super::running_job::JobProgress;
 
@@ -130,6 +130,17 @@ impl PromptPanel {
                     .response
                     .labelled_by(label.id);
                 ui.end_row();
+                let algorithm = SamplerKind::from_name(&p.sampler).map(|k| k.algorithm);
+                if matches!(algorithm, Some(Algorithm::Ddim | Algorithm::Tcd)) {
+                    let label = ui.label("Eta");
+                    ui.add(egui::Slider::new(&mut p.eta, 0.0..=1.0))
+                        .labelled_by(label.id)
+                        .on_hover_text(
+                            "DDIM's η, TCD's γ: how much fresh noise each step adds \
+                             (0: none; TCD-LoRAs are made for about 0.3)",
+                        );
+                    ui.end_row();
+                }
                 // Few-step models (SD-Turbo) want "trailing"; by default the model's config
                 // decides.
                 let label = ui.label("Timesteps");

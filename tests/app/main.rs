@@ -11,6 +11,7 @@ mod extra_cases;
 mod grid;
 mod gui;
 mod gui_layers;
+mod gui_live;
 mod hostile;
 mod hub;
 mod inpaint;
