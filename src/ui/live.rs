@@ -344,77 +344,6 @@ pub fn show(ui: &mut egui::Ui, live: &mut Live, working: bool) -> LiveAction {
     action
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(mask_revision: u64) -> LiveInput {
-        LiveInput {
-            image_revision: 1,
-            mask_revision,
-            params: GenerationParams::default(),
-            inpaint: InpaintOptions::default(),
-            size: LiveSize::Small,
-        }
-    }
-
-    #[test]
-    fn a_change_waits_for_the_debounce_then_runs_once() {
-        let mut live = Live::default();
-        let t0 = Instant::now();
-        assert_eq!(live.due(&input(1), t0), Due::Later(LIVE_DEBOUNCE));
-        assert!(matches!(
-            live.due(&input(1), t0 + LIVE_DEBOUNCE / 2),
-            Due::Later(_)
-        ));
-        // Another change restarts the wait.
-        let t1 = t0 + LIVE_DEBOUNCE / 2;
-        assert_eq!(live.due(&input(2), t1), Due::Later(LIVE_DEBOUNCE));
-        assert_eq!(live.due(&input(2), t1 + LIVE_DEBOUNCE), Due::Now(t1));
-        assert_eq!(live.started(input(2), 7, t1, Placement::Whole), None);
-        assert_eq!(live.due(&input(2), t1 + LIVE_DEBOUNCE * 3), Due::No);
-        // A newer change replaces the running job.
-        let t2 = t1 + LIVE_DEBOUNCE * 4;
-        live.due(&input(3), t2);
-        assert!(matches!(
-            live.due(&input(3), t2 + LIVE_DEBOUNCE),
-            Due::Now(_)
-        ));
-        assert_eq!(live.started(input(3), 8, t2, Placement::Whole), Some(7));
-        assert!(live.is_mine(8) && !live.is_mine(7));
-    }
-
-    #[test]
-    fn sizes_fit_the_longer_side_in_multiples_of_8() {
-        assert_eq!(fit(512, 512, 256), (256, 256));
-        assert_eq!(fit(1024, 768, 256), (256, 192));
-        assert_eq!(fit(640, 480, 512), (512, 384));
-        // Never larger than the document.
-        assert_eq!(fit(200, 120, 512), (200, 120));
-        assert_eq!(fit(4000, 10, 256), (256, 8));
-    }
-
-    #[test]
-    fn a_masked_result_is_transparent_outside_the_mask() {
-        let mut values = vec![0.0; 16];
-        values[5] = 1.0;
-        let mask = Mask::new(4, 4, values).unwrap();
-        let image = RgbImage {
-            width: 2,
-            height: 2,
-            pixels: vec![200; 12],
-        };
-        let rgba = result_rgba(&image, &Placement::Masked(Arc::new(mask)), 4, 4);
-        assert_eq!(rgba.len(), 64);
-        assert_eq!(rgba[5 * 4 + 3], 255);
-        assert_eq!(rgba[3], 0);
-        assert_eq!(rgba[5 * 4], 200);
-        // The whole picture is opaque.
-        let whole = result_rgba(&image, &Placement::Whole, 4, 4);
-        assert!(whole.chunks_exact(4).all(|px| px[3] == 255));
-    }
-}
-
 impl super::PentimentoApp {
     /// Shows the Live window and starts a live job once the document or the settings have
     /// changed and settled. Nothing starts during a stroke, a normal job or a staged result.
@@ -487,5 +416,76 @@ impl super::PentimentoApp {
         } else {
             "live mode off".into()
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(mask_revision: u64) -> LiveInput {
+        LiveInput {
+            image_revision: 1,
+            mask_revision,
+            params: GenerationParams::default(),
+            inpaint: InpaintOptions::default(),
+            size: LiveSize::Small,
+        }
+    }
+
+    #[test]
+    fn a_change_waits_for_the_debounce_then_runs_once() {
+        let mut live = Live::default();
+        let t0 = Instant::now();
+        assert_eq!(live.due(&input(1), t0), Due::Later(LIVE_DEBOUNCE));
+        assert!(matches!(
+            live.due(&input(1), t0 + LIVE_DEBOUNCE / 2),
+            Due::Later(_)
+        ));
+        // Another change restarts the wait.
+        let t1 = t0 + LIVE_DEBOUNCE / 2;
+        assert_eq!(live.due(&input(2), t1), Due::Later(LIVE_DEBOUNCE));
+        assert_eq!(live.due(&input(2), t1 + LIVE_DEBOUNCE), Due::Now(t1));
+        assert_eq!(live.started(input(2), 7, t1, Placement::Whole), None);
+        assert_eq!(live.due(&input(2), t1 + LIVE_DEBOUNCE * 3), Due::No);
+        // A newer change replaces the running job.
+        let t2 = t1 + LIVE_DEBOUNCE * 4;
+        live.due(&input(3), t2);
+        assert!(matches!(
+            live.due(&input(3), t2 + LIVE_DEBOUNCE),
+            Due::Now(_)
+        ));
+        assert_eq!(live.started(input(3), 8, t2, Placement::Whole), Some(7));
+        assert!(live.is_mine(8) && !live.is_mine(7));
+    }
+
+    #[test]
+    fn sizes_fit_the_longer_side_in_multiples_of_8() {
+        assert_eq!(fit(512, 512, 256), (256, 256));
+        assert_eq!(fit(1024, 768, 256), (256, 192));
+        assert_eq!(fit(640, 480, 512), (512, 384));
+        // Never larger than the document.
+        assert_eq!(fit(200, 120, 512), (200, 120));
+        assert_eq!(fit(4000, 10, 256), (256, 8));
+    }
+
+    #[test]
+    fn a_masked_result_is_transparent_outside_the_mask() {
+        let mut values = vec![0.0; 16];
+        values[5] = 1.0;
+        let mask = Mask::new(4, 4, values).unwrap();
+        let image = RgbImage {
+            width: 2,
+            height: 2,
+            pixels: vec![200; 12],
+        };
+        let rgba = result_rgba(&image, &Placement::Masked(Arc::new(mask)), 4, 4);
+        assert_eq!(rgba.len(), 64);
+        assert_eq!(rgba[5 * 4 + 3], 255);
+        assert_eq!(rgba[3], 0);
+        assert_eq!(rgba[5 * 4], 200);
+        // The whole picture is opaque.
+        let whole = result_rgba(&image, &Placement::Whole, 4, 4);
+        assert!(whole.chunks_exact(4).all(|px| px[3] == 255));
     }
 }

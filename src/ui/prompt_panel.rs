@@ -76,7 +76,12 @@ impl PromptPanel {
                 .hint_text("what to avoid, e.g. blurry, lowres (empty: nothing)"),
         )
         .labelled_by(label.id);
-        self.loras.show(ui, &mut self.params.prompt, library);
+        let GenerationParams {
+            prompt,
+            negative_prompt,
+            ..
+        } = &mut self.params;
+        self.loras.show(ui, prompt, negative_prompt, library);
         let p = &mut self.params;
         ui.add_space(6.0);
 

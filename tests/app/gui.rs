@@ -1259,9 +1259,23 @@ fn a_lora_from_the_library_is_added_and_applied() {
     let loras = root.join("models/Lora");
     std::fs::create_dir_all(&checkpoints).unwrap();
     std::fs::create_dir_all(&loras).unwrap();
+    // The LoRA as a trainer leaves it: kohya's metadata in the header, a preview beside it.
+    with_metadata(
+        &fixture("extra/loras/ink_kohya.safetensors"),
+        &loras.join("ink_kohya.safetensors"),
+        &serde_json::json!({
+            "ss_tag_frequency": serde_json::json!({"10_ink": {"inkstyle": 50, "heron": 20}}).to_string(),
+            "ss_output_name": "ink_v1"
+        }),
+    );
+    image::RgbImage::from_pixel(64, 64, image::Rgb([30, 140, 60]))
+        .save(loras.join("ink_kohya.preview.png"))
+        .unwrap();
+    // AUTOMATIC1111's embeddings folder at the web UI's root.
+    std::fs::create_dir_all(root.join("embeddings")).unwrap();
     std::fs::copy(
-        fixture("extra/loras/ink_kohya.safetensors"),
-        loras.join("ink_kohya.safetensors"),
+        fixture("extra/embeddings/murkyglow.safetensors"),
+        root.join("embeddings/murkyglow.safetensors"),
     )
     .unwrap();
     let settings = history.with_extension("library.json");
@@ -1286,10 +1300,40 @@ fn a_lora_from_the_library_is_added_and_applied() {
     h.run_steps(2);
     assert_eq!(h.state().panel.params.prompt, "a heron <lora:ink_kohya:1>");
     h.get_by_label("LoRAs (1 in the prompt)");
+    // Its trigger words, most frequent first: a click adds one.
+    h.get_by_label("inkstyle").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().panel.params.prompt,
+        "a heron <lora:ink_kohya:1>, inkstyle"
+    );
+    // The embeddings: "−" puts one in the negative prompt.
+    h.get_by_label("Embeddings (1)").click();
+    h.run_steps(2);
+    h.get_by_label("−").click();
+    h.run_steps(2);
+    assert_eq!(h.state().panel.params.negative_prompt, "murkyglow");
+    h.state_mut().status = String::new();
+    h.run_steps(2);
+    h.snapshot("lora_browser");
     h.get_by_label("Generate").click();
     pump_until(&mut h, 120, |app| !app.history.items.is_empty());
     let record = h.state().history.items[0].record.clone().unwrap();
     assert_eq!(record.loras.len(), 1, "{}", h.state().status);
     assert_eq!(record.loras[0].name, "ink_kohya");
+    assert_eq!(record.embeddings.len(), 1, "{}", h.state().status);
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// A copy of the safetensors file `from` at `to` with `metadata` as its `__metadata__`.
+fn with_metadata(from: &std::path::Path, to: &std::path::Path, metadata: &serde_json::Value) {
+    let bytes = std::fs::read(from).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"] = metadata.clone();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(to, out).unwrap();
 }

@@ -236,7 +236,9 @@ fn lokr_is_the_kronecker_product_scaled_as_automatic1111_does() {
 fn lycoris_layers_that_do_not_fit_are_refused_before_loading() {
     let target = [6usize, 4, 3, 3];
     let ones = |s: &[usize]| Tensor::ones(s, DType::F32, &Device::Cpu).unwrap();
-    let cases: Vec<(&str, Vec<(&str, Tensor)>, &str)> = vec![
+    // (file name, its tensors, what the error must say)
+    type Case<'a> = (&'a str, Vec<(&'a str, Tensor)>, &'a str);
+    let cases: Vec<Case> = vec![
         // w1's rows do not divide the output channels.
         (
             "lokr_rows",

@@ -496,7 +496,12 @@ impl FactorShapes<'_> {
             let fits = r == r2 && Self::rank_fits(r, a.max(b), usize::MAX);
             (Whole::Product, a, b, fits.then_some(r)?.into())
         };
-        if a == 0 || b == 0 || out % a != 0 || inner_n % b != 0 || self.inner[0] % b != 0 {
+        if a == 0
+            || b == 0
+            || !out.is_multiple_of(a)
+            || !inner_n.is_multiple_of(b)
+            || !self.inner[0].is_multiple_of(b)
+        {
             return None;
         }
         let (c, m) = (out / a, inner_n / b);

@@ -2,6 +2,7 @@
 //! LoHa and LoKr (`lora`). `slots` keeps every adaptable layer's base weight untouched and lets a job
 //! compute with an adapted one; `Adapters` decides which file changes which layer by how much.
 
+pub mod card;
 pub mod embedding;
 pub mod factors;
 pub mod find;
