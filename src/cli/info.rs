@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use pentimento::png_info::{a1111, parse_png};
+use pentimento::png_info::{a1111, parse_image};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -23,7 +23,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     if let Some(doc) = pentimento::document::file::summary(&bytes) {
         return document(&args, &doc);
     }
-    let Some(info) = parse_png(&bytes) else {
+    let Some(info) = parse_image(&bytes) else {
         bail!(
             "{}: the PNG carries no generation parameters",
             args.file.display()

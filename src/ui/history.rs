@@ -10,7 +10,7 @@ use eframe::egui::{self, TextureHandle};
 
 use crate::engine::image::RgbImage;
 use crate::engine::params::GenerationParams;
-use crate::png_info::{parse_png, write_png, ImageRecord};
+use crate::png_info::{parse_image, write_png, ImageRecord};
 
 /// How many of the newest saved results are shown after a restart.
 pub const LOADED_ON_START: usize = 200;
@@ -269,7 +269,7 @@ fn load_all(dir: &Path, tx: &Sender<Background>) {
 
 fn load_item(path: &Path) -> Result<HistoryItem, String> {
     let bytes = crate::png_info::read_png_file(path).map_err(|e| e.to_string())?;
-    let info = parse_png(&bytes).ok_or("no generation parameters")?;
+    let info = parse_image(&bytes).ok_or("no generation parameters")?;
     let params = match &info.record {
         Some(r) => r.params.clone(),
         None => info.apply_to(&GenerationParams::default()),

@@ -256,7 +256,7 @@ impl PentimentoApp {
         // An opened PNG keeps the record it carries, for Save.
         let record = crate::png_info::read_png_file(path)
             .ok()
-            .and_then(|b| crate::png_info::parse_png(&b))
+            .and_then(|b| crate::png_info::parse_image(&b))
             .and_then(|info| info.record);
         self.doc.replace_image(&image, record);
         self.file_revisions = self.doc_revisions();
@@ -296,7 +296,7 @@ impl PentimentoApp {
     pub fn fill_params_from(&mut self, path: &Path) -> bool {
         let Some(info) = crate::png_info::read_png_file(path)
             .ok()
-            .and_then(|b| crate::png_info::parse_png(&b))
+            .and_then(|b| crate::png_info::parse_image(&b))
         else {
             return false;
         };

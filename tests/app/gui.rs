@@ -196,7 +196,7 @@ fn type_a_prompt_generate_and_see_the_result() {
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(200));
-    let info = pentimento::png_info::parse_png(&std::fs::read(&saved).unwrap()).unwrap();
+    let info = pentimento::png_info::parse_image(&std::fs::read(&saved).unwrap()).unwrap();
     assert_eq!(info.record.unwrap().params.prompt, "a photo of a cat");
     h.state_mut().status = "done".into();
     h.run_steps(3);
@@ -342,7 +342,7 @@ fn open_and_save_an_image() {
     assert_eq!(saved, original);
     // Nothing generated this image: the PNG claims no generation parameters.
     let bytes = std::fs::read(&out).unwrap();
-    assert!(pentimento::png_info::parse_png(&bytes).is_none());
+    assert!(pentimento::png_info::parse_image(&bytes).is_none());
     assert!(h.state().status.contains("no generation parameters"));
 }
 
@@ -379,7 +379,7 @@ fn the_apps_save_records_what_the_cli_records() {
         h.state_mut().doc.select_staged(staged);
         let out = dir.join(format!("app-{name}.png"));
         h.state_mut().save_png(&out);
-        let info = pentimento::png_info::parse_png(&std::fs::read(&out).unwrap()).unwrap();
+        let info = pentimento::png_info::parse_image(&std::fs::read(&out).unwrap()).unwrap();
         h.get_by_label("Discard").click();
         h.step();
         info.record.unwrap()
@@ -413,7 +413,7 @@ fn the_apps_save_records_what_the_cli_records() {
         out
     };
     let read = |path: &std::path::Path| {
-        pentimento::png_info::parse_png(&std::fs::read(path).unwrap())
+        pentimento::png_info::parse_image(&std::fs::read(path).unwrap())
             .unwrap()
             .record
             .unwrap()

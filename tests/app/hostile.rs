@@ -814,7 +814,7 @@ fn lora_folders_names_and_records_are_checked() {
     let o = pentimento(&generate(&model, &made, &["--lora", &ink]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let bytes = std::fs::read(&made).unwrap();
-    let mut record = pentimento::png_info::parse_png(&bytes)
+    let mut record = pentimento::png_info::parse_image(&bytes)
         .unwrap()
         .record
         .unwrap();

@@ -311,7 +311,7 @@ fn params_from_png(
 ) -> anyhow::Result<(GenerationParams, Option<pentimento::png_info::ImageRecord>)> {
     let bytes = pentimento::png_info::read_png_file(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let info = pentimento::png_info::parse_png(&bytes)
+    let info = pentimento::png_info::parse_image(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
     Ok((
         info.apply_to(&GenerationParams::default()),

@@ -1,12 +1,16 @@
-//! Generation parameters in PNGs: written in AUTOMATIC1111's `parameters` format (which
-//! AUTOMATIC1111's PNG Info, Forge, Civitai and Krita read) plus our complete record as JSON under
-//! `pentimento`; read back from Pentimento, AUTOMATIC1111, Forge, Krita AI Diffusion, InvokeAI
-//! and ComfyUI files.
+//! Generation parameters in images: written in AUTOMATIC1111's `parameters` format (which
+//! AUTOMATIC1111's PNG Info, Forge, Civitai and Krita read) plus, in PNGs, our complete record as
+//! JSON under `pentimento`; in JPEG and WebP as AUTOMATIC1111 writes them (EXIF `UserComment`).
+//! Read back from Pentimento, AUTOMATIC1111, Forge, Krita AI Diffusion, InvokeAI (every format),
+//! ComfyUI, NovelAI and Fooocus images, PNG text, EXIF or the alpha channel's hidden bits.
 
 pub mod a1111;
 mod chunks;
 pub use chunks::{find_chunk, find_chunks};
+pub mod exif;
 pub mod other_tools;
+pub mod samplers;
+pub mod stealth;
 
 use std::path::Path;
 
@@ -350,13 +354,29 @@ pub enum Tool {
     Pentimento,
     /// AUTOMATIC1111, Forge, Krita AI Diffusion and others writing its format.
     Automatic1111,
+    /// InvokeAI: `invokeai_metadata` (3+), `sd-metadata` (2) or `Dream` (1).
     InvokeAi,
     ComfyUi,
+    NovelAi,
+    Fooocus,
+}
+
+/// Where in the file the parameters were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Carrier {
+    /// PNG text chunks.
+    PngText,
+    /// EXIF `UserComment` (JPEG, WebP).
+    Exif,
+    /// The lowest bits of the pixels (`stealth_pnginfo`).
+    HiddenBits,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PngInfo {
     pub tool: Tool,
+    pub carrier: Carrier,
     pub parameters: Parameters,
     /// Our own record, for PNGs Pentimento wrote.
     pub record: Option<ImageRecord>,
@@ -380,14 +400,41 @@ impl Serialize for Parameters {
 /// what pointing `info` at a device (`/dev/zero`) or a huge file costs.
 pub const MAX_PNG_FILE_BYTES: u64 = 512 << 20;
 
-/// The bytes of the file at `path` for [`parse_png`]: regular files only, at most
+/// The bytes of the file at `path` for [`parse_image`]: regular files only, at most
 /// [`MAX_PNG_FILE_BYTES`].
 pub fn read_png_file(path: &Path) -> std::io::Result<Vec<u8>> {
     crate::regular_file::read(path, MAX_PNG_FILE_BYTES)
 }
 
-pub fn parse_png(bytes: &[u8]) -> Option<PngInfo> {
-    let texts = read_text_chunks(bytes);
+/// The generation parameters an image's bytes carry (PNG, JPEG or WebP), or `None` when it
+/// carries none we know.
+pub fn parse_image(bytes: &[u8]) -> Option<PngInfo> {
+    if chunks::is_png(bytes) {
+        return from_png_texts(&read_text_chunks(bytes), Carrier::PngText)
+            .or_else(|| hidden_bits(bytes));
+    }
+    if exif::is_jpeg(bytes) || exif::is_webp(bytes) {
+        if let Some(text) = exif::text(bytes) {
+            return from_text(&text, Carrier::Exif);
+        }
+        if exif::is_webp(bytes) {
+            return hidden_bits(bytes);
+        }
+    }
+    None
+}
+
+fn info(tool: Tool, carrier: Carrier, parameters: Parameters) -> PngInfo {
+    PngInfo {
+        tool,
+        carrier,
+        parameters,
+        record: None,
+    }
+}
+
+/// The parameters of a PNG's text chunks, each tool's keys in turn.
+fn from_png_texts(texts: &[TextChunk], carrier: Carrier) -> Option<PngInfo> {
     let find = |key: &str| {
         texts
             .iter()
@@ -398,35 +445,121 @@ pub fn parse_png(bytes: &[u8]) -> Option<PngInfo> {
     if let Some(record) = record {
         return Some(PngInfo {
             tool: Tool::Pentimento,
+            carrier,
             parameters: record.parameters(),
             record: Some(record),
         });
     }
     if let Some(text) = find("parameters") {
-        return Some(PngInfo {
-            tool: Tool::Automatic1111,
-            parameters: a1111::parse(text),
-            record: None,
+        let fooocus_a1111 = find("fooocus_scheme").is_some_and(|s| s.trim() == "a1111");
+        return from_text(text, carrier).map(|mut i| {
+            if fooocus_a1111 {
+                i.tool = Tool::Fooocus;
+            }
+            i
         });
     }
     if let Some(p) = find("invokeai_metadata").and_then(other_tools::invokeai) {
-        return Some(PngInfo {
-            tool: Tool::InvokeAi,
-            parameters: p,
-            record: None,
-        });
+        return Some(info(Tool::InvokeAi, carrier, p));
+    }
+    if let Some(p) = find("sd-metadata").and_then(other_tools::invokeai_sd_metadata) {
+        return Some(info(Tool::InvokeAi, carrier, p));
+    }
+    if let Some(p) = find("Dream").and_then(other_tools::invokeai_dream) {
+        return Some(info(Tool::InvokeAi, carrier, p));
+    }
+    if let Some(comment) = find("Comment") {
+        if let Some(p) = other_tools::novelai(comment, find("Description"), find("Source")) {
+            return Some(info(Tool::NovelAi, carrier, p));
+        }
     }
     if let Some(p) = find("prompt").and_then(other_tools::comfyui) {
-        return Some(PngInfo {
-            tool: Tool::ComfyUi,
-            parameters: p,
-            record: None,
-        });
+        return Some(info(Tool::ComfyUi, carrier, p));
     }
     None
 }
 
+/// One text holding the parameters (a `parameters` chunk, an EXIF comment, hidden bits):
+/// AUTOMATIC1111's text, or JSON — Fooocus's, or NovelAI's chunks as one object.
+fn from_text(text: &str, carrier: Carrier) -> Option<PngInfo> {
+    if text.trim_start().starts_with('{') {
+        if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str(text) {
+            // NovelAI's hidden metadata: its PNG chunks as one object.
+            let field = |k: &str| obj.get(k).and_then(|v| v.as_str());
+            if let Some(comment) = field("Comment") {
+                let p = other_tools::novelai(comment, field("Description"), field("Source"));
+                return p.map(|p| info(Tool::NovelAi, carrier, p));
+            }
+            if let Some(p) = other_tools::fooocus(text) {
+                return Some(info(Tool::Fooocus, carrier, p));
+            }
+        }
+    }
+    Some(info(Tool::Automatic1111, carrier, a1111::parse(text)))
+}
+
+/// Parameters hidden in the pixels (only looked for when the file has no text): the image is
+/// decoded within the usual limits.
+fn hidden_bits(bytes: &[u8]) -> Option<PngInfo> {
+    let mut reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    reader.limits(crate::image::decode_limits());
+    let decoded = reader.decode().ok()?;
+    let (w, h) = (decoded.width() as usize, decoded.height() as usize);
+    let text = if decoded.color().has_alpha() {
+        stealth::read(decoded.to_rgba8().as_raw(), w, h, true)
+    } else {
+        stealth::read(decoded.to_rgb8().as_raw(), w, h, false)
+    }?;
+    from_text(&text, Carrier::HiddenBits)
+}
+
 impl PngInfo {
+    /// Our sampler for the tool's sampler (and schedule), if we have one.
+    pub fn sampler(&self) -> Option<SamplerKind> {
+        let p = &self.parameters;
+        samplers::ours(p.get("Sampler")?, p.get("Schedule type"))
+    }
+
+    /// What running these parameters again here cannot carry over, one line each: a sampler
+    /// we lack (the one given instead), hires fix, a refiner, ControlNet units.
+    pub fn not_carried_over(&self, used: &GenerationParams) -> Vec<String> {
+        if self.record.is_some() {
+            return vec![];
+        }
+        let p = &self.parameters;
+        let mut notes = vec![];
+        if let Some(theirs) = p.get("Sampler") {
+            if self.sampler().is_none() {
+                let schedule = p
+                    .get("Schedule type")
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "sampler {theirs}{schedule}: not one Pentimento has; {} instead",
+                    used.sampler
+                ));
+            }
+        }
+        let hires = p
+            .fields
+            .iter()
+            .find(|(k, _)| k.starts_with("Hires upscale"));
+        if let Some((_, v)) = hires {
+            notes.push(format!(
+                "hires fix (upscale {v}): not done; the image is made at its first-pass size"
+            ));
+        }
+        if let Some(r) = p.get("Refiner") {
+            notes.push(format!("refiner {r}: not used"));
+        }
+        if p.fields.iter().any(|(k, _)| k.starts_with("ControlNet")) {
+            notes.push("ControlNet units: not applied".into());
+        }
+        notes
+    }
+
     /// These parameters over `base`: what `--params-from` reruns. Fields that are missing or
     /// unreadable keep `base`'s value.
     pub fn apply_to(&self, base: &GenerationParams) -> GenerationParams {
@@ -453,20 +586,8 @@ impl PngInfo {
                 out.height = h;
             }
         }
-        if let Some(sampler) = p.get("Sampler") {
-            let karras = p
-                .get("Schedule type")
-                .is_some_and(|s| s.eq_ignore_ascii_case("karras"));
-            let name = if karras {
-                format!("{sampler} Karras")
-            } else {
-                sampler.to_string()
-            };
-            if SamplerKind::from_name(&name).is_some() {
-                out.sampler = name;
-            } else if SamplerKind::from_name(sampler).is_some() {
-                out.sampler = sampler.to_string();
-            }
+        if let Some(kind) = self.sampler() {
+            out.sampler = kind.name();
         }
         if let Some(v) = num("Denoising strength") {
             out.strength = v;
@@ -545,7 +666,7 @@ mod tests {
         let image = RgbImage::new(3, 2, (0..18).collect()).unwrap();
         write_png(&path, &image, &record(prompt)).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let info = parse_png(&bytes).unwrap();
+        let info = parse_image(&bytes).unwrap();
         let decoded = image::load_from_memory(&bytes).unwrap().to_rgb8();
         assert_eq!(decoded.into_raw(), image.pixels);
         (bytes, info)
@@ -565,6 +686,7 @@ mod tests {
             let params = texts.iter().find(|t| t.keyword == "parameters").unwrap();
             let a1111 = PngInfo {
                 tool: Tool::Automatic1111,
+                carrier: Carrier::PngText,
                 parameters: a1111::parse(&params.text),
                 record: None,
             };

@@ -1,5 +1,8 @@
-//! Best-effort readers for the JSON other tools embed: InvokeAI's `invokeai_metadata` and
-//! ComfyUI's `prompt` (its node graph).
+//! Best-effort readers for what other tools embed: InvokeAI's `invokeai_metadata` and its older
+//! `sd-metadata` JSON and `Dream` command line, ComfyUI's `prompt` (its node graph), NovelAI's
+//! `Comment` JSON, Fooocus's `parameters` JSON. Each maps the tool's fields to AUTOMATIC1111's
+//! names (`Steps`, `Sampler`, `CFG scale`, `Seed`, `Size`, `Model`, …) and keeps the tool's
+//! other fields under their own names.
 
 use serde_json::Value;
 
@@ -114,18 +117,262 @@ pub fn comfyui(json: &str) -> Option<Parameters> {
             p.fields.push(("Size".into(), format!("{w}x{h}")));
         }
     }
-    let loader = nodes
-        .values()
-        .find(|n| n.get("class_type").and_then(Value::as_str) == Some("CheckpointLoaderSimple"));
-    push(
-        &mut p,
-        "Model",
-        loader
-            .and_then(|n| n.get("inputs"))
-            .and_then(|i| i.get("ckpt_name")),
-    );
+    // The model: the sampler's `model` input followed back through LoRA loaders and the like
+    // to the node that names a checkpoint; else any checkpoint loader.
+    let mut current = inputs.get("model").and_then(node);
+    let mut checkpoint = None;
+    for _ in 0..16 {
+        let Some(n) = current else { break };
+        let i = n.get("inputs");
+        if let Some(name) = i.and_then(|i| i.get("ckpt_name").or_else(|| i.get("unet_name"))) {
+            checkpoint = Some(name);
+            break;
+        }
+        current = i.and_then(|i| i.get("model")).and_then(node);
+    }
+    let checkpoint = checkpoint.or_else(|| {
+        nodes
+            .values()
+            .filter_map(|n| n.get("inputs")?.get("ckpt_name"))
+            .next()
+    });
+    push(&mut p, "Model", checkpoint);
     push(&mut p, "Denoising strength", inputs.get("denoise"));
     Some(p)
+}
+
+/// The JSON fields of `obj` not in `taken`, verbatim (strings as they are, the rest as JSON).
+fn keep_others(p: &mut Parameters, obj: &serde_json::Map<String, Value>, taken: &[&str]) {
+    for (k, v) in obj {
+        if taken.contains(&k.as_str()) || p.fields.iter().any(|(f, _)| f == k) {
+            continue;
+        }
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        p.fields.push((k.clone(), text));
+    }
+}
+
+/// NovelAI: the `Comment` chunk's JSON (`prompt`, `uc`, `steps`, `scale`, `seed`, `sampler`,
+/// `width`, `height`, `strength`, …) with `Description` (the prompt) and `Source` (the model).
+pub fn novelai(
+    comment: &str,
+    description: Option<&str>,
+    source: Option<&str>,
+) -> Option<Parameters> {
+    let v: Value = serde_json::from_str(comment).ok()?;
+    let obj = v.as_object()?;
+    // NovelAI's own keys, to tell its JSON from another tool's.
+    if !(obj.contains_key("uc") || obj.contains_key("scale") || obj.contains_key("n_samples")) {
+        return None;
+    }
+    let mut p = Parameters {
+        prompt: obj
+            .get("prompt")
+            .and_then(text_of)
+            .or_else(|| description.map(str::to_string))
+            .unwrap_or_default(),
+        negative_prompt: obj.get("uc").and_then(text_of).unwrap_or_default(),
+        fields: vec![],
+    };
+    push(&mut p, "Steps", obj.get("steps"));
+    push(&mut p, "Sampler", obj.get("sampler"));
+    push(&mut p, "CFG scale", obj.get("scale"));
+    push(&mut p, "Seed", obj.get("seed"));
+    size(&mut p, obj.get("width"), obj.get("height"));
+    if let Some(source) = source {
+        p.fields.push(("Model".into(), source.to_string()));
+    }
+    push(&mut p, "Denoising strength", obj.get("strength"));
+    keep_others(
+        &mut p,
+        obj,
+        &[
+            "prompt", "uc", "steps", "sampler", "scale", "seed", "width", "height", "strength",
+        ],
+    );
+    Some(p)
+}
+
+/// `Size` from separate width and height fields.
+fn size(p: &mut Parameters, w: Option<&Value>, h: Option<&Value>) {
+    if let (Some(w), Some(h)) = (w.and_then(text_of), h.and_then(text_of)) {
+        p.fields.push(("Size".into(), format!("{w}x{h}")));
+    }
+}
+
+/// InvokeAI 2's `sd-metadata`: `{"model_weights", "model_hash", "app_version", "image": {"prompt"
+/// (a string or `[{"prompt", "weight"}]`), "steps", "cfg_scale", "seed", "sampler", "width",
+/// "height", "strength", …}}`. A negative prompt is the prompt's `[bracketed]` part, as
+/// InvokeAI 2 wrote it.
+pub fn invokeai_sd_metadata(json: &str) -> Option<Parameters> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let image = v.get("image")?.as_object()?;
+    let prompt = match image.get("prompt")? {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("prompt").and_then(text_of))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => return None,
+    };
+    let (prompt, negative_prompt) = split_invoke_negative(&prompt);
+    let mut p = Parameters {
+        prompt,
+        negative_prompt,
+        fields: vec![],
+    };
+    push(&mut p, "Steps", image.get("steps"));
+    push(&mut p, "Sampler", image.get("sampler"));
+    push(&mut p, "CFG scale", image.get("cfg_scale"));
+    push(&mut p, "Seed", image.get("seed"));
+    size(&mut p, image.get("width"), image.get("height"));
+    push(&mut p, "Model", v.get("model_weights"));
+    push(&mut p, "Model hash", v.get("model_hash"));
+    push(&mut p, "Denoising strength", image.get("strength"));
+    keep_others(
+        &mut p,
+        image,
+        &[
+            "prompt",
+            "steps",
+            "sampler",
+            "cfg_scale",
+            "seed",
+            "width",
+            "height",
+            "strength",
+        ],
+    );
+    Some(p)
+}
+
+/// InvokeAI 2's prompt syntax: `a castle [blurry, lowres]` — bracketed parts are the negative
+/// prompt.
+fn split_invoke_negative(prompt: &str) -> (String, String) {
+    let mut positive = String::new();
+    let mut negative = vec![];
+    let mut rest = prompt;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        positive.push_str(&rest[..open]);
+        negative.push(rest[open + 1..open + close].trim().to_string());
+        rest = &rest[open + close + 1..];
+    }
+    positive.push_str(rest);
+    (
+        positive.split_whitespace().collect::<Vec<_>>().join(" "),
+        negative.join(", "),
+    )
+}
+
+/// InvokeAI 1's `Dream` chunk: its command line, `"a castle [blurry]" -s 50 -S 42 -W 512
+/// -H 512 -C 7.5 -A k_lms` (`-f` strength).
+pub fn invokeai_dream(line: &str) -> Option<Parameters> {
+    let line = line.trim();
+    let (prompt, flags) = if let Some(rest) = line.strip_prefix('"') {
+        let end = rest.find('"')?;
+        (&rest[..end], &rest[end + 1..])
+    } else {
+        match line.find(" -") {
+            Some(at) => (&line[..at], &line[at..]),
+            None => (line, ""),
+        }
+    };
+    let (prompt, negative_prompt) = split_invoke_negative(prompt);
+    let mut p = Parameters {
+        prompt,
+        negative_prompt,
+        fields: vec![],
+    };
+    let words: Vec<&str> = flags.split_whitespace().collect();
+    let mut size = (None, None);
+    for pair in words.windows(2) {
+        let value = pair[1].to_string();
+        let key = match pair[0] {
+            "-s" | "--steps" => "Steps",
+            "-S" | "--seed" => "Seed",
+            "-C" | "--cfg_scale" => "CFG scale",
+            "-A" | "--sampler" => "Sampler",
+            "-f" | "--strength" => "Denoising strength",
+            "-W" | "--width" => {
+                size.0 = Some(value);
+                continue;
+            }
+            "-H" | "--height" => {
+                size.1 = Some(value);
+                continue;
+            }
+            _ => continue,
+        };
+        p.fields.push((key.into(), value));
+    }
+    if let (Some(w), Some(h)) = size {
+        p.fields.push(("Size".into(), format!("{w}x{h}")));
+    }
+    (!p.fields.is_empty()).then_some(p)
+}
+
+/// Fooocus with its own scheme: `parameters` is JSON (`prompt`, `negative_prompt`, `steps`,
+/// `guidance_scale`, `seed`, `sampler`, `scheduler`, `resolution` "(w, h)", `base_model`, …).
+/// With its "a1111" scheme the text is AUTOMATIC1111's and is read as such.
+pub fn fooocus(json: &str) -> Option<Parameters> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let obj = v.as_object()?;
+    let get = |k: &str| obj.get(k).or_else(|| obj.get(&capitalised(k)));
+    let mut p = Parameters {
+        prompt: get("prompt").and_then(text_of).unwrap_or_default(),
+        negative_prompt: get("negative_prompt").and_then(text_of).unwrap_or_default(),
+        fields: vec![],
+    };
+    push(&mut p, "Steps", get("steps"));
+    push(&mut p, "Sampler", get("sampler"));
+    push(&mut p, "Schedule type", get("scheduler"));
+    push(&mut p, "CFG scale", get("guidance_scale"));
+    push(&mut p, "Seed", get("seed"));
+    if let Some(res) = get("resolution").and_then(text_of) {
+        let nums: Vec<&str> = res
+            .trim_matches(|c| c == '(' || c == ')' || c == '[' || c == ']')
+            .split(',')
+            .map(str::trim)
+            .collect();
+        if let [w, h] = nums.as_slice() {
+            p.fields.push(("Size".into(), format!("{w}x{h}")));
+        }
+    }
+    push(&mut p, "Model", get("base_model"));
+    push(&mut p, "Model hash", get("base_model_hash"));
+    keep_others(
+        &mut p,
+        obj,
+        &[
+            "prompt",
+            "negative_prompt",
+            "steps",
+            "sampler",
+            "scheduler",
+            "guidance_scale",
+            "seed",
+            "resolution",
+            "base_model",
+            "base_model_hash",
+        ],
+    );
+    Some(p)
+}
+
+/// `negative_prompt` → `Negative_prompt`: Fooocus's older logs capitalised their keys.
+fn capitalised(k: &str) -> String {
+    let mut c = k.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -163,5 +410,88 @@ mod tests {
         assert_eq!(p.get("Sampler"), Some("euler_a"));
         assert_eq!(p.get("Model"), Some("stable-diffusion-v1-5"));
         assert_eq!(p.get("CFG scale"), Some("7.5"));
+    }
+
+    #[test]
+    fn comfyui_model_through_a_lora_loader() {
+        let json = r#"{
+          "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7, "sampler_name": "dpmpp_2m",
+                "scheduler": "karras", "model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0]}},
+          "10": {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "model": ["4", 0]}},
+          "4": {"class_type": "CheckpointLoader|pysssss", "inputs": {"ckpt_name": "dreamshaper_8.safetensors"}},
+          "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a heron"}},
+          "7": {"class_type": "CLIPTextEncode", "inputs": {"text": ""}}
+        }"#;
+        let p = comfyui(json).unwrap();
+        assert_eq!(p.get("Model"), Some("dreamshaper_8.safetensors"));
+        assert_eq!(p.get("Sampler"), Some("dpmpp_2m"));
+        assert_eq!(p.get("Schedule type"), Some("karras"));
+    }
+
+    #[test]
+    fn novelai_comment() {
+        let comment = r#"{"prompt": "1girl, masterpiece", "steps": 28, "height": 832, "width": 512,
+            "scale": 5.0, "uncond_scale": 1.0, "cfg_rescale": 0.0, "seed": 3301185564, "n_samples": 1,
+            "strength": 0.7, "noise": 0.0, "sampler": "k_euler_ancestral", "uc": "lowres, bad anatomy"}"#;
+        let p = novelai(
+            comment,
+            Some("1girl, masterpiece"),
+            Some("Stable Diffusion 81274D13"),
+        )
+        .unwrap();
+        assert_eq!(p.prompt, "1girl, masterpiece");
+        assert_eq!(p.negative_prompt, "lowres, bad anatomy");
+        assert_eq!(p.get("Seed"), Some("3301185564"));
+        assert_eq!(p.get("Size"), Some("512x832"));
+        assert_eq!(p.get("Sampler"), Some("k_euler_ancestral"));
+        assert_eq!(p.get("CFG scale"), Some("5.0"));
+        assert_eq!(p.get("Model"), Some("Stable Diffusion 81274D13"));
+        assert_eq!(p.get("cfg_rescale"), Some("0.0"));
+        assert!(novelai(r#"{"prompt": "x"}"#, None, None).is_none());
+    }
+
+    #[test]
+    fn invokeai_2_and_1() {
+        let json = r#"{"model": "stable diffusion", "model_weights": "stable-diffusion-1.5",
+            "model_hash": "cc6cb27103417325ff94f52b7a5d2dde45a7515b25c255d8e396c90014281516",
+            "app_id": "invoke-ai/InvokeAI", "app_version": "2.2.4",
+            "image": {"prompt": [{"prompt": "a castle on a hill [blurry, lowres]", "weight": 1.0}],
+              "steps": 50, "cfg_scale": 7.5, "threshold": 0, "perlin": 0, "height": 512, "width": 768,
+              "seed": 3357757885, "seamless": false, "type": "txt2img", "sampler": "k_lms", "variations": []}}"#;
+        let p = invokeai_sd_metadata(json).unwrap();
+        assert_eq!(p.prompt, "a castle on a hill");
+        assert_eq!(p.negative_prompt, "blurry, lowres");
+        assert_eq!(p.get("Seed"), Some("3357757885"));
+        assert_eq!(p.get("Size"), Some("768x512"));
+        assert_eq!(p.get("Model"), Some("stable-diffusion-1.5"));
+        assert_eq!(p.get("perlin"), Some("0"));
+        let p = invokeai_dream(r#""a castle [fog]" -s 50 -S 42 -W 512 -H 640 -C 7.5 -A k_euler_a"#)
+            .unwrap();
+        assert_eq!(
+            (p.prompt.as_str(), p.negative_prompt.as_str()),
+            ("a castle", "fog")
+        );
+        assert_eq!(p.get("Steps"), Some("50"));
+        assert_eq!(p.get("Size"), Some("512x640"));
+        assert_eq!(p.get("Sampler"), Some("k_euler_a"));
+        assert!(invokeai_dream("just words").is_none());
+    }
+
+    #[test]
+    fn fooocus_scheme() {
+        let json = r#"{"adm_guidance": "(1.5, 0.8, 0.3)", "base_model": "juggernautXL_v8Rundiffusion",
+            "base_model_hash": "aeb7e9e689", "full_negative_prompt": ["(worst quality:1.4)"],
+            "guidance_scale": 4, "negative_prompt": "(bad art:1.4), blurry", "performance": "Speed",
+            "prompt": "a lighthouse", "resolution": "(1152, 896)", "sampler": "dpmpp_2m_sde_gpu",
+            "scheduler": "karras", "seed": "1234567", "steps": 30, "styles": "['Fooocus V2']",
+            "version": "Fooocus v2.3.1", "metadata_scheme": "fooocus"}"#;
+        let p = fooocus(json).unwrap();
+        assert_eq!(p.negative_prompt, "(bad art:1.4), blurry");
+        assert_eq!(p.get("Size"), Some("1152x896"));
+        assert_eq!(p.get("Seed"), Some("1234567"));
+        assert_eq!(p.get("CFG scale"), Some("4"));
+        assert_eq!(p.get("Model"), Some("juggernautXL_v8Rundiffusion"));
+        assert_eq!(p.get("performance"), Some("Speed"));
+        assert!(p.fields.iter().all(|(k, _)| k != "bad art"));
     }
 }
