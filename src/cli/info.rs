@@ -1,4 +1,6 @@
-//! `pentimento info FILE.png`: the generation parameters a PNG carries (and a document's layers).
+//! `pentimento info FILE`: the generation parameters an image carries — PNG, JPEG or WebP, from
+//! Pentimento, AUTOMATIC1111/Forge, InvokeAI, ComfyUI, NovelAI or Fooocus — (and a document's
+//! layers).
 
 use std::path::PathBuf;
 
@@ -17,22 +19,32 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let bytes = pentimento::png_info::read_png_file(&args.file)
         .with_context(|| format!("{}: cannot read", args.file.display()))?;
-    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        bail!("{}: not a PNG file", args.file.display());
+    use pentimento::png_info::exif;
+    let is_png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
+    if !(is_png || exif::is_jpeg(&bytes) || exif::is_webp(&bytes)) {
+        bail!("{}: not a PNG, JPEG or WebP file", args.file.display());
     }
     if let Some(doc) = pentimento::document::file::summary(&bytes) {
         return document(&args, &doc);
     }
     let Some(info) = parse_image(&bytes) else {
         bail!(
-            "{}: the PNG carries no generation parameters",
+            "{}: the image carries no generation parameters",
             args.file.display()
         );
     };
+    let carried = info.apply_to(&pentimento::engine::GenerationParams::default());
+    let notes = info.not_carried_over(&carried);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary(&info, &carried, &notes)?)?
+        );
     } else {
-        eprintln!("written by: {:?}", info.tool);
+        eprintln!("written by: {:?} ({:?})", info.tool, info.carrier);
+        for note in &notes {
+            eprintln!("not carried over: {}", super::terminal_safe(note, true));
+        }
         println!(
             "{}",
             super::terminal_safe(&a1111::format(&info.parameters), false)
@@ -49,6 +61,46 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `info --json`: the tool and where it kept them, the fields every tool has under common names
+/// (the sampler as ours and as the tool named it), what would not carry over, then the tool's
+/// fields verbatim (`parameters`) and our record.
+fn summary(
+    info: &pentimento::png_info::PngInfo,
+    carried: &pentimento::engine::GenerationParams,
+    notes: &[String],
+) -> anyhow::Result<serde_json::Value> {
+    let p = &info.parameters;
+    let number = |k: &str| p.get(k).and_then(|v| v.trim().parse::<f64>().ok());
+    let size = p.get("Size").and_then(|s| s.split_once('x'));
+    let dim = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok());
+    let mut out = serde_json::json!({
+        "tool": info.tool,
+        "carrier": info.carrier,
+        "prompt": p.prompt,
+        "negative_prompt": p.negative_prompt,
+        "seed": p.get("Seed").and_then(|v| v.trim().parse::<u64>().ok()),
+        "steps": number("Steps"),
+        "sampler": info.sampler().map(|k| k.name()),
+        "tool_sampler": p.get("Sampler"),
+        "tool_schedule": p.get("Schedule type"),
+        "cfg_scale": number("CFG scale"),
+        "width": dim(size.map(|s| s.0)),
+        "height": dim(size.map(|s| s.1)),
+        "model": p.get("Model"),
+        "model_hash": p.get("Model hash"),
+        "not_carried_over": notes,
+        "runs_as": {
+            "sampler": carried.sampler, "steps": carried.steps, "seed": carried.seed,
+            "cfg_scale": carried.cfg_scale, "width": carried.width, "height": carried.height,
+        },
+    });
+    let full = serde_json::to_value(info)?;
+    for key in ["parameters", "record"] {
+        out[key] = full[key].clone();
+    }
+    Ok(out)
 }
 
 /// A `.pentimento` document: the picture's parameters (its topmost visible result's) and the

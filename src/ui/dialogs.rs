@@ -41,7 +41,7 @@ impl Dialog {
     fn title(self) -> &'static str {
         match self {
             Dialog::OpenImage => "Open image",
-            Dialog::SavePng => "Save PNG as",
+            Dialog::SavePng => "Save image as (PNG, JPEG or WebP)",
             Dialog::SaveDocument => "Save document as",
             Dialog::OpenModelFile => "Open model file",
             Dialog::OpenModelFolder => "Open model folder",
@@ -63,6 +63,8 @@ impl Dialog {
             ),
             Dialog::SavePng => pollster::block_on(
                 d.add_filter("PNG", &["png"])
+                    .add_filter("JPEG (parameters in EXIF)", &["jpg", "jpeg"])
+                    .add_filter("WebP (parameters in EXIF)", &["webp"])
                     .set_file_name("pentimento.png")
                     .save_file(),
             ),

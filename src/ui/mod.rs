@@ -29,7 +29,7 @@ use crate::document::Document;
 use crate::engine::model::{LoadOptions, ModelInfo};
 use crate::engine::worker::Worker;
 use crate::engine::{Job, JobKind};
-use crate::png_info::write_png;
+use crate::png_info::write_image;
 use canvas::{CanvasView, Shown};
 pub use commands::Command;
 use dialogs::{Dialog, Dialogs};
@@ -267,9 +267,10 @@ impl PentimentoApp {
             image.width,
             image.height
         );
-        // A PNG that carries parameters fills the panel.
-        if self.fill_params_from(path) {
+        // An image that carries parameters fills the panel.
+        if let Some(notes) = self.fill_params_from(path) {
             self.status.push_str(", parameters filled in");
+            self.status.push_str(&notes_text(&notes));
         }
     }
 
@@ -291,22 +292,20 @@ impl PentimentoApp {
         }
     }
 
-    /// Fills the prompt panel from the parameters a PNG carries (Pentimento, AUTOMATIC1111,
-    /// Forge, Krita, InvokeAI, ComfyUI), keeping the current image. False when it has none.
-    pub fn fill_params_from(&mut self, path: &Path) -> bool {
-        let Some(info) = crate::png_info::read_png_file(path)
+    /// Fills the prompt panel from the parameters an image carries (Pentimento, AUTOMATIC1111,
+    /// Forge, Krita, InvokeAI, ComfyUI, NovelAI, Fooocus; PNG, JPEG or WebP), keeping the current
+    /// image. `None` when it has none; else what could not be carried over.
+    pub fn fill_params_from(&mut self, path: &Path) -> Option<Vec<String>> {
+        let info = crate::png_info::read_png_file(path)
             .ok()
-            .and_then(|b| crate::png_info::parse_image(&b))
-        else {
-            return false;
-        };
+            .and_then(|b| crate::png_info::parse_image(&b))?;
         self.panel.params = match &info.record {
             Some(r) => r.params.clone(),
             None => info.apply_to(&self.panel.params),
         };
         // The seed came from the file: keep it for the next Generate.
         self.panel.seed_locked = true;
-        true
+        Some(info.not_carried_over(&self.panel.params))
     }
 
     /// A dropped file: on the prompt panel, a PNG's parameters fill the panel and the canvas is
@@ -314,10 +313,11 @@ impl PentimentoApp {
     pub fn drop_file(&mut self, path: &Path, on_prompt_panel: bool) {
         if !on_prompt_panel {
             self.open_image(path);
-        } else if self.fill_params_from(path) {
+        } else if let Some(notes) = self.fill_params_from(path) {
             self.status = format!(
-                "parameters from {} (image kept; drop on the canvas to open it)",
-                path.display()
+                "parameters from {} (image kept; drop on the canvas to open it){}",
+                path.display(),
+                notes_text(&notes)
             );
         } else {
             self.status = format!("{}: no generation parameters in it", path.display());
@@ -376,7 +376,7 @@ impl PentimentoApp {
             ),
         };
         let written = match &record {
-            Some(record) => write_png(path, &image, record),
+            Some(record) => write_image(path, &image, record),
             None => image::RgbImage::from_raw(
                 image.width as u32,
                 image.height as u32,
@@ -899,6 +899,15 @@ impl eframe::App for PentimentoApp {
         if self.job.is_some() {
             ctx.request_repaint();
         }
+    }
+}
+
+/// What could not be carried over from another tool's parameters, for the status bar.
+fn notes_text(notes: &[String]) -> String {
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("; not carried over: {}", notes.join("; "))
     }
 }
 

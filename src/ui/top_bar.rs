@@ -55,7 +55,11 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools, icons: &Icons) -
                 ui.close();
                 commands.push(Command::Open(Dialog::OpenImage));
             }
-            if ui.button("Save PNG…").clicked() {
+            if ui
+                .button("Save image…")
+                .on_hover_text("PNG with the full record; JPEG or WebP with the parameters in EXIF, as AUTOMATIC1111 writes them")
+                .clicked()
+            {
                 ui.close();
                 commands.push(Command::Open(Dialog::SavePng));
             }

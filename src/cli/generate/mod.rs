@@ -12,7 +12,7 @@ use pentimento::engine::denoise::StepInfo;
 use pentimento::engine::generate::img2img_start;
 use pentimento::engine::inpaint::repaint;
 use pentimento::engine::{Generated, Job, JobKind, StableDiffusion};
-use pentimento::png_info::write_png;
+use pentimento::png_info::write_image;
 
 pub use args::{DeviceArg, GenerateArgs};
 pub use plan::Plan;
@@ -104,7 +104,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let job = plan.job.nth_of_run(n);
         for (i, result) in session.run(&job)?.iter().enumerate() {
             let out = plan::batch_path(&plan.out, n * size + i, total);
-            write_png(&out, &result.image, &result.record)
+            write_image(&out, &result.image, &result.record)
                 .with_context(|| format!("{}: cannot write PNG", out.display()))?;
             eprintln!(
                 "wrote {} (seed {}) in {:.1}s",

@@ -292,7 +292,11 @@ pub fn batch_path(out: &std::path::Path, i: usize, count: usize) -> PathBuf {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    out.with_file_name(format!("{stem}-{}.png", i + 1))
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "png".into());
+    out.with_file_name(format!("{stem}-{}.{ext}", i + 1))
 }
 
 fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
@@ -305,7 +309,7 @@ fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
     Ok(kind.open()?)
 }
 
-/// A PNG's parameters, and our record when it carries one (the LoRAs and embeddings it lists).
+/// An image's parameters (PNG, JPEG or WebP, any tool we read), and our record when it carries one (the LoRAs and embeddings it lists).
 fn params_from_png(
     path: &std::path::Path,
 ) -> anyhow::Result<(GenerationParams, Option<pentimento::png_info::ImageRecord>)> {
@@ -313,10 +317,12 @@ fn params_from_png(
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let info = pentimento::png_info::parse_image(&bytes)
         .with_context(|| format!("{}: no generation parameters found", path.display()))?;
-    Ok((
-        info.apply_to(&GenerationParams::default()),
-        info.record.clone(),
-    ))
+    let params = info.apply_to(&GenerationParams::default());
+    // Said, not silently dropped: what of the other tool's settings cannot run here.
+    for note in info.not_carried_over(&params) {
+        eprintln!("{}: not carried over: {note}", path.display());
+    }
+    Ok((params, info.record.clone()))
 }
 
 pub fn vae_choice(arg: &str) -> VaeChoice {
@@ -335,12 +341,11 @@ fn check_output(
     inputs: &[&std::path::Path],
     count: usize,
 ) -> anyhow::Result<()> {
-    let ext = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if ext.as_deref() != Some("png") {
-        bail!("{}: the output must be a .png file", out.display());
+    if pentimento::png_info::ImageFormat::of(out).is_none() {
+        bail!(
+            "{}: the output must be a .png, .jpg/.jpeg or .webp file",
+            out.display()
+        );
     }
     let parent = out
         .parent()

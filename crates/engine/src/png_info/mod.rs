@@ -12,6 +12,7 @@ pub mod other_tools;
 pub mod samplers;
 pub mod stealth;
 
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -346,6 +347,70 @@ fn encode_png(
     let mut writer = enc.write_header().map_err(to_io)?;
     writer.write_image_data(&image.pixels).map_err(to_io)?;
     writer.finish().map_err(to_io)
+}
+
+/// The image file types results are saved as, by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Our record and AUTOMATIC1111's text, lossless.
+    Png,
+    /// AUTOMATIC1111's text in EXIF, quality 95.
+    Jpeg,
+    /// AUTOMATIC1111's text in EXIF, lossless.
+    Webp,
+}
+
+impl ImageFormat {
+    pub fn of(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "png" => Some(Self::Png),
+            "jpg" | "jpeg" => Some(Self::Jpeg),
+            "webp" => Some(Self::Webp),
+            _ => None,
+        }
+    }
+}
+
+/// JPEG quality of saved results (AUTOMATIC1111's default is 80; ours keeps more detail).
+pub const JPEG_QUALITY: u8 = 95;
+
+/// Writes `image` with its parameters in the format `path`'s extension names (PNG when it
+/// names none we write): PNG as [`write_png`]; JPEG and WebP with AUTOMATIC1111's text in EXIF,
+/// as AUTOMATIC1111 saves them (our full record does not fit there).
+pub fn write_image(path: &Path, image: &RgbImage, record: &ImageRecord) -> std::io::Result<()> {
+    let format = ImageFormat::of(path).unwrap_or(ImageFormat::Png);
+    if format == ImageFormat::Png {
+        return write_png(path, image, record);
+    }
+    let bytes = encode_with_exif(image, &a1111::format(&record.parameters()), format)?;
+    crate::atomic_file::write_with(path, |out| out.write_all(&bytes))
+}
+
+/// `image` encoded as JPEG or WebP with `text` in its EXIF.
+pub fn encode_with_exif(
+    image: &RgbImage,
+    text: &str,
+    format: ImageFormat,
+) -> std::io::Result<Vec<u8>> {
+    let (w, h) = (image.width as u32, image.height as u32);
+    let mut encoded = vec![];
+    let to_io = |e: ::image::ImageError| std::io::Error::other(e.to_string());
+    match format {
+        ImageFormat::Jpeg => {
+            ::image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, JPEG_QUALITY)
+                .encode(&image.pixels, w, h, ::image::ExtendedColorType::Rgb8)
+                .map_err(to_io)?;
+            exif::jpeg_with_text(&encoded, text)
+        }
+        ImageFormat::Webp => {
+            ::image::codecs::webp::WebPEncoder::new_lossless(&mut encoded)
+                .encode(&image.pixels, w, h, ::image::ExtendedColorType::Rgb8)
+                .map_err(to_io)?;
+            exif::webp_with_text(&encoded, image.width, image.height, text)
+        }
+        ImageFormat::Png => Err(std::io::Error::other("PNG goes through write_png")),
+    }
 }
 
 /// Which tool wrote the metadata.
