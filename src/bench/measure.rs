@@ -344,10 +344,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
     if wanted(Figure::LoraApply) {
         progress(Figure::LoraApply.describe());
         let file = random_lora(&model, 32)?;
-        let lora = crate::engine::model::adapters::LoraRef {
-            path: file.clone(),
-            weight: 0.8,
-        };
+        let lora = crate::engine::model::adapters::LoraRef::new(file.clone(), 0.8);
         let mut adapted = 0;
         let runs = time(dev, opts.iters, false, || {
             model.adapters.apply(std::slice::from_ref(&lora))?;

@@ -31,7 +31,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Generate an image from a prompt and save it as PNG.
+    /// Generate an image from a prompt and save it as PNG (or JPEG/WebP by the --out extension).
+    // Negative numbers are values (`--eta -1` is then refused by its range, on one line).
+    #[command(allow_negative_numbers = true)]
     Generate(generate::GenerateArgs),
     /// Time the full-size SD 1.5 / 2.1 networks (random weights): UNet step, VAE, text
     /// encoder, TAESD preview, a whole text-to-image, peak memory.

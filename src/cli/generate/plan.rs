@@ -220,10 +220,10 @@ fn job_loras(
         if !l.path.is_file() {
             bail!("--lora {}: no such file", l.path.display());
         }
-        loras.push(pentimento::engine::model::adapters::LoraRef {
-            path: l.path.clone(),
-            weight: l.weight,
-        });
+        loras.push(pentimento::engine::model::adapters::LoraRef::new(
+            l.path.clone(),
+            l.weight,
+        ));
     }
     check_folders("--lora-dir", &args.lora_dirs)?;
     let dirs = pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs, None);
@@ -249,7 +249,10 @@ fn job_loras(
                 .iter()
                 .any(|l| l.path.file_stem() == Some(r.name.as_ref()))
         {
-            wanted.push_str(&format!(" <lora:{}:{}>", r.name, r.weight));
+            match r.unet_weight.filter(|w| w.is_finite()) {
+                Some(unet) => wanted.push_str(&format!(" <lora:{}:{}:{unet}>", r.name, r.weight)),
+                None => wanted.push_str(&format!(" <lora:{}:{}>", r.name, r.weight)),
+            }
         }
     }
     loras.extend(

@@ -147,6 +147,9 @@ pub struct EmbeddingRecord {
 pub struct LoraRecord {
     pub name: String,
     pub weight: f32,
+    /// The UNet's own weight (`<lora:NAME:TE:UNET>`), when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet_weight: Option<f32>,
     #[serde(default)]
     pub hash: Option<String>,
 }
@@ -160,6 +163,7 @@ impl LoraRecord {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             weight: lora.weight,
+            unet_weight: lora.unet_weight,
             hash: crate::model::adapters::hash::short_hash(&lora.path),
         }
     }
@@ -656,6 +660,10 @@ impl PngInfo {
         }
         if let Some(v) = num("Denoising strength") {
             out.strength = v;
+        }
+        // We write DDIM's η and TCD's γ as "Eta"; AUTOMATIC1111 writes DDIM's as "Eta DDIM".
+        if let Some(v) = num("Eta").or_else(|| num("Eta DDIM")) {
+            out.eta = v;
         }
         if let Some(v) = p.get("Timestep spacing") {
             out.timestep_spacing = crate::sampler::schedule::TimestepSpacing::from_name(v.trim());

@@ -26,10 +26,7 @@ fn image(sd: &StableDiffusion, loras: Vec<LoraRef>) -> pentimento_engine::error:
 }
 
 fn lora(name: &str, weight: f32) -> LoraRef {
-    LoraRef {
-        path: fixture(&format!("extra/loras/{name}.safetensors")),
-        weight,
-    }
+    LoraRef::new(fixture(&format!("extra/loras/{name}.safetensors")), weight)
 }
 
 #[test]
@@ -249,7 +246,7 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
         let path = write(name, &refs);
-        let e = image(&sd, vec![LoraRef { path, weight: 1.0 }])
+        let e = image(&sd, vec![LoraRef::new(path, 1.0)])
             .err()
             .unwrap_or_else(|| panic!("{name} was accepted"))
             .to_string();
@@ -262,14 +259,7 @@ fn hostile_lora_files_are_refused_naming_what_is_wrong() {
     let good = std::fs::read(fixture("extra/loras/glow_peft.safetensors")).unwrap();
     let cut = write("cut.safetensors", &[]);
     std::fs::write(&cut, &good[..good.len() / 2]).unwrap();
-    assert!(image(
-        &sd,
-        vec![LoraRef {
-            path: cut,
-            weight: 1.0
-        }]
-    )
-    .is_err());
+    assert!(image(&sd, vec![LoraRef::new(cut, 1.0)]).is_err());
     assert!(image(&sd, vec![lora("no_such_lora", 1.0)]).is_err());
     for weight in [f32::NAN, f32::INFINITY, 1e6] {
         assert!(

@@ -98,25 +98,58 @@ pub fn prompt_loras(prompt: &str, dirs: &[PathBuf]) -> Result<Vec<LoraRef>> {
                 name.len()
             )));
         }
-        let weight = match tag.args.get(1) {
-            None => 1.0,
-            Some(w) => w.parse::<f32>().map_err(|_| {
+        let number = |w: &String| {
+            w.trim().parse::<f32>().map_err(|_| {
                 EngineError::InvalidParams(format!(
                     "<{}:{name}:{w}>: the weight is not a number",
                     tag.kind
                 ))
-            })?,
+            })
         };
-        let wanted = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        let Some((_, path)) = files.iter().find(|(stem, _)| stem == wanted) else {
+        // AUTOMATIC1111's `<lora:NAME:TE:UNET>`: the third is the UNet's weight. Named
+        // options (`dyn=…`, `te=…`) it also takes are not read: refused, not ignored.
+        if let Some(extra) = tag.args.iter().skip(1).find(|a| a.contains('=')) {
+            return Err(EngineError::InvalidParams(format!(
+                "<{}:{name}:…>: the option {extra} is not supported",
+                tag.kind
+            )));
+        }
+        if tag.args.len() > 3 {
+            return Err(EngineError::InvalidParams(format!(
+                "<{}:{name}:…>: at most a weight and a UNet weight",
+                tag.kind
+            )));
+        }
+        let weight = tag.args.get(1).map(number).transpose()?.unwrap_or(1.0);
+        let unet_weight = tag.args.get(2).map(number).transpose()?;
+        let Some(path) = find_named(name, &files, dirs) else {
             return Err(EngineError::InvalidParams(unknown(name, &files, dirs)));
         };
         out.push(LoraRef {
-            path: path.clone(),
+            path,
             weight,
+            unet_weight,
         });
     }
     Ok(out)
+}
+
+/// The file a tag names: by its stem, or with a subfolder (`styles/ink`) by its path inside a
+/// LoRA folder — never a file of that stem in another subfolder.
+fn find_named(name: &str, files: &[(String, PathBuf)], dirs: &[PathBuf]) -> Option<PathBuf> {
+    let parts: Vec<&str> = name.split(['/', '\\']).filter(|p| !p.is_empty()).collect();
+    if parts.len() <= 1 {
+        return files
+            .iter()
+            .find(|(stem, _)| stem == name)
+            .map(|(_, p)| p.clone());
+    }
+    files.iter().map(|(_, p)| p).find_map(|path| {
+        let inside = dirs.iter().find_map(|d| path.strip_prefix(d).ok())?;
+        let rel = inside.with_extension("");
+        let rel: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        (rel == parts).then(|| path.clone())
+    })
 }
 
 fn unknown(name: &str, files: &[(String, PathBuf)], dirs: &[PathBuf]) -> String {
@@ -206,6 +239,19 @@ mod tests {
         assert!(prompt_loras("no tags, a < b > c", &dirs)
             .unwrap()
             .is_empty());
+        // AUTOMATIC1111's text-encoder and UNet weights.
+        let got = prompt_loras("<lora:watercolor_v2:0.5:-1>", &dirs).unwrap();
+        assert_eq!((got[0].weight, got[0].unet_weight), (0.5, Some(-1.0)));
+        assert!(prompt_loras("<lora:watercolor_v2:1:2:3>", &dirs).is_err());
+        assert!(prompt_loras("<lora:watercolor_v2:1:dyn=4>", &dirs).is_err());
+        // A subfolder in the name picks that file, never one of the same stem elsewhere.
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("watercolor_v2.safetensors"), b"y").unwrap();
+        let got = prompt_loras("<lora:other/watercolor_v2>", &dirs).unwrap();
+        assert!(got[0].path.ends_with("other/watercolor_v2.safetensors"));
+        assert!(prompt_loras("<lora:nowhere/watercolor_v2>", &dirs).is_err());
+        assert!(prompt_loras("<lora:../styles/watercolor_v2>", &dirs).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -487,6 +487,14 @@ impl FactorShapes<'_> {
             _ => None,
         };
         // w1's shape [a, b] first: it fixes what w2 must be.
+        // A factor given both whole and as a product: which one counts would be a guess.
+        let both =
+            |whole: Part, parts: &[Part]| self.has(whole) && parts.iter().any(|p| self.has(*p));
+        if both(Part::LokrW1, &[Part::LokrW1A, Part::LokrW1B])
+            || both(Part::LokrW2, &[Part::LokrW2A, Part::LokrW2B, Part::LokrT2])
+        {
+            return None;
+        }
         let (w1, a, b, dim1) = if self.has(Part::LokrW1) {
             let (a, b) = dims2(Part::LokrW1)?;
             (Whole::Stored, a, b, None)
@@ -633,6 +641,32 @@ fn classify(name: &str) -> Classified {
         if layer.is_some_and(|l| kohya_layer(l).is_some() || peft_layer(l).is_some()) {
             return Classified::Unread(what);
         }
+    }
+    // Another network's layers (SDXL's second text encoder): this LoRA is for another model.
+    if [
+        "lora_te2_",
+        "lora_te3_",
+        "text_encoder_2.",
+        "text_encoder_3.",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+    {
+        return Classified::Unread("a layer of a second text encoder (an SDXL LoRA)");
+    }
+    // Under an adapter's own prefix, a part we do not know changes the picture all the same:
+    // skipping it would apply half the file.
+    if [
+        "lora_unet_",
+        "lora_te",
+        "unet.",
+        "text_encoder.",
+        "base_model.model.",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+    {
+        return Classified::Unread("a part of a kind (or a naming) not known here");
     }
     Classified::Other
 }

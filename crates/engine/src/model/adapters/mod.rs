@@ -25,7 +25,29 @@ use slots::SlotRegistry;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraRef {
     pub path: PathBuf,
+    /// The text encoder's weight, and the UNet's unless `unet_weight` says otherwise.
     pub weight: f32,
+    /// AUTOMATIC1111's `<lora:NAME:TE:UNET>`: the UNet's own weight.
+    pub unet_weight: Option<f32>,
+}
+
+impl LoraRef {
+    /// `path` at `weight` on both networks.
+    pub fn new(path: PathBuf, weight: f32) -> Self {
+        Self {
+            path,
+            weight,
+            unet_weight: None,
+        }
+    }
+
+    /// The weight for `net`.
+    fn weight_for(&self, net: Net) -> f32 {
+        match net {
+            Net::Unet => self.unet_weight.unwrap_or(self.weight),
+            Net::Text => self.weight,
+        }
+    }
 }
 
 /// Most LoRAs one job applies at once.
@@ -97,14 +119,19 @@ impl Adapters {
                 loras.len()
             )));
         }
+        let bad = |w: f32| !w.is_finite() || w.abs() > MAX_LORA_WEIGHT;
         if let Some(l) = loras
             .iter()
-            .find(|l| !l.weight.is_finite() || l.weight.abs() > MAX_LORA_WEIGHT)
+            .find(|l| bad(l.weight) || l.unet_weight.is_some_and(bad))
         {
             return Err(EngineError::InvalidParams(format!(
                 "LoRA {}: weight {} (at most ±{MAX_LORA_WEIGHT})",
                 l.path.display(),
-                l.weight
+                if bad(l.weight) {
+                    l.weight
+                } else {
+                    l.unet_weight.unwrap_or(l.weight)
+                }
             )));
         }
         Ok(())
@@ -164,7 +191,7 @@ impl Adapters {
                     continue;
                 };
                 let change = file.change(key, target.base.dims())?;
-                let scaled = (change * l.weight as f64).map_err(internal)?;
+                let scaled = (change * l.weight_for(*net) as f64).map_err(internal)?;
                 let key = (*net, name);
                 let sum = match deltas.remove(&key) {
                     Some(d) => (d + scaled).map_err(internal)?,
