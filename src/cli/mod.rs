@@ -6,6 +6,7 @@ mod grid;
 mod info;
 mod models;
 mod progress;
+mod serve;
 mod sheet;
 
 use clap::{Parser, Subcommand};
@@ -40,11 +41,13 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Generate a sweep (seeds, CFG, steps, samplers, …) as one labelled grid PNG.
     Grid(grid::GridArgs),
-    /// Print the generation parameters of a PNG (Pentimento, AUTOMATIC1111, Forge, Krita AI
-    /// Diffusion, InvokeAI, ComfyUI).
+    /// Print the generation parameters of an image (PNG, JPEG, WebP; Pentimento, AUTOMATIC1111,
+    /// Forge, Krita AI Diffusion, InvokeAI, ComfyUI, NovelAI, Fooocus).
     Info(info::InfoArgs),
     /// List the sampler names `--sampler` accepts.
     Samplers,
+    /// Serve AUTOMATIC1111's HTTP API (`/sdapi/v1`) on this machine's engine.
+    Serve(serve::ServeArgs),
     /// Model files: inspect what a file is.
     Models {
         #[command(subcommand)]
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::run_bench(args),
         Some(Command::Models { command }) => models::run(command),
         Some(Command::Info(args)) => info::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Samplers) => {
             for kind in pentimento::engine::sampler::SamplerKind::all() {
                 println!("{}", kind.name());

@@ -17,3 +17,4 @@ mod hub;
 mod inpaint;
 mod library;
 mod png_params;
+mod server;

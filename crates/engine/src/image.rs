@@ -49,6 +49,22 @@ pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
     RgbImage::new(w as usize, h as usize, decoded.into_raw())
 }
 
+/// An image in memory (PNG, JPEG, WebP, by its content) decoded to RGB within the same limits
+/// as [`read_image_file`].
+pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
+    let bad = |message: String| EngineError::InvalidParams(format!("image: {message}"));
+    let mut reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?;
+    reader.limits(decode_limits());
+    if reader.format().is_none() {
+        return Err(bad("not PNG, JPEG or WebP".into()));
+    }
+    let decoded = reader.decode().map_err(|e| bad(e.to_string()))?.to_rgb8();
+    let (w, h) = decoded.dimensions();
+    RgbImage::new(w as usize, h as usize, decoded.into_raw())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
     pub width: usize,

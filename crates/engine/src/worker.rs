@@ -155,6 +155,11 @@ impl Worker {
         self.cancelled.fetch_max(id, Ordering::SeqCst);
     }
 
+    /// The event channel itself, for a caller that waits on it from its own thread.
+    pub fn events(&self) -> Receiver<Event> {
+        self.events.clone()
+    }
+
     /// Events that have arrived, without waiting.
     pub fn poll(&self) -> Vec<Event> {
         self.events.try_iter().collect()

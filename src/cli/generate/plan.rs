@@ -302,7 +302,7 @@ pub fn batch_path(out: &std::path::Path, i: usize, count: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{}.{ext}", i + 1))
 }
 
-fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
+pub fn open_device(arg: DeviceArg) -> anyhow::Result<Device> {
     use pentimento::engine::device::DeviceKind;
     let kind = match arg {
         DeviceArg::Cpu => DeviceKind::Cpu,

@@ -328,6 +328,13 @@ pub fn write_png(path: &Path, image: &RgbImage, record: &ImageRecord) -> std::io
     crate::atomic_file::write_with(path, |out| encode_png(out, image, record))
 }
 
+/// The PNG [`write_png`] writes, in memory.
+pub fn png_bytes(image: &RgbImage, record: &ImageRecord) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![];
+    encode_png(&mut out, image, record)?;
+    Ok(out)
+}
+
 fn encode_png(
     out: &mut impl std::io::Write,
     image: &RgbImage,
