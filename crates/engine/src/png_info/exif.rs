@@ -235,11 +235,17 @@ pub fn jpeg_with_text(encoded: &[u8], text: &str) -> std::io::Result<Vec<u8>> {
     if !is_jpeg(encoded) {
         return Err(std::io::Error::other("the encoder did not write a JPEG"));
     }
-    let mut out = encoded[..2].to_vec();
+    // After the JFIF APP0 segment when there is one: strict JFIF readers expect it first.
+    let at = match encoded.get(2..6) {
+        Some([0xff, 0xe0, hi, lo]) => 4 + u16::from_be_bytes([*hi, *lo]) as usize,
+        _ => 2,
+    }
+    .min(encoded.len());
+    let mut out = encoded[..at].to_vec();
     out.extend_from_slice(&[0xff, 0xe1]);
     out.extend_from_slice(&(len as u16).to_be_bytes());
     out.extend_from_slice(&segment);
-    out.extend_from_slice(&encoded[2..]);
+    out.extend_from_slice(&encoded[at..]);
     Ok(out)
 }
 
@@ -299,6 +305,8 @@ mod tests {
     fn jpeg_and_webp_round_trip_and_still_decode() {
         let out = jpeg_with_text(&jpeg(), TEXT).unwrap();
         assert_eq!(text(&out).as_deref(), Some(TEXT));
+        // JFIF's APP0 stays first.
+        assert_eq!(&out[2..4], &[0xff, 0xe0]);
         let decoded = image::load_from_memory(&out).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (16, 8));
         let img = image::RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
