@@ -144,7 +144,7 @@ impl Common {
             })?;
         let seed = |s: i64| -> Result<u64, BadRequest> {
             match s {
-                -1 => Ok(random_seed()),
+                -1 => Ok(crate::engine::params::random_seed()),
                 s if s >= 0 => Ok(s as u64),
                 s => Err(bad(format!(
                     "seed {s}: -1 (random) or a non-negative number"
@@ -357,16 +357,4 @@ pub fn samplers() -> Value {
 
 fn sampler_names() -> String {
     crate::engine::sampler::SamplerKind::known_names()
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() % 4_294_967_296
 }

@@ -286,8 +286,8 @@ pub fn show(ui: &mut egui::Ui, live: &mut Live, working: bool) -> LiveAction {
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
-                .small_button("Off")
-                .on_hover_text("turn live mode off")
+                .small_button("Turn off")
+                .on_hover_text("stop regenerating after each stroke")
                 .clicked()
             {
                 action = LiveAction::TurnOff;

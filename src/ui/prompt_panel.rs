@@ -102,7 +102,7 @@ impl PromptPanel {
                         .on_hover_text("Roll a random seed")
                         .clicked()
                     {
-                        p.seed = random_seed();
+                        p.seed = crate::engine::params::random_seed();
                     }
                     if ui.button("+1").on_hover_text("Next seed").clicked() {
                         p.seed = p.seed.wrapping_add(1);
@@ -283,7 +283,7 @@ impl PromptPanel {
     /// The parameters of the next job: a new seed unless locked.
     pub fn next_params(&mut self) -> GenerationParams {
         if !self.seed_locked {
-            self.params.seed = random_seed();
+            self.params.seed = crate::engine::params::random_seed();
         }
         self.params.clone()
     }
@@ -297,16 +297,4 @@ fn masked_content_label(c: MaskedContent) -> &'static str {
         MaskedContent::LatentNoise => "latent noise",
         MaskedContent::LatentNothing => "latent nothing",
     }
-}
-
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() % 4_294_967_296
 }

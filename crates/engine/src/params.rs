@@ -207,3 +207,16 @@ fn validate_prompt(what: &str, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A seed chosen at random, in AUTOMATIC1111's range (32 bits), for "-1" and unlocked seeds.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() % 4_294_967_296
+}
