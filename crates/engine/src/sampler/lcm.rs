@@ -64,14 +64,6 @@ impl Sampler for Lcm {
         &self.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, x: &Tensor, _i: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
     fn step(
         &mut self,
         model_output: &Tensor,

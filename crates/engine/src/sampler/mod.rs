@@ -37,11 +37,17 @@ pub trait Sampler: Send {
         1
     }
 
-    /// The standard deviation of the initial noise.
-    fn init_noise_sigma(&self) -> f64;
+    /// The standard deviation of the initial noise: 1 in the ᾱ formulation (DDIM, DPM++,
+    /// PNDM, UniPC, LCM, TCD, DDPM); the σ samplers start at their largest σ.
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
 
-    /// What the model sees at call `i`.
-    fn scale_model_input(&self, x: &Tensor, i: usize) -> Result<Tensor>;
+    /// What the model sees at call `i`: the latents as they are in the ᾱ formulation; the σ
+    /// samplers scale them by 1/√(σ² + 1).
+    fn scale_model_input(&self, x: &Tensor, _i: usize) -> Result<Tensor> {
+        Ok(x.clone())
+    }
 
     /// Advances `x` past call `i` given the model's output there. Samplers that add fresh noise
     /// draw it from `rng`, in diffusers' order.

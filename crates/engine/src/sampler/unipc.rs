@@ -121,14 +121,6 @@ impl Sampler for UniPc {
         Some(&self.s.sigmas)
     }
 
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, x: &Tensor, _i: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
     fn step(
         &mut self,
         model_output: &Tensor,
