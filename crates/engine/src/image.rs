@@ -24,45 +24,47 @@ pub fn decode_limits() -> ::image::Limits {
 /// Reads an image file of any format the `image` crate knows, chosen by its content (a JPEG
 /// named `.png` opens), flattened to RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_DECODE_BYTES`].
 pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
-    let bad = |message: String| EngineError::BadImage {
-        path: path.to_path_buf(),
-        message,
-    };
-    let file = crate::regular_file::open(path).map_err(|source| EngineError::Io {
+    let io = |source| EngineError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let mut reader = ::image::ImageReader::new(std::io::BufReader::new(file))
+    };
+    let file = crate::regular_file::open(path).map_err(io)?;
+    let reader = ::image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
-        .map_err(|source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    reader.limits(decode_limits());
-    if reader.format().is_none() {
-        return Err(bad(
-            "not an image format this app reads (PNG, JPEG, WebP)".into()
-        ));
-    }
-    let decoded = reader.decode().map_err(|e| bad(e.to_string()))?.to_rgb8();
-    let (w, h) = decoded.dimensions();
-    RgbImage::new(w as usize, h as usize, decoded.into_raw())
+        .map_err(io)?;
+    let decoded = decode_guessed(reader).map_err(|message| EngineError::BadImage {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    RgbImage::from_decoded(decoded)
 }
 
 /// An image in memory (PNG, JPEG, WebP, by its content) decoded to RGB within the same limits
 /// as [`read_image_file`].
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
-    let bad = |message: String| EngineError::InvalidParams(format!("image: {message}"));
-    let mut reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
+    RgbImage::from_decoded(
+        decode_bytes(bytes).map_err(|m| EngineError::InvalidParams(format!("image: {m}")))?,
+    )
+}
+
+/// An image in memory decoded as it is (alpha kept), within the limits.
+pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<::image::DynamicImage, String> {
+    let reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
+    decode_guessed(reader)
+}
+
+/// Decodes what a reader whose format was guessed from its content holds, within
+/// [`decode_limits`]: the decoding behind the three functions above.
+fn decode_guessed<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ::image::ImageReader<R>,
+) -> std::result::Result<::image::DynamicImage, String> {
     reader.limits(decode_limits());
     if reader.format().is_none() {
-        return Err(bad("not PNG, JPEG or WebP".into()));
+        return Err("not an image format this app reads (PNG, JPEG, WebP)".into());
     }
-    let decoded = reader.decode().map_err(|e| bad(e.to_string()))?.to_rgb8();
-    let (w, h) = decoded.dimensions();
-    RgbImage::new(w as usize, h as usize, decoded.into_raw())
+    reader.decode().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,12 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
+    fn from_decoded(decoded: ::image::DynamicImage) -> Result<Self> {
+        let decoded = decoded.to_rgb8();
+        let (w, h) = decoded.dimensions();
+        RgbImage::new(w as usize, h as usize, decoded.into_raw())
+    }
+
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
         if pixels.len() != width * height * 3 {
             return Err(EngineError::InvalidParams(format!(

@@ -577,11 +577,7 @@ fn from_text(text: &str, carrier: Carrier) -> Option<PngInfo> {
 /// Parameters hidden in the pixels (only looked for when the file has no text): the image is
 /// decoded within the usual limits.
 fn hidden_bits(bytes: &[u8]) -> Option<PngInfo> {
-    let mut reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?;
-    reader.limits(crate::image::decode_limits());
-    let decoded = reader.decode().ok()?;
+    let decoded = crate::image::decode_bytes(bytes).ok()?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let text = if decoded.color().has_alpha() {
         stealth::read(decoded.to_rgba8().as_raw(), w, h, true)
