@@ -131,22 +131,23 @@ impl Engine {
             }
         }
         let mut images = vec![];
-        let mut ids = receivers.iter().map(|(id, _)| *id).collect::<Vec<_>>();
-        for (_, rx) in receivers {
+        let last = receivers.last().map(|(id, _)| *id);
+        for (id, rx) in receivers {
             let outcome = rx
                 .await
                 .unwrap_or(Outcome::Failed("the engine stopped".into()));
-            ids.remove(0);
+            // The request's jobs after this one: cancelling up to the last leaves others'.
+            let later = last.filter(|&l| l > id);
             match outcome {
                 Outcome::Done(mut results) => images.append(&mut results),
                 // An interrupt ends the request with what was made, as AUTOMATIC1111's does;
                 // the request's later jobs are dropped.
                 Outcome::Cancelled => {
-                    self.cancel_all(&ids);
+                    self.cancel_up_to(later);
                     break;
                 }
                 Outcome::Failed(message) => {
-                    self.cancel_all(&ids);
+                    self.cancel_up_to(later);
                     return Err(message);
                 }
             }
@@ -154,9 +155,9 @@ impl Engine {
         Ok(images)
     }
 
-    fn cancel_all(&self, ids: &[JobId]) {
-        if let Some(last) = ids.last() {
-            lock(&self.worker).cancel(*last);
+    fn cancel_up_to(&self, id: Option<JobId>) {
+        if let Some(id) = id {
+            lock(&self.worker).cancel(id);
         }
     }
 

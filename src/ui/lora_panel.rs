@@ -43,9 +43,8 @@ impl LoraPanel {
         };
         self.files = Some(sorted(find::lora_files(&self.folders)));
         let embedding_dirs = crate::library::adapter_dirs::embedding_dirs(&[], library);
-        self.embeddings = sorted(find::files_under(
+        self.embeddings = sorted(crate::engine::model::adapters::embedding::embedding_files(
             &embedding_dirs,
-            &["pt", "bin", "safetensors"],
         ));
         self.cards.clear();
     }

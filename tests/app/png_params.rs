@@ -45,6 +45,25 @@ fn generate(d: &Path, out: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// `generate --params-from FROM` with `extra` options, written to `d/out`; it must succeed.
+fn rerun(d: &Path, from: &Path, out: &str, extra: &[&str]) -> PathBuf {
+    let model = fixture("tiny-sd15.safetensors");
+    let out = d.join(out);
+    let mut args = vec![
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--params-from",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = cli_env(&args, &d.join("cache"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 fn info_json(d: &Path, file: &Path) -> serde_json::Value {
     let o = cli_env(
         &["info", "--json", file.to_str().unwrap()],
@@ -92,38 +111,9 @@ fn written_parameters_read_back_and_rerun() {
         let cache = std::fs::read_to_string(d.join("cache/model-hashes.json")).unwrap();
         assert!(cache.contains(&hash), "the hash is cached");
 
-        let again = d.join("again.png");
-        let model = fixture("tiny-sd15.safetensors");
-        let o = cli_env(
-            &[
-                "generate",
-                "--model",
-                model.to_str().unwrap(),
-                "--params-from",
-                out.to_str().unwrap(),
-                "--out",
-                again.to_str().unwrap(),
-            ],
-            &d.join("cache"),
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let again = rerun(&d, &out, "again.png", &[]);
         assert_eq!(pixels(&again), pixels(&out));
-        let other = d.join("other.png");
-        let o = cli_env(
-            &[
-                "generate",
-                "--model",
-                model.to_str().unwrap(),
-                "--params-from",
-                out.to_str().unwrap(),
-                "--seed",
-                "78",
-                "--out",
-                other.to_str().unwrap(),
-            ],
-            &d.join("cache"),
-        );
-        assert!(o.status.success());
+        let other = rerun(&d, &out, "other.png", &["--seed", "78"]);
         assert_ne!(pixels(&other), pixels(&out));
         assert_eq!(info_json(&d, &other)["parameters"]["Seed"], "78");
     }
@@ -418,28 +408,12 @@ fn other_tools_files_parse() {
     assert_eq!(v["model"], "dreamshaper_8.safetensors");
     assert_eq!(v["sampler"], "DPM++ 2M Karras");
     // A rerun from an AUTOMATIC1111 file takes its settings.
-    let out = d.join("rerun.png");
-    let model = fixture("tiny-sd15.safetensors");
-    let src = d.join("a1111.png");
-    let o = cli_env(
-        &[
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--params-from",
-            src.to_str().unwrap(),
-            "--width",
-            "64",
-            "--height",
-            "64",
-            "--steps",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &d.join("cache"),
+    let out = rerun(
+        &d,
+        &d.join("a1111.png"),
+        "rerun.png",
+        &["--width", "64", "--height", "64", "--steps", "2"],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = info_json(&d, &out);
     assert_eq!(v["parameters"]["Sampler"], "DPM++ 2M");
     assert_eq!(v["parameters"]["Schedule type"], "Karras");
@@ -505,21 +479,7 @@ fn jpeg_webp_and_hidden_parameters() {
             assert_eq!(pixels(&out), pixels(&png));
         }
         // Run again from it: the same picture as the PNG's.
-        let again = d.join(format!("again-{ext}.png"));
-        let model = fixture("tiny-sd15.safetensors");
-        let o = cli_env(
-            &[
-                "generate",
-                "--model",
-                model.to_str().unwrap(),
-                "--params-from",
-                out.to_str().unwrap(),
-                "--out",
-                again.to_str().unwrap(),
-            ],
-            &d.join("cache"),
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let again = rerun(&d, &out, &format!("again-{ext}.png"), &[]);
         assert_eq!(pixels(&again), pixels(&png), "{ext}");
     }
     // A batch keeps the extension.

@@ -104,7 +104,12 @@ impl<'a> Tiff<'a> {
     }
 
     fn u32(&self, at: usize) -> Option<u32> {
-        let b: [u8; 4] = self.data.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        self.u32_of(self.data.get(at..at.checked_add(4)?)?)
+    }
+
+    /// The first four bytes of `bytes` as a number in this block's byte order.
+    fn u32_of(&self, bytes: &[u8]) -> Option<u32> {
+        let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
         Some(if self.big_endian {
             u32::from_be_bytes(b)
         } else {
@@ -150,15 +155,8 @@ fn tiff_text(data: &[u8]) -> Option<String> {
     let ifd0 = tiff.u32(4)? as usize;
     let from_exif_ifd = tiff
         .value(ifd0, TAG_EXIF_IFD)
-        .and_then(|v| {
-            let b: [u8; 4] = v.get(..4)?.try_into().ok()?;
-            Some(if big_endian {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            } as usize)
-        })
-        .and_then(|exif| tiff.value(exif, TAG_USER_COMMENT))
+        .and_then(|v| tiff.u32_of(v))
+        .and_then(|exif| tiff.value(exif as usize, TAG_USER_COMMENT))
         .and_then(user_comment);
     from_exif_ifd.or_else(|| {
         tiff.value(ifd0, TAG_IMAGE_DESCRIPTION)

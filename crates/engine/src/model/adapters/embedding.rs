@@ -92,12 +92,17 @@ impl Embedding {
     }
 }
 
+/// Every embedding file under `dirs` (bounded), as (word, path): `.pt`, `.bin`, `.safetensors`.
+pub fn embedding_files(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    super::find::files_under(dirs, &["pt", "bin", "safetensors"])
+}
+
 /// The embeddings under `dirs` whose names appear in `prompts` as words (case-insensitive, as
 /// AUTOMATIC1111 matches them through the tokenizer, which lowercases).
 pub fn embeddings_in(prompts: &[&str], dirs: &[PathBuf]) -> Vec<EmbeddingRef> {
     let text: Vec<String> = prompts.iter().map(|p| p.to_lowercase()).collect();
     let mut out: Vec<EmbeddingRef> = vec![];
-    for (name, path) in super::find::files_under(dirs, &["pt", "bin", "safetensors"]) {
+    for (name, path) in embedding_files(dirs) {
         let lower = name.to_lowercase();
         let used = text.iter().any(|t| contains_word(t, &lower));
         if used && !out.iter().any(|e| e.name.to_lowercase() == lower) {
