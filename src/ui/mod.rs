@@ -253,12 +253,11 @@ impl PentimentoApp {
             return;
         }
         self.doc.discard();
-        // An opened PNG keeps the record it carries, for Save.
-        let record = crate::png_info::read_png_file(path)
-            .ok()
-            .and_then(|b| crate::png_info::parse_image(&b))
-            .and_then(|info| info.record);
-        self.doc.replace_image(&image, record);
+        // Read once (without text, looking for hidden parameters decodes the pixels again):
+        // the record it carries is kept for Save, its parameters fill the panel.
+        let info = image_info(path);
+        self.doc
+            .replace_image(&image, info.as_ref().and_then(|i| i.record.clone()));
         self.file_revisions = self.doc_revisions();
         self.canvas.fit_pending = true;
         self.status = format!(
@@ -267,8 +266,8 @@ impl PentimentoApp {
             image.width,
             image.height
         );
-        // An image that carries parameters fills the panel.
-        if let Some(notes) = self.fill_params_from(path) {
+        if let Some(info) = info {
+            let notes = self.fill_params(info);
             self.status.push_str(", parameters filled in");
             self.status.push_str(&notes_text(&notes));
         }
@@ -296,16 +295,18 @@ impl PentimentoApp {
     /// Forge, Krita, InvokeAI, ComfyUI, NovelAI, Fooocus; PNG, JPEG or WebP), keeping the current
     /// image. `None` when it has none; else what could not be carried over.
     pub fn fill_params_from(&mut self, path: &Path) -> Option<Vec<String>> {
-        let info = crate::png_info::read_png_file(path)
-            .ok()
-            .and_then(|b| crate::png_info::parse_image(&b))?;
+        image_info(path).map(|info| self.fill_params(info))
+    }
+
+    /// Fills the prompt panel from `info`; returns what could not be carried over.
+    fn fill_params(&mut self, info: crate::png_info::PngInfo) -> Vec<String> {
         self.panel.params = match &info.record {
             Some(r) => r.params.clone(),
             None => info.apply_to(&self.panel.params),
         };
         // The seed came from the file: keep it for the next Generate.
         self.panel.seed_locked = true;
-        Some(info.not_carried_over(&self.panel.params))
+        info.not_carried_over(&self.panel.params)
     }
 
     /// A dropped file: on the prompt panel, a PNG's parameters fill the panel and the canvas is
@@ -900,6 +901,13 @@ impl eframe::App for PentimentoApp {
             ctx.request_repaint();
         }
     }
+}
+
+/// The generation parameters the image file at `path` carries, if any.
+fn image_info(path: &Path) -> Option<crate::png_info::PngInfo> {
+    crate::png_info::read_png_file(path)
+        .ok()
+        .and_then(|b| crate::png_info::parse_image(&b))
 }
 
 /// What could not be carried over from another tool's parameters, for the status bar.
