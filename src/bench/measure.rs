@@ -240,11 +240,16 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             scale: params.cfg_scale,
             dtype: opts.dtype,
             conditioning: None,
+            controls: vec![],
         };
         let x = noise(&[1, 4, latent, latent], 1)?;
         let runs = time(dev, opts.iters, true, || {
             denoiser
-                .predict(&x, 500.0)
+                .predict(
+                    &x,
+                    500.0,
+                    crate::engine::control::CallIndex { call: 0, calls: 1 },
+                )
                 .map(|_| ())
                 .map_err(tensor("UNet"))
         })?;

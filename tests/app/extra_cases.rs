@@ -40,6 +40,19 @@ struct Case {
     /// diffusers' `timestep_spacing` given to the scheduler in place of the config's.
     #[serde(default)]
     timestep_spacing: Option<String>,
+    /// ControlNets (fixture paths) with their condition image, weight, step range and mode.
+    #[serde(default)]
+    controls: Vec<Control>,
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct Control {
+    model: String,
+    image: String,
+    weight: f64,
+    start: f64,
+    end: f64,
+    mode: String,
 }
 
 fn cases() -> Vec<Case> {
@@ -110,6 +123,22 @@ fn run(case: &Case, model: &Path, extra: &[&str]) -> Tensor {
     }
     if let Some(eta) = case.eta {
         args.extend(["--eta".into(), eta.to_string()]);
+    }
+    if !extra.contains(&"--control") {
+        for c in &case.controls {
+            args.extend([
+                "--control".into(),
+                format!(
+                    "none:{}:{}:{}:{}:{}:{}",
+                    fixture(&c.model).display(),
+                    fixture(&c.image).display(),
+                    c.weight,
+                    c.start,
+                    c.end,
+                    c.mode
+                ),
+            ]);
+        }
     }
     if let Some(image) = &case.image {
         args.extend(["--init-image".into(), fixture(image).display().to_string()]);
@@ -187,6 +216,7 @@ fn check_prompt(filter: impl Fn(&Case) -> bool, prompt: impl Fn(&Case) -> String
             loras: vec![],
             embeddings_dir: None,
             timestep_spacing: None,
+            controls: vec![],
             image: None,
             mask: None,
             config: None,
@@ -259,12 +289,18 @@ fn sd2_single_file_in_openclip_layout() {
 
 #[test]
 fn img2img_with_several_samplers() {
-    check(|c| c.key.contains(".img2img."), |c| fixture(&c.model));
+    check(
+        |c| c.key.contains(".img2img.") && c.controls.is_empty(),
+        |c| fixture(&c.model),
+    );
 }
 
 #[test]
 fn inpainting_unet_and_ordinary_models() {
-    check(|c| c.key.contains(".inpaint."), |c| fixture(&c.model));
+    check(
+        |c| c.key.contains(".inpaint.") && c.controls.is_empty(),
+        |c| fixture(&c.model),
+    );
 }
 
 /// The same weights under a sidecar YAML (16-wide heads, v) and through `--config` (4 heads,
@@ -519,4 +555,13 @@ fn trailing_spacing_in_few_steps_as_diffusers_samples() {
 #[test]
 fn tcd_in_few_steps_as_diffusers_samples() {
     check(|c| c.key.contains(".fewstep.TCD."), |c| fixture(&c.model));
+}
+
+/// ControlNets as diffusers' ControlNet pipelines apply them: a diffusers folder, an original
+/// single file (`control_model.*`) and an unprefixed `.pth` pickle; one and two at once, weights,
+/// step ranges, guess mode ("ControlNet is more important"), CFG 1, img2img, inpainting with an
+/// ordinary and a 9-channel UNet, SD 2.x (v).
+#[test]
+fn controlnets_as_diffusers_applies_them() {
+    check(|c| !c.controls.is_empty(), |c| fixture(&c.model));
 }

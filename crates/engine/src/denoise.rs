@@ -5,13 +5,15 @@ use std::ops::ControlFlow;
 
 use candle_core::{DType, Result, Tensor};
 
+use super::control::{ActiveControl, CallIndex, ControlInput};
 use super::model::unet::UNet;
 use super::rng::TorchRng;
 use super::sampler::Sampler;
 
-/// Predicts the model output (noise, or v) for latents `x` at timestep `t`.
+/// Predicts the model output (noise, or v) for latents `x` at timestep `t`, model call `at`
+/// of the job's calls.
 pub trait Denoiser {
-    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor>;
+    fn predict(&self, x: &Tensor, t: f64, at: CallIndex) -> Result<Tensor>;
 }
 
 /// The UNet under classifier-free guidance: `uncond + scale · (cond − uncond)`, evaluated as one
@@ -25,6 +27,8 @@ pub struct GuidedUNet<'a> {
     /// Extra input channels appended after the latents, batch 1: the mask and the masked
     /// image's latents of an inpainting UNet.
     pub conditioning: Option<Tensor>,
+    /// ControlNets steering the UNet.
+    pub controls: Vec<ActiveControl>,
 }
 
 impl GuidedUNet<'_> {
@@ -35,7 +39,7 @@ impl GuidedUNet<'_> {
 
 impl Denoiser for GuidedUNet<'_> {
     /// `x` may hold a batch of images; they share the prompt and the conditioning.
-    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+    fn predict(&self, x: &Tensor, t: f64, at: CallIndex) -> Result<Tensor> {
         let images = x.dim(0)?;
         let halves = self.context.dim(0)?;
         let per_image = |t: &Tensor| -> Result<Tensor> {
@@ -63,15 +67,30 @@ impl Denoiser for GuidedUNet<'_> {
                 Ok(t)
             }
         };
-        let mut input = repeat_for_guidance(x.clone())?;
-        if let Some(extra) = &self.conditioning {
-            let extra = repeat_for_guidance(per_image(extra)?)?;
-            input = Tensor::cat(&[&input, &extra], 1)?;
-        }
+        let latents = repeat_for_guidance(x.clone())?.to_dtype(self.dtype)?;
         let ts = Tensor::full(t as f32, halves * images, x.device())?;
+        let control = super::control::residuals(
+            &self.controls,
+            &ControlInput {
+                sample: &latents,
+                timesteps: &ts,
+                context: &context,
+                images,
+                guided: halves == 2,
+            },
+            at,
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let input = match &self.conditioning {
+            Some(extra) => {
+                let extra = repeat_for_guidance(per_image(extra)?)?.to_dtype(self.dtype)?;
+                Tensor::cat(&[&latents, &extra], 1)?
+            }
+            None => latents,
+        };
         let out = self
             .unet
-            .forward(&input.to_dtype(self.dtype)?, &ts, &context)?
+            .forward_controlled(&input, &ts, &context, control.as_ref())?
             .to_dtype(DType::F32)?;
         if halves == 2 {
             let uncond = out.narrow(0, 0, images)?;
@@ -104,7 +123,11 @@ pub fn sample(
     let total = timesteps.len().saturating_sub(start);
     for (i, &t) in timesteps.iter().enumerate().skip(start) {
         let input = sampler.scale_model_input(&x, i)?;
-        let output = denoiser.predict(&input, t)?;
+        let at = CallIndex {
+            call: i - start,
+            calls: total,
+        };
+        let output = denoiser.predict(&input, t, at)?;
         x = sampler.step(&output, i, &x, rng)?;
         if on_step(StepInfo {
             step: i + 1 - start,

@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 
 use candle_core::{DType, Tensor};
 
+use super::control::{JobControls, WorkingArea};
 use super::denoise::{GuidedUNet, StepInfo};
 use super::error::{ensure_finite, EngineError, Result, TensorContext};
 use super::image::RgbImage;
@@ -72,6 +73,7 @@ impl StableDiffusion {
         params: &GenerationParams,
         kind: SamplerKind,
         batch: usize,
+        controls: &JobControls,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<RgbImage>> {
         self.refuse_inpainting_model()?;
@@ -85,14 +87,9 @@ impl StableDiffusion {
             .context("initial noise")?;
         let noise = with_variation(params, noise)?;
         let x = (noise * sampler.init_noise_sigma()).context("initial noise")?;
-        self.sample_and_decode(
-            params,
-            kind,
-            context,
-            SampleStart::plain(x, 0),
-            &mut rng,
-            on_step,
-        )
+        let mut start = SampleStart::plain(x, 0);
+        start.controls = self.whole_image_controls(params, controls)?;
+        self.sample_and_decode(params, kind, context, start, &mut rng, on_step)
     }
 
     /// Image-to-image: the init image is encoded (sampling the VAE's latent distribution with
@@ -104,6 +101,7 @@ impl StableDiffusion {
         kind: SamplerKind,
         init: &RgbImage,
         batch: usize,
+        controls: &JobControls,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<RgbImage>> {
         self.refuse_inpainting_model()?;
@@ -128,13 +126,26 @@ impl StableDiffusion {
         let x = sampler
             .add_noise(&latents, &noise, start)
             .context("img2img noise")?;
-        self.sample_and_decode(
-            params,
-            kind,
-            context,
-            SampleStart::plain(x, start),
-            &mut rng,
-            on_step,
+        let mut start = SampleStart::plain(x, start);
+        start.controls = self.whole_image_controls(params, controls)?;
+        self.sample_and_decode(params, kind, context, start, &mut rng, on_step)
+    }
+
+    /// The job's ControlNets over the whole image at the job's size.
+    fn whole_image_controls(
+        &self,
+        params: &GenerationParams,
+        controls: &JobControls,
+    ) -> Result<Vec<crate::control::ActiveControl>> {
+        let size = (params.width, params.height);
+        controls.activate(
+            WorkingArea {
+                source: size,
+                crop: None,
+                size,
+            },
+            &self.device,
+            self.dtype,
         )
     }
 
@@ -158,6 +169,7 @@ impl StableDiffusion {
             scale: params.cfg_scale,
             dtype: self.dtype,
             conditioning: start.conditioning,
+            controls: start.controls,
         };
         let latents = repaint(
             &denoiser,
@@ -287,6 +299,8 @@ pub(crate) struct SampleStart {
     pub conditioning: Option<Tensor>,
     pub known: Option<KnownRegion>,
     pub resampling: Resampling,
+    /// ControlNets with their condition at the working size.
+    pub controls: Vec<crate::control::ActiveControl>,
 }
 
 impl SampleStart {
@@ -298,6 +312,7 @@ impl SampleStart {
             conditioning: None,
             known: None,
             resampling: Resampling::NONE,
+            controls: vec![],
         }
     }
 }

@@ -162,6 +162,16 @@ impl RgbImage {
             .context("image")
     }
 
+    /// `(1, 3, h, w)` in [0, 1], as diffusers prepares a ControlNet's condition image.
+    pub fn to_unit_tensor(&self, device: &Device) -> Result<Tensor> {
+        let data: Vec<f32> = self.pixels.iter().map(|&v| v as f32 / 255.0).collect();
+        Tensor::from_vec(data, (self.height, self.width, 3), device)
+            .and_then(|t| t.permute((2, 0, 1)))
+            .and_then(|t| t.unsqueeze(0))
+            .and_then(|t| t.contiguous())
+            .context("image")
+    }
+
     /// A decoded VAE output `(1, 3, h, w)` in [-1, 1], quantised as diffusers does:
     /// `round(clamp(x / 2 + 0.5, 0, 1) · 255)`.
     pub fn from_vae_output(t: &Tensor) -> Result<Self> {

@@ -6,6 +6,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use crate::control::{ControlUnit, JobControls};
 use crate::denoise::StepInfo;
 use crate::error::{EngineError, Result};
 use crate::image::RgbImage;
@@ -99,6 +100,8 @@ pub struct Job {
     pub loras: Vec<crate::model::adapters::LoraRef>,
     /// Textual-inversion embeddings its prompts name (see `adapters::embedding::embeddings_in`).
     pub embeddings: Vec<crate::model::adapters::embedding::EmbeddingRef>,
+    /// ControlNets steering the job, in order.
+    pub controls: Vec<ControlUnit>,
 }
 
 /// One finished image and its record: the parameters that reproduce it alone, the model, the
@@ -123,7 +126,12 @@ impl Job {
             batch: 1,
             loras: vec![],
             embeddings: vec![],
+            controls: vec![],
         }
+    }
+
+    pub fn with_controls(self, controls: Vec<ControlUnit>) -> Self {
+        Self { controls, ..self }
     }
 
     pub fn with_batch(self, batch: usize) -> Self {
@@ -159,6 +167,7 @@ impl Job {
     pub fn validate(&self) -> Result<SamplerKind> {
         let sampler = self.params.validate()?;
         crate::model::adapters::Adapters::validate(&self.loras)?;
+        crate::control::validate(&self.controls)?;
         if self.batch == 0 || self.batch > MAX_BATCH {
             return Err(EngineError::InvalidParams(format!(
                 "batch size {} is outside 1–{MAX_BATCH}",
@@ -268,13 +277,20 @@ impl StableDiffusion {
     ) -> Result<Vec<RgbImage>> {
         self.adapters.apply(&job.loras)?;
         self.adapters.use_embeddings(&job.embeddings)?;
+        let paths: Vec<_> = job.controls.iter().map(|c| c.model.clone()).collect();
+        let nets = self
+            .controlnets
+            .take(&paths, self.unet.config(), self.dtype, &self.device)?;
+        let controls = JobControls::new(&job.controls, nets);
         let (params, batch) = (&job.params, job.batch);
         match (&job.kind, canvas, job.kind.inpaint_options()) {
-            (JobKind::Txt2Img, ..) => self.txt2img(params, sampler, batch, on_step),
-            (JobKind::Img2Img { init }, ..) => self.img2img(params, sampler, init, batch, on_step),
-            (_, Some((image, mask)), Some(options)) => {
-                self.inpaint(params, sampler, image, mask, options, batch, on_step, paste)
+            (JobKind::Txt2Img, ..) => self.txt2img(params, sampler, batch, &controls, on_step),
+            (JobKind::Img2Img { init }, ..) => {
+                self.img2img(params, sampler, init, batch, &controls, on_step)
             }
+            (_, Some((image, mask)), Some(options)) => self.inpaint(
+                params, sampler, image, mask, options, batch, &controls, on_step, paste,
+            ),
             _ => Err(EngineError::InvalidParams(
                 "an inpainting job without its image and mask".into(),
             )),

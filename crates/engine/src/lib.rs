@@ -7,6 +7,7 @@
 //! thread for the app; `png_info` writes and reads the parameters PNGs carry.
 
 pub mod atomic_file;
+pub mod control;
 pub mod denoise;
 pub mod device;
 pub mod error;

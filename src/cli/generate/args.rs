@@ -129,6 +129,16 @@ pub struct GenerateArgs {
     /// folder's `embeddings` and those beside library model folders.
     #[arg(long = "embeddings-dir", value_name = "DIR")]
     pub embedding_dirs: Vec<PathBuf>,
+    /// A ControlNet: TYPE:MODEL:IMAGE[:WEIGHT[:START:END]][:MODE], repeatable (up to 4). TYPE
+    /// is the preprocessor run on IMAGE (`none` uses it as it is; `canny[=LOW,HIGH]`,
+    /// `scribble`, `invert`, `threshold[=T]`), MODEL a ControlNet file or diffusers folder,
+    /// START/END the fraction of the steps it acts in, MODE `balanced`, `prompt` or `control`
+    /// (which matters more, as AUTOMATIC1111's Control Mode).
+    #[arg(
+        long = "control",
+        value_name = "TYPE:MODEL:IMAGE[:W[:START:END]][:MODE]"
+    )]
+    pub controls: Vec<ControlArg>,
     /// Inpainting mask for --init-image, same size: white = regenerate, black = keep, grey = partly.
     #[arg(long)]
     pub mask: Option<PathBuf>,
@@ -227,6 +237,84 @@ impl std::str::FromStr for LoraArg {
         Ok(Self {
             path: s.into(),
             weight: 1.0,
+        })
+    }
+}
+
+/// `--control TYPE:MODEL:IMAGE[:WEIGHT[:START:END]][:MODE]`. Numbers and the mode are read from
+/// the end; a path holding `:` is split where both paths exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlArg {
+    pub module: pentimento::engine::control::Preprocessor,
+    pub model: PathBuf,
+    pub image: PathBuf,
+    pub weight: f64,
+    pub start: f64,
+    pub end: f64,
+    pub mode: pentimento::engine::control::ControlMode,
+}
+
+impl std::str::FromStr for ControlArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use pentimento::engine::control::{ControlMode, Preprocessor};
+        let usage = "give TYPE:MODEL:IMAGE[:WEIGHT[:START:END]][:MODE]";
+        let mut parts: Vec<&str> = s.split(':').collect();
+        if parts.len() < 3 {
+            return Err(format!("{s:?}: {usage}"));
+        }
+        let module = Preprocessor::parse(parts.remove(0))?;
+        let mode = match parts.last().and_then(|m| {
+            ControlMode::ALL
+                .into_iter()
+                .find(|x| x.cli_name().eq_ignore_ascii_case(m.trim()))
+        }) {
+            Some(m) => {
+                parts.pop();
+                m
+            }
+            None => ControlMode::Balanced,
+        };
+        // Trailing numbers, leaving at least a model and an image before them.
+        let numeric = parts
+            .iter()
+            .rev()
+            .take(3.min(parts.len().saturating_sub(2)))
+            .take_while(|p| p.trim().parse::<f64>().is_ok())
+            .count();
+        let n = parts.len();
+        let number = |i: usize| parts[i].trim().parse::<f64>().unwrap_or(f64::NAN);
+        let (weight, start, end) = match numeric {
+            0 => (1.0, 0.0, 1.0),
+            1 => (number(n - 1), 0.0, 1.0),
+            3 => (number(n - 3), number(n - 2), number(n - 1)),
+            _ => return Err(format!("{s:?}: give WEIGHT or WEIGHT:START:END")),
+        };
+        let used = numeric;
+        let paths = &parts[..parts.len() - used];
+        if paths.len() < 2 || paths.iter().any(|p| p.is_empty()) {
+            return Err(format!("{s:?}: {usage}"));
+        }
+        let split = if paths.len() == 2 {
+            1
+        } else {
+            // Paths holding ':' (Windows drives): the split where both exist.
+            (1..paths.len())
+                .find(|&k| {
+                    std::path::Path::new(&paths[..k].join(":")).exists()
+                        && std::path::Path::new(&paths[k..].join(":")).exists()
+                })
+                .ok_or_else(|| format!("{s:?}: cannot tell the model from the image; {usage}"))?
+        };
+        Ok(Self {
+            module,
+            model: paths[..split].join(":").into(),
+            image: paths[split..].join(":").into(),
+            weight,
+            start,
+            end,
+            mode,
         })
     }
 }

@@ -192,12 +192,14 @@ impl Plan {
         let job = Job::new(kind, params)
             .with_batch(args.batch_size)
             .with_loras(loras)
-            .with_embeddings(embeddings);
+            .with_embeddings(embeddings)
+            .with_controls(job_controls(&args.controls)?);
         job.validate()?;
         let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()
             .flatten()
             .map(PathBuf::as_path)
+            .chain(args.controls.iter().map(|c| c.image.as_path()))
             .collect();
         check_output(&args.out, &inputs, args.batch_count * job.batch)?;
         Ok(Self {
@@ -206,6 +208,30 @@ impl Plan {
             out: args.out.clone(),
         })
     }
+}
+
+/// Each `--control`: its model must exist; its image is read and run through its preprocessor.
+fn job_controls(
+    args: &[super::args::ControlArg],
+) -> anyhow::Result<Vec<pentimento::engine::control::ControlUnit>> {
+    args.iter()
+        .map(|c| {
+            if !c.model.exists() {
+                bail!("--control: no ControlNet at {}", c.model.display());
+            }
+            let image = load_image(&c.image)
+                .with_context(|| format!("--control image {}", c.image.display()))?;
+            Ok(pentimento::engine::control::ControlUnit {
+                model: c.model.clone(),
+                image: Arc::new(c.module.apply(&image)),
+                module: c.module,
+                weight: c.weight,
+                start: c.start,
+                end: c.end,
+                mode: c.mode,
+            })
+        })
+        .collect()
 }
 
 /// The job's LoRAs: each `--lora` (which must exist), then those the prompt names, then those

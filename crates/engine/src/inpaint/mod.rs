@@ -13,6 +13,7 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 
 use self::repaint::{KnownRegion, Resampling};
+use super::control::{ActiveControl, JobControls, WorkingArea};
 use super::denoise::StepInfo;
 use super::error::{EngineError, Result, TensorContext};
 use super::generate::{img2img_start, SampleStart};
@@ -116,6 +117,7 @@ impl StableDiffusion {
         mask: &Mask,
         opts: &InpaintOptions,
         batch: usize,
+        controls: &JobControls,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
         paste: bool,
     ) -> Result<Vec<RgbImage>> {
@@ -142,6 +144,15 @@ impl StableDiffusion {
         };
         let crop_image = image.crop(region).resized(w, h);
         let crop_mask = resize_mask(&mask.crop(region), w, h);
+        let controls = controls.activate(
+            WorkingArea {
+                source: (image.width, image.height),
+                crop: Some(region),
+                size: (w, h),
+            },
+            &self.device,
+            self.dtype,
+        )?;
         let generated = self.inpaint_at_model_size(
             params,
             kind,
@@ -149,6 +160,7 @@ impl StableDiffusion {
             &crop_mask,
             opts,
             batch,
+            controls,
             on_step,
         )?;
         if !paste {
@@ -172,6 +184,7 @@ impl StableDiffusion {
         mask: &Mask,
         opts: &InpaintOptions,
         batch: usize,
+        controls: Vec<ActiveControl>,
         on_step: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Vec<RgbImage>> {
         let settings = self.sampler_settings(params);
@@ -300,6 +313,7 @@ impl StableDiffusion {
             conditioning,
             known,
             resampling: opts.resampling,
+            controls,
         };
         self.sample_and_decode(params, kind, context, start, &mut rng, on_step)
     }

@@ -109,7 +109,11 @@ pub fn repaint(
         match action {
             Action::Call(i) => {
                 let input = sampler.scale_model_input(&x, i)?;
-                let output = denoiser.predict(&input, timesteps[i])?;
+                let at = crate::control::CallIndex {
+                    call: i - start,
+                    calls: calls - start,
+                };
+                let output = denoiser.predict(&input, timesteps[i], at)?;
                 x = sampler.step(&output, i, &x, rng)?;
                 if let Some(known) = known {
                     // The last step lands on clean latents, as in diffusers.

@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod checkpoint;
+pub mod controlnets;
 pub mod kernels;
 pub mod nets;
 
@@ -12,7 +13,7 @@ pub use checkpoint::{
 };
 pub use kernels::{attention, conv, geglu, linear, norm, tiling};
 pub(crate) use kernels::{cpu_storage, fast_math, matmul, winograd};
-pub use nets::{blocks, clip, config, taesd, transformer, unet, vae, vae_fallback};
+pub use nets::{blocks, clip, config, controlnet, taesd, transformer, unet, vae, vae_fallback};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +143,8 @@ pub struct StableDiffusion {
     pub vae_fallback: vae_fallback::VaeFallback,
     /// The layers LoRAs change, and the LoRAs applied now.
     pub adapters: adapters::Adapters,
+    /// The ControlNets the last job used.
+    pub controlnets: controlnets::ControlNets,
 }
 
 impl StableDiffusion {
@@ -167,6 +170,7 @@ impl StableDiffusion {
             vae_tiling: tiling::Tiling::default(),
             vae_fallback,
             adapters: adapters::Adapters::default(),
+            controlnets: controlnets::ControlNets::default(),
         }
     }
 

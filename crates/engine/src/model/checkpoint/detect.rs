@@ -306,7 +306,7 @@ fn shape<'a>(w: &'a WeightFile, name: &str) -> Result<&'a [usize], String> {
 
 /// Size `i` of tensor `name`, which must have exactly `rank` dimensions: a damaged or foreign
 /// file with a tensor of another rank under a known name is refused, not indexed blindly.
-fn dim(w: &WeightFile, name: &str, rank: usize, i: usize) -> Result<usize, String> {
+pub(crate) fn dim(w: &WeightFile, name: &str, rank: usize, i: usize) -> Result<usize, String> {
     let s = shape(w, name)?;
     if s.len() != rank {
         return Err(format!(
@@ -329,7 +329,7 @@ fn text_heads(width: usize) -> usize {
     }
 }
 
-fn count(w: &WeightFile, prefix: &str, suffix: &str) -> usize {
+pub(crate) fn count(w: &WeightFile, prefix: &str, suffix: &str) -> usize {
     (0..)
         .take_while(|i| w.contains(&format!("{prefix}{i}{suffix}")))
         .count()
@@ -401,9 +401,28 @@ fn detect_text(w: &WeightFile) -> Result<(ClipConfig, ClipLayout, String), Strin
 }
 
 fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
-    let p = UNET_PREFIX;
+    detect_unet_at(w, UNET_PREFIX, family, UNetHalves::Both)
+}
+
+/// Whether a file holds a whole UNet or only its encoder (a ControlNet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UNetHalves {
+    Both,
+    EncoderOnly,
+}
+
+/// The shape of an LDM UNet (or its encoder) whose tensors are named under `p`.
+pub fn detect_unet_at(
+    w: &WeightFile,
+    p: &str,
+    family: Family,
+    halves: UNetHalves,
+) -> Result<UNetConfig, String> {
     let in_channels = dim(w, &format!("{p}input_blocks.0.0.weight"), 4, 1)?;
-    let out_channels = dim(w, &format!("{p}out.2.weight"), 4, 0)?;
+    let out_channels = match halves {
+        UNetHalves::Both => dim(w, &format!("{p}out.2.weight"), 4, 0)?,
+        UNetHalves::EncoderOnly => in_channels,
+    };
 
     // Walk the input blocks: resnets until a downsampler closes each level.
     let mut levels: Vec<(usize, bool)> = vec![];
@@ -438,9 +457,12 @@ fn detect_unet(w: &WeightFile, family: Family) -> Result<UNetConfig, String> {
     let block_out_channels: Vec<usize> = levels.iter().map(|l| l.0).collect();
     let down_attention: Vec<bool> = levels.iter().map(|l| l.1).collect();
     let per = layers_per_block + 1;
-    let up_attention = (0..levels.len())
-        .map(|i| w.contains(&format!("{p}output_blocks.{}.1.proj_in.weight", i * per)))
-        .collect();
+    let up_attention = match halves {
+        UNetHalves::Both => (0..levels.len())
+            .map(|i| w.contains(&format!("{p}output_blocks.{}.1.proj_in.weight", i * per)))
+            .collect(),
+        UNetHalves::EncoderOnly => down_attention.iter().rev().copied().collect(),
+    };
 
     let (attn_block, _) = (1..n)
         .map(|k| (k, format!("{p}input_blocks.{k}.1.")))

@@ -103,7 +103,9 @@ struct RawUNet {
     out_channels: usize,
     block_out_channels: Vec<usize>,
     down_block_types: Vec<String>,
-    up_block_types: Vec<String>,
+    /// Absent in a ControlNet's config (it has no up levels).
+    #[serde(default)]
+    up_block_types: Option<Vec<String>>,
     #[serde(default = "two")]
     layers_per_block: usize,
     #[serde(default)]
@@ -149,12 +151,32 @@ fn yes() -> bool {
 
 impl UNetConfig {
     pub fn from_diffusers_json(text: &str) -> Result<Self, String> {
+        Self::from_json(text, false)
+    }
+
+    /// A ControlNet's `config.json`: the encoder's fields of a UNet config (the up levels
+    /// mirror the down levels).
+    pub fn encoder_from_diffusers_json(text: &str) -> Result<Self, String> {
+        Self::from_json(text, true)
+    }
+
+    fn from_json(text: &str, encoder_only: bool) -> Result<Self, String> {
         let raw: RawUNet = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if raw.class_embed_type.is_some() || raw.addition_embed_type.is_some() {
             return Err("UNets with class or added embeddings (SDXL, upscalers) are not Stable Diffusion 1.x/2.x".into());
         }
         let levels = raw.block_out_channels.len();
-        if raw.down_block_types.len() != levels || raw.up_block_types.len() != levels {
+        let up_block_types = match (raw.up_block_types, encoder_only) {
+            (Some(up), false) => up,
+            (None, false) => return Err("up_block_types is missing".into()),
+            (_, true) => raw
+                .down_block_types
+                .iter()
+                .rev()
+                .map(|t| t.replace("Down", "Up"))
+                .collect(),
+        };
+        if raw.down_block_types.len() != levels || up_block_types.len() != levels {
             return Err("block types and block_out_channels disagree in length".into());
         }
         let down_attention = raw
@@ -166,8 +188,7 @@ impl UNetConfig {
                 other => Err(format!("unsupported down block {other}")),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let up_attention = raw
-            .up_block_types
+        let up_attention = up_block_types
             .iter()
             .map(|t| match t.as_str() {
                 "CrossAttnUpBlock2D" => Ok(true),

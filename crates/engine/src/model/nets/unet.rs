@@ -60,37 +60,70 @@ struct UpLevel {
     upsample: Option<Upsample>,
 }
 
-pub struct UNet {
+/// The UNet's first half: time embedding, input convolution, down levels and middle block.
+/// A ControlNet is a trained copy of it.
+pub struct Encoder {
     time: TimeEmbedding,
     conv_in: crate::model::conv::Conv2d,
     down: Vec<DownLevel>,
     mid_resnets: [ResnetBlock; 2],
     mid_attention: SpatialTransformer,
-    up: Vec<UpLevel>,
-    norm_out: GroupNorm,
-    conv_out: crate::model::conv::Conv2d,
-    config: UNetConfig,
 }
 
-impl UNet {
-    pub fn load(vb: VarBuilder, cfg: &UNetConfig) -> Result<Self> {
+/// What the encoder hands on: the time embedding, the middle block's output and the skip
+/// connections, shallowest first.
+pub struct Encoded {
+    pub temb: Tensor,
+    pub x: Tensor,
+    pub skips: Vec<Tensor>,
+}
+
+/// The residuals ControlNets add to a UNet: one per skip connection, and one to the middle
+/// block's output.
+#[derive(Debug, Clone)]
+pub struct ControlResiduals {
+    pub down: Vec<Tensor>,
+    pub mid: Tensor,
+}
+
+impl ControlResiduals {
+    /// `self + other`, term by term (several ControlNets at once).
+    pub fn add(&self, other: &ControlResiduals) -> Result<ControlResiduals> {
+        if self.down.len() != other.down.len() {
+            candle_core::bail!("ControlNet residual counts differ");
+        }
+        Ok(ControlResiduals {
+            down: self
+                .down
+                .iter()
+                .zip(&other.down)
+                .map(|(a, b)| a + b)
+                .collect::<Result<_>>()?,
+            mid: (&self.mid + &other.mid)?,
+        })
+    }
+}
+
+fn transformer_config(cfg: &UNetConfig, channels: usize, heads: usize) -> SpatialTransformerConfig {
+    SpatialTransformerConfig {
+        channels,
+        heads,
+        depth: cfg.transformer_layers,
+        context_dim: cfg.cross_attention_dim,
+        groups: cfg.norm_num_groups,
+        linear_projection: cfg.use_linear_projection,
+    }
+}
+
+impl Encoder {
+    pub fn load(vb: &VarBuilder, cfg: &UNetConfig) -> Result<Self> {
         let ch = &cfg.block_out_channels;
         let levels = ch.len();
         let temb = 4 * ch[0];
         let groups = cfg.norm_num_groups;
         let eps = cfg.norm_eps;
         let transformer = |vb: VarBuilder, channels: usize, heads: usize| {
-            SpatialTransformer::load(
-                vb,
-                &SpatialTransformerConfig {
-                    channels,
-                    heads,
-                    depth: cfg.transformer_layers,
-                    context_dim: cfg.cross_attention_dim,
-                    groups,
-                    linear_projection: cfg.use_linear_projection,
-                },
-            )
+            SpatialTransformer::load(vb, &transformer_config(cfg, channels, heads))
         };
 
         let time = TimeEmbedding {
@@ -157,7 +190,72 @@ impl UNet {
             )?,
         ];
         let mid_attention = transformer(mvb.pp("attentions.0"), deepest, cfg.heads[levels - 1])?;
+        Ok(Self {
+            time,
+            conv_in,
+            down,
+            mid_resnets,
+            mid_attention,
+        })
+    }
 
+    /// Runs the first half; `hint` (a ControlNet's embedded condition) is added to the input
+    /// convolution's output.
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+        hint: Option<&Tensor>,
+    ) -> Result<Encoded> {
+        let temb = self.time.forward(timesteps)?;
+        let mut x = self.conv_in.forward(sample)?;
+        if let Some(hint) = hint {
+            x = (x + hint)?;
+        }
+        let mut skips = vec![x.clone()];
+        for level in &self.down {
+            for (j, resnet) in level.level.resnets.iter().enumerate() {
+                crate::interrupt::check()?;
+                x = resnet.forward(&x, Some(&temb))?;
+                if let Some(attn) = level.level.attentions.get(j) {
+                    x = attn.forward(&x, context)?;
+                }
+                skips.push(x.clone());
+            }
+            if let Some(down) = &level.downsample {
+                x = down.forward(&x)?;
+                skips.push(x.clone());
+            }
+        }
+
+        crate::interrupt::check()?;
+        x = self.mid_resnets[0].forward(&x, Some(&temb))?;
+        x = self.mid_attention.forward(&x, context)?;
+        x = self.mid_resnets[1].forward(&x, Some(&temb))?;
+        Ok(Encoded { temb, x, skips })
+    }
+}
+
+pub struct UNet {
+    encoder: Encoder,
+    up: Vec<UpLevel>,
+    norm_out: GroupNorm,
+    conv_out: crate::model::conv::Conv2d,
+    config: UNetConfig,
+}
+
+impl UNet {
+    pub fn load(vb: VarBuilder, cfg: &UNetConfig) -> Result<Self> {
+        let encoder = Encoder::load(&vb, cfg)?;
+        let ch = &cfg.block_out_channels;
+        let levels = ch.len();
+        let temb = 4 * ch[0];
+        let groups = cfg.norm_num_groups;
+        let eps = cfg.norm_eps;
+        let transformer = |vb: VarBuilder, channels: usize, heads: usize| {
+            SpatialTransformer::load(vb, &transformer_config(cfg, channels, heads))
+        };
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
         let rev_heads: Vec<usize> = cfg.heads.iter().rev().copied().collect();
         let mut up = Vec::with_capacity(levels);
@@ -202,11 +300,7 @@ impl UNet {
         }
 
         Ok(Self {
-            time,
-            conv_in,
-            down,
-            mid_resnets,
-            mid_attention,
+            encoder,
             up,
             norm_out: group_norm(groups, ch[0], eps, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(ch[0], cfg.out_channels, vb.pp("conv_out"))?,
@@ -220,28 +314,36 @@ impl UNet {
 
     /// `timesteps` holds one (possibly fractional) timestep per batch element.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let temb = self.time.forward(timesteps)?;
-        let mut x = self.conv_in.forward(sample)?;
-        let mut skips = vec![x.clone()];
-        for level in &self.down {
-            for (j, resnet) in level.level.resnets.iter().enumerate() {
-                crate::interrupt::check()?;
-                x = resnet.forward(&x, Some(&temb))?;
-                if let Some(attn) = level.level.attentions.get(j) {
-                    x = attn.forward(&x, context)?;
-                }
-                skips.push(x.clone());
-            }
-            if let Some(down) = &level.downsample {
-                x = down.forward(&x)?;
-                skips.push(x.clone());
-            }
-        }
+        self.forward_controlled(sample, timesteps, context, None)
+    }
 
-        crate::interrupt::check()?;
-        x = self.mid_resnets[0].forward(&x, Some(&temb))?;
-        x = self.mid_attention.forward(&x, context)?;
-        x = self.mid_resnets[1].forward(&x, Some(&temb))?;
+    /// `forward` with ControlNet residuals added to the skip connections and to the middle
+    /// block's output, as diffusers' `down/mid_block_additional_residual(s)`.
+    pub fn forward_controlled(
+        &self,
+        sample: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+        control: Option<&ControlResiduals>,
+    ) -> Result<Tensor> {
+        let Encoded {
+            temb,
+            mut x,
+            mut skips,
+        } = self.encoder.forward(sample, timesteps, context, None)?;
+        if let Some(control) = control {
+            if control.down.len() != skips.len() {
+                candle_core::bail!(
+                    "the ControlNet gives {} residuals, the UNet has {} skip connections",
+                    control.down.len(),
+                    skips.len()
+                );
+            }
+            for (skip, residual) in skips.iter_mut().zip(&control.down) {
+                *skip = (&*skip + residual)?;
+            }
+            x = (x + &control.mid)?;
+        }
 
         for level in &self.up {
             for (j, resnet) in level.level.resnets.iter().enumerate() {
