@@ -90,6 +90,7 @@ fn summary(
         "height": dim(size.map(|s| s.1)),
         "model": p.get("Model"),
         "model_hash": p.get("Model hash"),
+        "controlnets": info.controls(),
         "not_carried_over": notes,
         "runs_as": {
             "sampler": carried.sampler, "steps": carried.steps, "seed": carried.seed,

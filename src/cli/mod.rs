@@ -5,6 +5,7 @@ mod generate;
 mod grid;
 mod info;
 mod models;
+mod preprocess;
 mod progress;
 mod serve;
 mod sheet;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Print the generation parameters of an image (PNG, JPEG, WebP; Pentimento, AUTOMATIC1111,
     /// Forge, Krita AI Diffusion, InvokeAI, ComfyUI, NovelAI, Fooocus).
     Info(info::InfoArgs),
+    /// Run a ControlNet preprocessor on an image (what `generate --control MODULE:…` feeds the
+    /// ControlNet) and write the result as PNG.
+    Preprocess(preprocess::PreprocessArgs),
     /// List the sampler names `--sampler` accepts.
     Samplers,
     /// Serve AUTOMATIC1111's HTTP API (`/sdapi/v1`) on this machine's engine.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Models { command }) => models::run(command),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Preprocess(args)) => preprocess::run(args),
         Some(Command::Samplers) => {
             for kind in pentimento::engine::sampler::SamplerKind::all() {
                 println!("{}", kind.name());

@@ -624,6 +624,7 @@ fn history_survives_a_restart_and_an_item_can_be_reused() {
             sweep: None,
             loras: vec![],
             embeddings: vec![],
+            controls: vec![],
         };
         let image = pentimento::engine::RgbImage::new(8, 8, vec![seed as u8; 192]).unwrap();
         pentimento::png_info::write_png(&dir.join(name), &image, &record).unwrap();

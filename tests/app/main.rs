@@ -13,6 +13,7 @@ mod gui;
 mod gui_layers;
 mod gui_live;
 mod hostile;
+mod hostile_controlnet;
 mod hub;
 mod inpaint;
 mod library;

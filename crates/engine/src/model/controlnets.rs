@@ -156,6 +156,21 @@ fn check_fits(cfg: &ControlNetConfig, base: &UNetConfig) -> std::result::Result<
             family(base)
         ));
     }
+    // SD 2.x's transformers project with linear layers, SD 1.x's with 1×1 convolutions: a
+    // ControlNet trained beside one family does not steer the other.
+    if c.use_linear_projection != base.use_linear_projection {
+        let name = |linear: bool| if linear { "SD 2.x" } else { "SD 1.x" };
+        return Err(format!(
+            "this ControlNet is for {} (its transformers project {}), the model is {}",
+            name(c.use_linear_projection),
+            if c.use_linear_projection {
+                "with linear layers"
+            } else {
+                "with convolutions"
+            },
+            name(base.use_linear_projection)
+        ));
+    }
     if c.block_out_channels != base.block_out_channels
         || c.layers_per_block != base.layers_per_block
         || c.down_attention != base.down_attention

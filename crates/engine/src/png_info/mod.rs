@@ -6,6 +6,7 @@
 
 pub mod a1111;
 mod chunks;
+pub mod controlnet;
 pub use chunks::{find_chunk, find_chunks};
 pub mod exif;
 pub mod other_tools;
@@ -131,6 +132,9 @@ pub struct ImageRecord {
     /// The textual-inversion embeddings its prompts used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embeddings: Vec<EmbeddingRecord>,
+    /// The ControlNet units that steered it (their condition images are not recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<controlnet::ControlRecord>,
 }
 
 /// An embedding as a record names it: the word (its file's stem) and AUTOMATIC1111's short hash.
@@ -233,6 +237,11 @@ impl ImageRecord {
                     hash: crate::model::adapters::hash::whole_file_short_hash(&e.path),
                 })
                 .collect(),
+            controls: job
+                .controls
+                .iter()
+                .map(controlnet::ControlRecord::of)
+                .collect(),
         }
     }
 
@@ -307,6 +316,9 @@ impl ImageRecord {
         if !self.embeddings.is_empty() {
             let hashes = self.embeddings.iter().map(|e| (&e.name, &e.hash));
             fields.push(("TI hashes".into(), hash_list(hashes)));
+        }
+        for (i, c) in self.controls.iter().enumerate() {
+            fields.push((format!("ControlNet {i}"), c.a1111_value()));
         }
         fields.push(("Version".into(), self.version.clone()));
         Parameters {
@@ -597,8 +609,19 @@ impl PngInfo {
     /// What running these parameters again here cannot carry over, one line each: a sampler
     /// we lack (the one given instead), hires fix, a refiner, ControlNet units.
     pub fn not_carried_over(&self, used: &GenerationParams) -> Vec<String> {
+        let controls = self.controls();
+        let control_note = (!controls.is_empty()).then(|| {
+            let names: Vec<String> = controls
+                .iter()
+                .map(|c| format!("{} ({})", c.model, c.module))
+                .collect();
+            format!(
+                "ControlNet {}: not applied (the PNG does not hold their condition images; give --control again)",
+                names.join(", ")
+            )
+        });
         if self.record.is_some() {
-            return vec![];
+            return control_note.into_iter().collect();
         }
         let p = &self.parameters;
         let mut notes = vec![];
@@ -626,10 +649,16 @@ impl PngInfo {
         if let Some(r) = p.get("Refiner") {
             notes.push(format!("refiner {r}: not used"));
         }
-        if p.fields.iter().any(|(k, _)| k.starts_with("ControlNet")) {
-            notes.push("ControlNet units: not applied".into());
-        }
+        notes.extend(control_note);
         notes
+    }
+
+    /// The ControlNet units the image records: ours, or AUTOMATIC1111's extension's fields.
+    pub fn controls(&self) -> Vec<controlnet::ControlRecord> {
+        match &self.record {
+            Some(r) => r.controls.clone(),
+            None => controlnet::from_fields(&self.parameters.fields),
+        }
     }
 
     /// These parameters over `base`: what `--params-from` reruns. Fields that are missing or

@@ -1,0 +1,49 @@
+//! `pentimento preprocess MODULE IMAGE --out FILE.png`: what a ControlNet preprocessor makes of
+//! a picture (the condition `generate --control MODULE:…` would use), to look at or edit.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use pentimento::engine::control::Preprocessor;
+
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    /// none, canny[=LOW,HIGH], scribble, invert, threshold[=T].
+    #[arg(value_parser = |s: &str| Preprocessor::parse(s))]
+    pub module: Preprocessor,
+    pub image: PathBuf,
+    /// Where to write the condition image (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
+    if !args.image.is_file() {
+        bail!("{}: no such file", args.image.display());
+    }
+    let ext = args
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if ext.as_deref() != Some("png") {
+        bail!("--out {}: give a .png file", args.out.display());
+    }
+    if std::fs::canonicalize(&args.out).ok() == std::fs::canonicalize(&args.image).ok() {
+        bail!("--out {}: that is the input image", args.out.display());
+    }
+    let image = pentimento::engine::image::read_image_file(&args.image)
+        .with_context(|| format!("{}", args.image.display()))?;
+    let out = args.module.apply(&image);
+    let buffer = image::RgbImage::from_raw(out.width as u32, out.height as u32, out.pixels)
+        .context("preprocessed image")?;
+    let mut bytes = std::io::Cursor::new(vec![]);
+    buffer
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .context("encoding PNG")?;
+    pentimento::engine::atomic_file::write(&args.out, bytes.get_ref())
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {} ({})", args.out.display(), args.module.spec());
+    Ok(())
+}
