@@ -81,7 +81,7 @@ impl DocumentSnapshot {
         Self {
             width: doc.width,
             height: doc.height,
-            composite: doc.rgba.clone(),
+            composite: doc.picture_rgba().into_owned(),
             layers: doc.layers.clone(),
             active: doc.layer_index(doc.active).unwrap_or(0),
             mask: doc.mask.clone(),
@@ -280,6 +280,8 @@ pub fn read(path: &Path) -> Result<Opened, DocumentFileError> {
                         name,
                         opacity,
                         visible: d.props.visible,
+                        control: (d.kind == LayerKind::Control)
+                            .then(|| sanitized_control(d.props.control)),
                     },
                     record: d.record,
                     rgba,
@@ -293,6 +295,46 @@ pub fn read(path: &Path) -> Result<Opened, DocumentFileError> {
         doc,
         settings: description.settings.filter(|s| s.validate().is_ok()),
     })
+}
+
+/// A control layer's settings as a file gives them, with every value brought within what a
+/// job accepts (a hand-edited or hostile file gives a usable layer, not a failing Generate).
+fn sanitized_control(
+    c: Option<super::control_layer::ControlSettings>,
+) -> super::control_layer::ControlSettings {
+    use crate::engine::control::{ControlMode, Preprocessor, MAX_CONTROL_WEIGHT};
+    let Some(c) = c else {
+        return super::control_layer::ControlSettings::new(Preprocessor::None, None);
+    };
+    let fraction = |v: f64, default: f64| {
+        if v.is_finite() {
+            v.clamp(0.0, 1.0)
+        } else {
+            default
+        }
+    };
+    let (start, end) = (fraction(c.start, 0.0), fraction(c.end, 1.0));
+    let (start, end) = if start < end {
+        (start, end)
+    } else {
+        (0.0, 1.0)
+    };
+    super::control_layer::ControlSettings {
+        model: c.model.filter(|p| p.as_os_str().len() <= 4096),
+        module: Preprocessor::parse(&c.module).unwrap_or_default().spec(),
+        weight: if c.weight.is_finite() {
+            c.weight.clamp(0.0, MAX_CONTROL_WEIGHT)
+        } else {
+            1.0
+        },
+        start,
+        end,
+        mode: ControlMode::parse(&c.mode)
+            .unwrap_or_default()
+            .cli_name()
+            .into(),
+        enabled: c.enabled,
+    }
 }
 
 /// `packed` (zlib) inflated, if it makes exactly `len` bytes (never more are made).

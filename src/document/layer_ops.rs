@@ -73,7 +73,7 @@ impl Document {
     }
 
     /// Whether one more layer fits within the limits.
-    fn room_for_one_more(&self) -> Result<(), LayerError> {
+    pub(super) fn room_for_one_more(&self) -> Result<(), LayerError> {
         if self.layers.len() >= layers::MAX_LAYERS {
             return Err(LayerError::TooMany);
         }
@@ -140,7 +140,7 @@ impl Document {
         Ok(self.insert_layer(self.layers.len(), layer))
     }
 
-    fn insert_layer(&mut self, index: usize, layer: Layer) -> LayerId {
+    pub(super) fn insert_layer(&mut self, index: usize, layer: Layer) -> LayerId {
         let id = layer.id;
         self.history.push(Edit::Insert {
             index,
@@ -230,7 +230,7 @@ impl Document {
         self.change_props(id, |p| p.name = name)
     }
 
-    fn change_props(
+    pub(super) fn change_props(
         &mut self,
         id: LayerId,
         change: impl FnOnce(&mut LayerProps),

@@ -29,6 +29,9 @@ pub enum LayerKind {
     Result,
     /// Painted by hand.
     Paint,
+    /// A ControlNet's condition (a preprocessed sketch, edges…): shown to the painter, never
+    /// part of the picture the engine or a saved image sees.
+    Control,
 }
 
 /// What a user changes about a layer other than its pixels.
@@ -38,6 +41,9 @@ pub struct LayerProps {
     pub visible: bool,
     /// 0 (invisible) to 1 (opaque).
     pub opacity: f32,
+    /// A control layer's ControlNet settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<super::control_layer::ControlSettings>,
 }
 
 impl LayerProps {
@@ -46,6 +52,7 @@ impl LayerProps {
             name: name.into(),
             visible: true,
             opacity: 1.0,
+            control: None,
         }
     }
 }
@@ -79,8 +86,20 @@ impl Layer {
 /// Composites `layers` (bottom first) within `area` of a `width`-wide canvas into `out` (the
 /// full-size RGBA composite), straight alpha, each layer "over" what is below it.
 pub fn composite(layers: &[Layer], width: usize, area: Rect, out: &mut [u8]) {
+    composite_where(layers, width, area, out, |_| true)
+}
+
+/// `composite` of the layers `include` accepts.
+pub fn composite_where(
+    layers: &[Layer],
+    width: usize,
+    area: Rect,
+    out: &mut [u8],
+    include: impl Fn(&Layer) -> bool,
+) {
     let visible: Vec<(&[u8], f32)> = layers
         .iter()
+        .filter(|l| include(l))
         .map(|l| (l.rgba.as_slice(), l.weight()))
         .filter(|(_, w)| *w > 0.0)
         .collect();

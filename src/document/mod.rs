@@ -7,6 +7,7 @@
 //! rectangles, `file` reads and writes `.pentimento` documents.
 
 pub mod brush;
+pub mod control_layer;
 pub mod file;
 pub mod layer_ops;
 pub mod layers;
@@ -152,7 +153,7 @@ impl Document {
         self.layers
             .iter()
             .rev()
-            .filter(|l| l.props.visible)
+            .filter(|l| l.props.visible && control_layer::is_picture(l))
             .find_map(|l| l.record.as_ref())
     }
 
@@ -166,13 +167,13 @@ impl Document {
 
     /// Whether any pixel has image content (a blank canvas has none).
     pub fn has_image(&self) -> bool {
-        self.rgba.chunks_exact(4).any(|p| p[3] > 0)
+        self.picture_rgba().chunks_exact(4).any(|p| p[3] > 0)
     }
 
-    /// The image composited over black, as the engine takes it.
+    /// The picture (control layers left out) composited over black, as the engine takes it.
     pub fn rgb(&self) -> RgbImage {
         let pixels = self
-            .rgba
+            .picture_rgba()
             .chunks_exact(4)
             .flat_map(|p| {
                 let a = p[3] as u32;
@@ -511,6 +512,7 @@ mod tests {
             sweep: None,
             loras: vec![],
             embeddings: vec![],
+            controls: vec![],
         }
     }
 

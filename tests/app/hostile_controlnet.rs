@@ -167,6 +167,19 @@ fn damaged_and_foreign_controlnet_files_are_refused() {
         "not a ControlNet",
     );
 
+    // A diffusers folder's weights without their config.
+    refused(
+        &generate(
+            &sd15,
+            &out,
+            &control(&fixture(
+                "extra/controlnet/tiny-cn-a/diffusion_pytorch_model.safetensors",
+            )),
+        ),
+        &out,
+        "give its folder",
+    );
+
     // A ControlNet for SD 2.x on an SD 1.x model, and the other way round.
     refused(
         &generate(

@@ -33,7 +33,9 @@ fn single_file_prefix(w: &WeightFile) -> Option<&'static str> {
 /// Why a single file is not a ControlNet, in a user's words.
 fn not_controlnet_reason(w: &WeightFile) -> String {
     let any = |p: &str| w.names().any(|n| n.starts_with(p));
-    if any(detect::UNET_PREFIX) {
+    if w.contains("controlnet_cond_embedding.conv_in.weight") {
+        "a diffusers ControlNet's weights alone: give its folder (with config.json)".into()
+    } else if any(detect::UNET_PREFIX) {
         "a Stable Diffusion checkpoint, not a ControlNet".into()
     } else if any("adapter.") || any("body.") {
         "a T2I-Adapter, not a ControlNet (T2I-Adapters are not supported)".into()
@@ -147,8 +149,14 @@ fn check_fits(cfg: &ControlNetConfig, base: &UNetConfig) -> std::result::Result<
     let family = |u: &UNetConfig| match u.cross_attention_dim {
         768 => "SD 1.x".to_string(),
         1024 => "SD 2.x".to_string(),
-        d => format!("a model with {d}-wide text embeddings"),
+        d => format!("{d}-wide text embeddings"),
     };
+    if cfg.conditioning_channels != 3 {
+        return Err(format!(
+            "this ControlNet takes {}-channel conditions; its conditions here are RGB images",
+            cfg.conditioning_channels
+        ));
+    }
     if c.cross_attention_dim != base.cross_attention_dim {
         return Err(format!(
             "this ControlNet is for {}, the model is {}",
@@ -171,14 +179,17 @@ fn check_fits(cfg: &ControlNetConfig, base: &UNetConfig) -> std::result::Result<
             name(base.use_linear_projection)
         ));
     }
-    if c.block_out_channels != base.block_out_channels
-        || c.layers_per_block != base.layers_per_block
-        || c.down_attention != base.down_attention
-        || c.transformer_layers != base.transformer_layers
-    {
+    let shape = |u: &UNetConfig| {
+        format!(
+            "levels {:?}, {} layers each, attention {:?}, {} transformer layers",
+            u.block_out_channels, u.layers_per_block, u.down_attention, u.transformer_layers
+        )
+    };
+    if shape(c) != shape(base) {
         return Err(format!(
-            "this ControlNet's UNet levels {:?} do not match the model's {:?}",
-            c.block_out_channels, base.block_out_channels
+            "this ControlNet's encoder ({}) does not match the model's ({})",
+            shape(c),
+            shape(base)
         ));
     }
     // An inpainting UNet takes 9 channels; its ControlNets see the 4 latent channels.

@@ -757,6 +757,7 @@ mod tests {
             sweep: None,
             loras: vec![],
             embeddings: vec![],
+            controls: vec![],
         }
     }
 

@@ -97,9 +97,9 @@ impl ControlResiduals {
                 .down
                 .iter()
                 .zip(&other.down)
-                .map(|(a, b)| a + b)
+                .map(|(a, b)| a.broadcast_add(b))
                 .collect::<Result<_>>()?,
-            mid: (&self.mid + &other.mid)?,
+            mid: self.mid.broadcast_add(&other.mid)?,
         })
     }
 }
@@ -339,10 +339,11 @@ impl UNet {
                     skips.len()
                 );
             }
+            // Broadcast: a pooled (shuffle) ControlNet gives one value per channel.
             for (skip, residual) in skips.iter_mut().zip(&control.down) {
-                *skip = (&*skip + residual)?;
+                *skip = skip.broadcast_add(residual)?;
             }
-            x = (x + &control.mid)?;
+            x = x.broadcast_add(&control.mid)?;
         }
 
         for level in &self.up {
