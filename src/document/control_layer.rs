@@ -135,7 +135,8 @@ impl Document {
         Ok(id)
     }
 
-    /// Changes a control layer's settings (one undo step).
+    /// Changes a control layer's settings; successive changes of one layer's settings (a
+    /// slider dragged) are one undo step.
     pub fn set_control(
         &mut self,
         id: LayerId,
@@ -148,6 +149,25 @@ impl Document {
             .ok_or(LayerError::NotFound)?;
         if layer.kind != LayerKind::Control {
             return Err(LayerError::NotFound);
+        }
+        let current = layer.props.clone();
+        if let Some(Edit::Props {
+            layer: last,
+            before,
+            after,
+        }) = self.history.last_mut()
+        {
+            let only_control = LayerProps {
+                control: before.control.clone(),
+                ..current.clone()
+            } == *before;
+            if *last == id && *after == current && only_control {
+                after.control = Some(settings.clone());
+                if let Some(l) = self.layer_mut(id) {
+                    l.props.control = Some(settings);
+                }
+                return Ok(());
+            }
         }
         self.change_props(id, |p| p.control = Some(settings))
     }
@@ -261,8 +281,13 @@ mod tests {
         // Disabled or without a network, it is not sent.
         let mut off = doc.active_layer().props.control.clone().unwrap();
         off.enabled = false;
-        doc.set_control(control, off).unwrap();
+        doc.set_control(control, off.clone()).unwrap();
         assert!(doc.control_units().is_empty());
+        // A dragged slider: many changes, one undo step.
+        for w in [0.2, 0.4, 0.6] {
+            off.weight = w;
+            doc.set_control(control, off.clone()).unwrap();
+        }
         assert!(doc.undo());
         assert_eq!(doc.control_units().len(), 1, "undo brings the setting back");
         assert!(doc.undo());

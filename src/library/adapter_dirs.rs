@@ -24,6 +24,56 @@ pub fn embedding_dirs(extra: &[PathBuf], library: Option<&Path>) -> Vec<PathBuf>
     )
 }
 
+/// The ControlNet folders that exist: the data folder's `controlnet`, AUTOMATIC1111's
+/// `models/ControlNet` and ComfyUI's `models/controlnet` beside library folders.
+pub fn controlnet_dirs(extra: &[PathBuf], library: Option<&Path>) -> Vec<PathBuf> {
+    dirs(
+        extra,
+        library,
+        "controlnet",
+        &["ControlNet", "controlnet"],
+        &[],
+    )
+}
+
+/// Most ControlNets listed from the folders (a folder of thousands is not browsed here).
+pub const MAX_LISTED_CONTROLNETS: usize = 500;
+
+/// The ControlNets in `dirs` (one level deep): weight files by their extension and diffusers
+/// folders by their `config.json`, sorted by name.
+pub fn controlnet_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    const EXTENSIONS: [&str; 5] = ["safetensors", "pth", "pt", "ckpt", "bin"];
+    let mut found = vec![];
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten().take(10 * MAX_LISTED_CONTROLNETS) {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let weights = kind.is_file()
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)));
+            let folder = kind.is_dir() && path.join("config.json").is_file();
+            if weights || folder {
+                found.push(path);
+            }
+        }
+    }
+    found.sort_by_key(|p| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+    });
+    found.dedup();
+    found.truncate(MAX_LISTED_CONTROLNETS);
+    found
+}
+
 /// `extra`, `data/own`, then for each library folder `models/NAME` (its parent's `beside`) and
 /// the web UI's root `ROOT/NAME` (`above`, two levels up), those that exist, once each.
 fn dirs(

@@ -58,6 +58,11 @@ pub enum Command {
     SetLive(bool),
     /// Keep the live picture as a layer.
     KeepLive,
+    /// A control layer made from this layer (a sketch → scribbles, a picture → edges).
+    AddControlLayer(LayerId),
+    SetControl(LayerId, crate::document::control_layer::ControlSettings),
+    /// A message for the status bar.
+    Status(String),
 }
 
 impl PentimentoApp {
@@ -166,6 +171,12 @@ impl PentimentoApp {
                 let done = self.doc.delete_layer(id);
                 self.layer_outcome(done, "layer deleted (Ctrl+Z brings it back)");
             }
+            Command::AddControlLayer(source) => self.add_control_layer(source),
+            Command::SetControl(id, settings) => {
+                let done = self.doc.set_control(id, settings);
+                self.layer_outcome(done, "");
+            }
+            Command::Status(message) => self.status = message,
             Command::SetLive(on) => self.set_live(on),
             Command::KeepLive => self.keep_live(),
             Command::HistoryToLayer(index) => {
@@ -179,6 +190,48 @@ impl PentimentoApp {
                 self.layer_outcome(added, "history result added as a layer");
             }
         }
+    }
+
+    /// A control layer from `source`: a sketch (paint layer) through the scribble
+    /// preprocessor, a picture through Canny; with the network chosen last or one named for it.
+    fn add_control_layer(&mut self, source: LayerId) {
+        use crate::engine::control::preprocess::{Preprocessor, DEFAULT_CANNY};
+        let Some(kind) = self
+            .doc
+            .layers()
+            .iter()
+            .find(|l| l.id == source)
+            .map(|l| l.kind)
+        else {
+            return self.layer_outcome(Err(LayerError::NotFound), "");
+        };
+        let module = match kind {
+            crate::document::LayerKind::Paint => Preprocessor::Scribble,
+            _ => Preprocessor::Canny {
+                low: DEFAULT_CANNY.0,
+                high: DEFAULT_CANNY.1,
+            },
+        };
+        let library = self.models.settings_path();
+        let model = self.controls.default_model(module, library.as_deref());
+        let message = match &model {
+            Some(m) => format!(
+                "control layer ({}) with {}; paint on it to correct it",
+                module.name(),
+                m.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "control layer ({}); choose its ControlNet model in the layer's settings",
+                module.name()
+            ),
+        };
+        let added = self.doc.add_control_layer(source, module, model);
+        if added.is_ok() && !self.tool.paints_layer() {
+            self.tool = crate::document::brush::Tool::ColorBrush([255, 255, 255]);
+        }
+        self.layer_outcome(added.map(|_| ()), &message);
     }
 
     /// Says what a layer command did, or why it could not.

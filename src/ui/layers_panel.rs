@@ -78,6 +78,17 @@ pub fn show(
         {
             commands.push(Command::MergeDown(active.id));
         }
+        let control = ui
+            .add_enabled(
+                enabled && active.kind != LayerKind::Control,
+                egui::Button::new("Control layer"),
+            )
+            .on_hover_text(hint(
+                "A ControlNet condition made from this layer: a sketch becomes white scribbles on black, a picture its edges",
+            ));
+        if control.clicked() {
+            commands.push(Command::AddControlLayer(active.id));
+        }
         if icons
             .button(
                 ui,
@@ -128,6 +139,10 @@ pub fn show(
                             r.params.sampler, r.params.steps, r.params.cfg_scale, r.params.prompt
                         ),
                         (LayerKind::Paint, None) => "painted by hand".into(),
+                        (LayerKind::Control, None) => {
+                            "a ControlNet's condition: steers Generate, never part of the picture"
+                                .into()
+                        }
                         (_, None) => "the image the document started from".into(),
                     };
                     let row = ui

@@ -5,6 +5,7 @@ mod autosave;
 mod canvas;
 mod canvas_gpu;
 pub mod commands;
+pub mod control_panel;
 pub mod dialogs;
 mod events;
 mod history;
@@ -93,6 +94,8 @@ pub struct PentimentoApp {
     max_texture_side: Option<usize>,
     /// Live mode: regenerate after each stroke, in the background.
     pub live: live::Live,
+    /// The control layer settings' state (ControlNets found, the path box).
+    pub controls: control_panel::ControlPanel,
 }
 
 /// Where the app keeps what outlives a session.
@@ -172,6 +175,7 @@ impl PentimentoApp {
                 .as_ref()
                 .map(|rs| rs.device.limits().max_texture_dimension_2d as usize),
             live: live::Live::default(),
+            controls: control_panel::ControlPanel::default(),
         };
         app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
@@ -485,9 +489,21 @@ impl PentimentoApp {
             &[&first.prompt, &first.negative_prompt],
             &crate::library::adapter_dirs::embedding_dirs(&[], library.as_deref()),
         );
+        if let Some(layer) = self.doc.layers().iter().find(|l| {
+            l.props
+                .control
+                .as_ref()
+                .is_some_and(|c| c.enabled && c.model.is_none())
+        }) {
+            return Err(format!(
+                "{} has no ControlNet model: choose one in its settings (or untick Use in generation)",
+                layer.props.name
+            ));
+        }
         Ok(Job::new(kind, params)
             .with_loras(loras)
-            .with_embeddings(embeddings))
+            .with_embeddings(embeddings)
+            .with_controls(self.doc.control_units()))
     }
 
     /// Writes the autosave when due, and asks about a previous session's leftover one.
@@ -839,6 +855,13 @@ impl eframe::App for PentimentoApp {
                     }
                 }
                 commands.extend(layers_panel::show(ui, &self.icons, &self.doc, locked));
+                let library = self.models.settings_path();
+                commands.extend(self.controls.show(
+                    ui,
+                    self.doc.active_layer(),
+                    library.as_deref(),
+                    locked.is_none(),
+                ));
             });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)

@@ -273,9 +273,23 @@ fn controlnet_configs_no_controlnet_has_are_refused() {
             false,
         ),
         (
+            "one-channel",
+            "conditioning_channels",
+            serde_json::json!(1),
+            false,
+        ),
+        ("layers", "layers_per_block", serde_json::json!(1), false),
+        (
             "bgr",
             "controlnet_conditioning_channel_order",
             serde_json::json!("bgr"),
+            true,
+        ),
+        // Shuffle-style ControlNets: residuals averaged over the image.
+        (
+            "pooled",
+            "global_pool_conditions",
+            serde_json::json!(true),
             true,
         ),
     ] {

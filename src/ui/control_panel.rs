@@ -1,0 +1,147 @@
+//! The active control layer's ControlNet settings: which network (those found in the
+//! ControlNet folders, or any path), whether Generate uses it, its weight, the part of the steps
+//! it acts in and its control mode. A view over the document: edits come back as commands.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui;
+
+use super::commands::Command;
+use crate::document::{Layer, LayerKind};
+use crate::engine::control::{ControlMode, Preprocessor};
+
+/// The ControlNets found, and the path box's text.
+#[derive(Default)]
+pub struct ControlPanel {
+    found: Option<Vec<PathBuf>>,
+    path_text: String,
+    /// The network chosen last: a new control layer starts with it.
+    pub last_model: Option<PathBuf>,
+}
+
+fn display_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+impl ControlPanel {
+    /// The ControlNets in the ControlNet folders (scanned once; "Rescan" scans again).
+    pub fn found(&mut self, library: Option<&Path>) -> &[PathBuf] {
+        self.found.get_or_insert_with(|| {
+            let dirs = crate::library::adapter_dirs::controlnet_dirs(&[], library);
+            crate::library::adapter_dirs::controlnet_files(&dirs)
+        })
+    }
+
+    /// The network a new control layer made with `module` starts with: the last one chosen,
+    /// else a found one whose name says it suits the module (`scribble`, `canny`…).
+    pub fn default_model(
+        &mut self,
+        module: Preprocessor,
+        library: Option<&Path>,
+    ) -> Option<PathBuf> {
+        if let Some(m) = &self.last_model {
+            return Some(m.clone());
+        }
+        let word = module.name();
+        self.found(library)
+            .iter()
+            .find(|p| display_name(p).to_lowercase().contains(word))
+            .cloned()
+    }
+
+    /// Shows the settings of `layer` when it is a control layer.
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        layer: &Layer,
+        library: Option<&Path>,
+        enabled: bool,
+    ) -> Vec<Command> {
+        let mut commands = vec![];
+        let (LayerKind::Control, Some(current)) = (layer.kind, &layer.props.control) else {
+            return commands;
+        };
+        let mut c = current.clone();
+        ui.separator();
+        ui.strong("ControlNet");
+        ui.add_enabled_ui(enabled, |ui| {
+            ui.checkbox(&mut c.enabled, "Use in generation")
+                .on_hover_text("Hiding the layer only hides it from view");
+            let chosen = c
+                .model
+                .as_deref()
+                .map(display_name)
+                .unwrap_or_else(|| "none chosen".into());
+            let found = self.found(library).to_vec();
+            egui::ComboBox::from_label("ControlNet model")
+                .selected_text(chosen)
+                .show_ui(ui, |ui| {
+                    if found.is_empty() {
+                        ui.weak("no ControlNets in the ControlNet folders");
+                    }
+                    for path in &found {
+                        let on = c.model.as_deref() == Some(path.as_path());
+                        if ui.selectable_label(on, display_name(path)).clicked() {
+                            c.model = Some(path.clone());
+                        }
+                    }
+                });
+            ui.horizontal(|ui| {
+                let edit = egui::TextEdit::singleline(&mut self.path_text)
+                    .hint_text("ControlNet file or folder")
+                    .desired_width(170.0);
+                let response = ui.add(edit);
+                let submitted =
+                    response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Use path").clicked() || submitted {
+                    let path = PathBuf::from(self.path_text.trim());
+                    if path.exists() {
+                        c.model = Some(path);
+                    } else {
+                        commands.push(Command::Status(format!(
+                            "no ControlNet at {}",
+                            path.display()
+                        )));
+                    }
+                }
+                if ui.small_button("Rescan").clicked() {
+                    self.found = None;
+                }
+            });
+            ui.add(egui::Slider::new(&mut c.weight, 0.0..=2.0).text("Weight"));
+            ui.add(egui::Slider::new(&mut c.start, 0.0..=1.0).text("Start"))
+                .on_hover_text("The fraction of the steps after which it starts acting");
+            ui.add(egui::Slider::new(&mut c.end, 0.0..=1.0).text("End"))
+                .on_hover_text("The fraction of the steps after which it stops");
+            let mut mode = c.mode();
+            egui::ComboBox::from_label("Control mode")
+                .selected_text(mode.a1111_name())
+                .show_ui(ui, |ui| {
+                    for m in ControlMode::ALL {
+                        ui.selectable_value(&mut mode, m, m.a1111_name());
+                    }
+                });
+            c.mode = mode.cli_name().into();
+            ui.weak(format!("made with: {}", c.module().spec()));
+        });
+        if c.end <= c.start {
+            // Sliders cannot cross: the one moved last pushes the other.
+            if c.start != current.start {
+                c.end = (c.start + 0.05).min(1.0);
+                c.start = c.start.min(c.end - 0.05).max(0.0);
+            } else {
+                c.start = (c.end - 0.05).max(0.0);
+                c.end = c.end.max(c.start + 0.05);
+            }
+        }
+        if c != *current {
+            if c.model != current.model {
+                self.last_model = c.model.clone();
+            }
+            commands.push(Command::SetControl(layer.id, c));
+        }
+        commands
+    }
+}
