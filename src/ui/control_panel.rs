@@ -89,16 +89,18 @@ impl ControlPanel {
                     }
                 });
             ui.horizontal(|ui| {
+                let label = ui.label("Path");
                 let edit = egui::TextEdit::singleline(&mut self.path_text)
                     .hint_text("ControlNet file or folder")
-                    .desired_width(170.0);
-                let response = ui.add(edit);
+                    .desired_width(150.0);
+                let response = ui.add(edit).labelled_by(label.id);
                 let submitted =
                     response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if ui.button("Use path").clicked() || submitted {
                     let path = PathBuf::from(self.path_text.trim());
                     if path.exists() {
                         c.model = Some(path);
+                        self.path_text.clear();
                     } else {
                         commands.push(Command::Status(format!(
                             "no ControlNet at {}",

@@ -10,6 +10,7 @@ mod cli;
 mod extra_cases;
 mod grid;
 mod gui;
+mod gui_control;
 mod gui_layers;
 mod gui_live;
 mod hostile;
