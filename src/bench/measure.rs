@@ -45,10 +45,12 @@ pub enum Figure {
     CancelLatency,
     LoraApply,
     LiveInpaint,
+    UnetStepControlNet,
+    UnetStepTwoControlNets,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 11] = [
+    pub const ALL: [Figure; 13] = [
         Figure::TextEncode,
         Figure::UnetStep,
         Figure::VaeDecode,
@@ -60,6 +62,8 @@ impl Figure {
         Figure::CancelLatency,
         Figure::LoraApply,
         Figure::LiveInpaint,
+        Figure::UnetStepControlNet,
+        Figure::UnetStepTwoControlNets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +79,8 @@ impl Figure {
             Figure::CancelLatency => "cancel-latency",
             Figure::LoraApply => "lora-apply",
             Figure::LiveInpaint => "live-inpaint",
+            Figure::UnetStepControlNet => "unet-step-controlnet",
+            Figure::UnetStepTwoControlNets => "unet-step-2-controlnets",
         }
     }
 
@@ -102,6 +108,10 @@ impl Figure {
             Figure::LiveInpaint => {
                 "what follows a stroke in live mode at --size: inpainting a quarter of the image with LCM, 4 steps, CFG 1 (stroke to picture: this plus the 150 ms debounce)"
             }
+            Figure::UnetStepControlNet => {
+                "one UNet call with CFG and one ControlNet (its encoder copy runs on both halves)"
+            }
+            Figure::UnetStepTwoControlNets => "the same with two ControlNets",
             Figure::LoraApply => {
                 "applying a rank-32 LoRA on every attention, feed-forward and projection layer of UNet and text encoder (read, fold into adapted weights); the same LoRA again costs nothing"
             }
@@ -254,6 +264,36 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
                 .map_err(tensor("UNet"))
         })?;
         record(Figure::UnetStep, runs);
+    }
+    for (figure, nets) in [
+        (Figure::UnetStepControlNet, 1),
+        (Figure::UnetStepTwoControlNets, 2),
+    ] {
+        if !wanted(figure) {
+            continue;
+        }
+        progress(figure.describe());
+        let controls = random_controlnets(&model, nets, opts)?;
+        let denoiser = GuidedUNet {
+            unet: &model.unet,
+            context: model.prompt_context(&params)?,
+            scale: params.cfg_scale,
+            dtype: opts.dtype,
+            conditioning: None,
+            controls,
+        };
+        let x = noise(&[1, 4, latent, latent], 1)?;
+        let runs = time(dev, opts.iters, true, || {
+            denoiser
+                .predict(
+                    &x,
+                    500.0,
+                    crate::engine::control::CallIndex { call: 0, calls: 1 },
+                )
+                .map(|_| ())
+                .map_err(tensor("UNet with ControlNets"))
+        })?;
+        record(figure, runs);
     }
     if wanted(Figure::PredictionProbe) {
         progress(Figure::PredictionProbe.describe());
@@ -515,4 +555,43 @@ fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// `n` ControlNets with random weights for `model`'s UNet, each with a random condition at the
+/// bench's size.
+fn random_controlnets(
+    model: &crate::engine::model::StableDiffusion,
+    n: usize,
+    opts: &BenchOptions,
+) -> Result<Vec<crate::engine::control::ActiveControl>> {
+    use crate::engine::control::{ActiveControl, ControlUnit};
+    use crate::engine::model::controlnet::{ControlNet, ControlNetConfig};
+    let unet = model.unet.config();
+    let cfg = ControlNetConfig {
+        unet: crate::engine::model::UNetConfig {
+            in_channels: unet.out_channels,
+            ..unet.clone()
+        },
+        conditioning_channels: 3,
+        embedding_channels: crate::engine::model::controlnet::DEFAULT_EMBEDDING_CHANNELS.to_vec(),
+        global_pool_conditions: false,
+        bgr: false,
+    };
+    let dev = &opts.device;
+    (0..n)
+        .map(|i| {
+            let vb = super::random::RandomWeights::new().var_builder(opts.dtype, dev);
+            let net = ControlNet::load(vb, &cfg).map_err(tensor("random ControlNet"))?;
+            let hint = TorchRng::new(100 + i as u64)
+                .randn_tensor(&[1, 3, opts.size, opts.size], dev)
+                .and_then(|t| t.to_dtype(opts.dtype))
+                .map_err(tensor("condition"))?;
+            let image = crate::engine::RgbImage::new(8, 8, vec![0; 192])?;
+            Ok(ActiveControl {
+                net: std::sync::Arc::new(net),
+                hint,
+                unit: ControlUnit::new("random".into(), std::sync::Arc::new(image)),
+            })
+        })
+        .collect()
 }

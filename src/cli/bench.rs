@@ -42,8 +42,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Only these figures: text-encode, unet-step, vae-decode, vae-encode, taesd-decode,
-    /// txt2img, txt2img-previews, prediction-probe, cancel-latency, lora-apply, live-inpaint
-    /// (comma-separated).
+    /// txt2img, txt2img-previews, prediction-probe, cancel-latency, lora-apply, live-inpaint,
+    /// unet-step-controlnet, unet-step-2-controlnets (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     #[arg(long)]
