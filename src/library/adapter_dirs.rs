@@ -105,3 +105,15 @@ fn dirs(
     dirs.retain(|d| d.is_dir() && seen.insert(d.clone()));
     dirs
 }
+
+/// The depth preprocessor's network: `explicit` (a folder), else Depth Anything V2 Small as
+/// `models pull` downloads it into the hub cache, else `depth-anything` in the data folder.
+pub fn depth_model(explicit: Option<&Path>) -> Option<PathBuf> {
+    use pentimento_engine::control::depth::DEPTH_REPO;
+    if let Some(e) = explicit {
+        return Some(e.to_path_buf());
+    }
+    super::hub::cached_snapshot(DEPTH_REPO)
+        .or_else(|| super::app_dirs::data_dir().map(|d| d.join("depth-anything")))
+        .filter(|d| d.join("config.json").is_file())
+}

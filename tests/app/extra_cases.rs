@@ -565,3 +565,102 @@ fn tcd_in_few_steps_as_diffusers_samples() {
 fn controlnets_as_diffusers_applies_them() {
     check(|c| !c.controls.is_empty(), |c| fixture(&c.model));
 }
+
+/// The depth preprocessor: Depth Anything V2 (transformers' layout, a tiny random model) on a
+/// square picture (position embeddings as trained) and on wide and tall ones (interpolated,
+/// bicubic): the map is the network's depth stretched to 0–255 as AUTOMATIC1111 does, within
+/// one level of transformers' own forward.
+#[test]
+fn depth_maps_as_transformers_computes_them() {
+    let dir = std::env::temp_dir().join(format!("pentimento-depth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = candle_core::safetensors::load(
+        fixture("extra/depth/depth-reference.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let model = fixture("extra/depth/tiny-depth-anything");
+    for name in ["square", "wide", "tall"] {
+        let out = dir.join(format!("{name}.png"));
+        let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+            .args(["preprocess", "depth"])
+            .arg(fixture(&format!("extra/depth/depth-{name}.png")))
+            .arg("--out")
+            .arg(&out)
+            .arg("--depth-model")
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let depth: Vec<Vec<f32>> = r[&format!("depth.{name}")]
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let (lo, hi) = depth
+            .iter()
+            .flatten()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let got = image::open(&out).unwrap().to_luma8();
+        assert_eq!(
+            (got.height() as usize, got.width() as usize),
+            (depth.len(), depth[0].len())
+        );
+        let mut worst = 0i32;
+        for (y, row) in depth.iter().enumerate() {
+            for (x, &d) in row.iter().enumerate() {
+                let want = ((d - lo) / (hi - lo) * 255.0) as i32;
+                let g = got.get_pixel(x as u32, y as u32)[0] as i32;
+                worst = worst.max((g - want).abs());
+            }
+        }
+        assert!(worst <= 1, "{name}: off by {worst} levels");
+    }
+    // A depth ControlNet run from a picture, through the depth preprocessor.
+    let out = dir.join("controlled.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args([
+            "generate", "--prompt", "a room", "--steps", "2", "--width", "64", "--height", "64",
+        ])
+        .arg("--model")
+        .arg(fixture("tiny-sd15"))
+        .arg("--control")
+        .arg(format!(
+            "depth:{}:{}",
+            fixture("extra/controlnet/tiny-cn-a").display(),
+            fixture("extra/depth/depth-square.png").display()
+        ))
+        .arg("--depth-model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .arg("info")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Module: depth_anything_v2"));
+    // Without the network: what to download, exit 2, nothing written.
+    let missing = dir.join("missing.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(["preprocess", "depth"])
+        .arg(fixture("extra/depth/depth-square.png"))
+        .arg("--out")
+        .arg(&missing)
+        .env("HF_HUB_CACHE", dir.join("empty-hub"))
+        .env("XDG_DATA_HOME", dir.join("empty-data"))
+        .env("PENTIMENTO_DATA_DIR", dir.join("empty-data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("models pull depth-anything/Depth-Anything-V2-Small-hf"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

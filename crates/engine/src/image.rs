@@ -121,6 +121,30 @@ impl RgbImage {
         }
     }
 
+    /// The image at `width`×`height` resampled bicubically (PIL's and transformers' image
+    /// processors' "bicubic": Catmull-Rom, widened when shrinking).
+    pub fn resized_bicubic(&self, width: usize, height: usize) -> RgbImage {
+        if (self.width, self.height) == (width, height) {
+            return self.clone();
+        }
+        let Some(buffer) =
+            image::RgbImage::from_raw(self.width as u32, self.height as u32, self.pixels.clone())
+        else {
+            return self.clone();
+        };
+        let out = image::imageops::resize(
+            &buffer,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::CatmullRom,
+        );
+        RgbImage {
+            width,
+            height,
+            pixels: out.into_raw(),
+        }
+    }
+
     pub fn crop(&self, r: crate::rect::Rect) -> RgbImage {
         let mut pixels = Vec::with_capacity(r.width * r.height * 3);
         for y in r.y..r.y + r.height {

@@ -139,6 +139,10 @@ pub struct GenerateArgs {
         value_name = "TYPE:MODEL:IMAGE[:W[:START:END]][:MODE]"
     )]
     pub controls: Vec<ControlArg>,
+    /// The depth preprocessor's Depth Anything V2 folder (default: the one `models pull
+    /// depth-anything/Depth-Anything-V2-Small-hf` downloaded).
+    #[arg(long, value_name = "DIR")]
+    pub depth_model: Option<PathBuf>,
     /// Inpainting mask for --init-image, same size: white = regenerate, black = keep, grey = partly.
     #[arg(long)]
     pub mask: Option<PathBuf>,

@@ -193,7 +193,7 @@ impl Plan {
             .with_batch(args.batch_size)
             .with_loras(loras)
             .with_embeddings(embeddings)
-            .with_controls(job_controls(&args.controls)?);
+            .with_controls(job_controls(&args.controls, args.depth_model.as_deref())?);
         job.validate()?;
         let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()
@@ -213,7 +213,12 @@ impl Plan {
 /// Each `--control`: its model must exist; its image is read and run through its preprocessor.
 fn job_controls(
     args: &[super::args::ControlArg],
+    depth_model: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<pentimento::engine::control::ControlUnit>> {
+    let depth = match args.iter().any(|c| c.module.needs_model()) {
+        true => Some(super::super::preprocess::depth_estimator(depth_model)?),
+        false => None,
+    };
     args.iter()
         .map(|c| {
             if !c.model.exists() {
@@ -223,7 +228,11 @@ fn job_controls(
                 .with_context(|| format!("--control image {}", c.image.display()))?;
             Ok(pentimento::engine::control::ControlUnit {
                 model: c.model.clone(),
-                image: Arc::new(c.module.apply(&image)),
+                image: Arc::new(
+                    c.module
+                        .run(&image, depth.as_ref())
+                        .with_context(|| format!("--control {}", c.module.name()))?,
+                ),
                 module: c.module,
                 weight: c.weight,
                 start: c.start,

@@ -73,6 +73,13 @@ pub enum HubError {
 }
 
 /// Where the hub cache lives: `$HF_HUB_CACHE`, `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+/// The `main` snapshot of `repo` in the hub cache, when it was downloaded.
+pub fn cached_snapshot(repo: &str) -> Option<PathBuf> {
+    let cache = cache::RepoCache::new(&cache_dir(), repo);
+    let commit = cache.commit_for("main")?;
+    Some(cache.snapshot_dir(&commit)).filter(|d| d.is_dir())
+}
+
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("HF_HUB_CACHE") {
         return PathBuf::from(d);

@@ -2,6 +2,7 @@
 //! of the steps it acts in and its control mode — and how their residuals are computed at each
 //! model call, as diffusers' ControlNet pipelines and AUTOMATIC1111's extension do.
 
+pub mod depth;
 pub mod preprocess;
 
 use std::path::PathBuf;

@@ -24,6 +24,8 @@ pub enum Preprocessor {
     Invert,
     /// Brighter than the threshold → white, else black.
     Threshold(u8),
+    /// Depth Anything V2's depth map, near = white (AUTOMATIC1111's `depth_anything_v2`).
+    Depth,
 }
 
 impl Preprocessor {
@@ -35,6 +37,7 @@ impl Preprocessor {
             Preprocessor::Scribble => "scribble",
             Preprocessor::Invert => "invert",
             Preprocessor::Threshold(_) => "threshold",
+            Preprocessor::Depth => "depth_anything_v2",
         }
     }
 
@@ -56,7 +59,8 @@ impl Preprocessor {
         }
     }
 
-    pub const NAMES: [&'static str; 5] = ["none", "canny", "scribble", "invert", "threshold"];
+    pub const NAMES: [&'static str; 6] =
+        ["none", "canny", "scribble", "invert", "threshold", "depth"];
 
     /// `none`, `canny`, `canny=LOW,HIGH`, `scribble`, `invert`, `threshold`, `threshold=T`;
     /// AUTOMATIC1111's longer names (`invert (from white bg & black line)`, `scribble_xdog`…)
@@ -93,11 +97,12 @@ impl Preprocessor {
             ("threshold", Some(a)) => Preprocessor::Threshold(byte(a)?),
             ("invert", None) => Preprocessor::Invert,
             ("scribble", None) => Preprocessor::Scribble,
+            ("depth" | "depth_anything_v2" | "depth_anything", None) => Preprocessor::Depth,
             (n, None) if n.starts_with("invert") => Preprocessor::Invert,
             (n, None) if n.starts_with("scribble") => Preprocessor::Scribble,
             _ => {
                 return Err(format!(
-                    "unknown preprocessor {s:?} (known: {}; depth and pose maps are given as images with none)",
+                    "unknown preprocessor {s:?} (known: {}; pose maps and other conditions are given as images with none)",
                     Self::NAMES.join(", ")
                 ))
             }
@@ -105,9 +110,32 @@ impl Preprocessor {
         Ok(p)
     }
 
+    /// Whether it runs a network (which must be loaded first: [`super::depth::DepthEstimator`]).
+    pub fn needs_model(&self) -> bool {
+        matches!(self, Preprocessor::Depth)
+    }
+
+    /// The condition for `image`; `depth` is the loaded depth network, which `Depth` needs.
+    pub fn run(
+        &self,
+        image: &RgbImage,
+        depth: Option<&super::depth::DepthEstimator>,
+    ) -> crate::error::Result<RgbImage> {
+        match (self, depth) {
+            (Preprocessor::Depth, Some(d)) => d.depth_map(image),
+            (Preprocessor::Depth, None) => Err(crate::error::EngineError::InvalidParams(format!(
+                "the depth preprocessor needs Depth Anything V2: run `pentimento models pull {}` (or give its folder)",
+                super::depth::DEPTH_REPO
+            ))),
+            _ => Ok(self.apply(image)),
+        }
+    }
+
+    /// The condition for `image`, for the preprocessors that need no network (`Depth` gives
+    /// the picture back: use [`Self::run`]).
     pub fn apply(&self, image: &RgbImage) -> RgbImage {
         match *self {
-            Preprocessor::None => image.clone(),
+            Preprocessor::None | Preprocessor::Depth => image.clone(),
             Preprocessor::Canny { low, high } => canny(image, low, high),
             Preprocessor::Scribble => scribble(image),
             Preprocessor::Invert => map_pixels(image, |v| 255 - v),
@@ -366,7 +394,7 @@ mod tests {
             "canny=200,100",
             "canny=5",
             "threshold=-1",
-            "depth",
+            "depth=x",
             "../x",
             "",
             "none=1",

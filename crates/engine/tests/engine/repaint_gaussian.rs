@@ -79,7 +79,12 @@ struct GaussianDenoiser {
 }
 
 impl Denoiser for GaussianDenoiser {
-    fn predict(&self, x: &Tensor, t: f64) -> candle_core::Result<Tensor> {
+    fn predict(
+        &self,
+        x: &Tensor,
+        t: f64,
+        _: pentimento_engine::control::CallIndex,
+    ) -> candle_core::Result<Tensor> {
         let s = interp(t, &self.train_sigmas);
         let alpha_bar = 1.0 / (1.0 + s * s);
         let cov: Mat = (0..D)

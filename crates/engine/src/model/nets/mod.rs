@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod clip;
 pub mod config;
 pub mod controlnet;
+pub mod depth_anything;
 pub mod taesd;
 pub mod transformer;
 pub mod unet;
