@@ -12,10 +12,18 @@ mod sheet;
 
 use clap::{Parser, Subcommand};
 
+/// `--version`: the release, the commit it was built from and the compute back ends built in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PENTIMENTO_BUILD"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "pentimento",
-    version,
+    version = VERSION,
     about = "Stable Diffusion painting app and headless generator",
     args_conflicts_with_subcommands = true
 )]

@@ -224,3 +224,17 @@ fn samplers_lists_the_names() {
     assert!(text.lines().any(|l| l == "DDIM"));
     assert!(text.lines().any(|l| l == "Euler"));
 }
+
+/// `--version` says the release, the commit the binary was built from and its back ends.
+#[test]
+fn version_names_the_commit_and_features() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("pentimento 0."), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+    assert!(text.contains("features: cpu"), "{text}");
+}

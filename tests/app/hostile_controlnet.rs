@@ -330,7 +330,8 @@ fn control_options_that_name_nothing_sensible_are_refused() {
     let sd15 = fixture("tiny-sd15");
     for (control, needle) in [
         (format!("none:{cn}"), "TYPE:MODEL:IMAGE"),
-        (format!("depth:{cn}:{h}"), "unknown preprocessor"),
+        (format!("depth=x:{cn}:{h}"), "unknown preprocessor"),
+        (format!("pose:{cn}:{h}"), "unknown preprocessor"),
         (format!("canny=300,1:{cn}:{h}"), "threshold"),
         (format!("none:{cn}:{h}:1:0.5"), "WEIGHT:START:END"),
         (format!("none:{cn}:{h}:NaN"), "weight"),

@@ -253,10 +253,8 @@ mod tests {
         // Huge pictures are held to the bound.
         let (w, h) = p.network_size(100_000, 10);
         assert!(w <= MAX_DEPTH_SIDE && h >= 14 && w % 14 == 0);
-        assert_eq!(
-            constrain(7.0 * 14.0 + 7.0, 14, 1036),
-            98,
-            "half rounds to even"
-        );
+        // Python's round: 6.5 → 6, 7.5 → 8.
+        assert_eq!(constrain(6.5 * 14.0, 14, 1036), 84, "half rounds to even");
+        assert_eq!(constrain(7.5 * 14.0, 14, 1036), 112);
     }
 }

@@ -353,7 +353,7 @@ mod tests {
             .filter(|&y| white(&edges, 7, y) || white(&edges, 8, y))
             .count();
         let strong = (0..16)
-            .filter(|&y| 4 * (200 - 14 * y as i32).max(0) > 255)
+            .filter(|&y: &i32| 4 * (200 - 14 * y).max(0) > 255)
             .count();
         assert!(marked > strong, "weak continuation dropped: {marked} rows");
     }

@@ -211,7 +211,7 @@ pub fn load(path: &Path, base: &UNetConfig, dtype: DType, device: &Device) -> Re
         });
     }
     let bad = |m: String| EngineError::bad_model(path, m);
-    let (cfg, file, rename): (_, _, Box<dyn Fn(&str) -> String + Send + Sync>) = if path.is_dir() {
+    let (cfg, file, rename): (_, _, Rename) = if path.is_dir() {
         let cfg_path = path.join("config.json");
         let cfg = config_from_json(&crate::model::read_json(&cfg_path)?)
             .map_err(|m| EngineError::bad_model(&cfg_path, m))?;
@@ -250,6 +250,9 @@ pub fn load(path: &Path, base: &UNetConfig, dtype: DType, device: &Device) -> Re
     let vb = file.var_builder(dtype, device, rename);
     ControlNet::load(vb, &cfg).map_err(|e| bad(format!("ControlNet: {e}")))
 }
+
+/// The file's tensor name for each of diffusers' names.
+type Rename = Box<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A file's identity for the cache: a changed file is read again.
 fn stamp(path: &Path) -> (u64, Option<SystemTime>) {

@@ -104,7 +104,7 @@ impl DepthAnythingConfig {
         if b.num_hidden_layers == 0 || b.num_hidden_layers > MAX_LAYERS {
             return Err(format!("{} layers", b.num_hidden_layers));
         }
-        if b.num_attention_heads == 0 || b.hidden_size % b.num_attention_heads != 0 {
+        if b.num_attention_heads == 0 || !b.hidden_size.is_multiple_of(b.num_attention_heads) {
             return Err(format!(
                 "{} heads do not divide width {}",
                 b.num_attention_heads, b.hidden_size
