@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Textual-inversion embedding folders.
     #[arg(long = "embeddings-dir")]
     pub embedding_dirs: Vec<PathBuf>,
+    /// Folders of ControlNets requests may name (`alwayson_scripts.controlnet`), beside the
+    /// data folder's `controlnet` and `models/ControlNet` by the library's folders.
+    #[arg(long = "controlnet-dir")]
+    pub controlnet_dirs: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
 }
@@ -40,6 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .chain(&args.lora_dirs)
         .chain(&args.embedding_dirs)
+        .chain(&args.controlnet_dirs)
     {
         if !dir.is_dir() {
             anyhow::bail!("{}: no such folder", dir.display());
@@ -93,6 +98,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         lora_dirs: pentimento::library::adapter_dirs::lora_dirs(&args.lora_dirs, None),
         embedding_dirs: pentimento::library::adapter_dirs::embedding_dirs(
             &args.embedding_dirs,
+            None,
+        ),
+        controlnet_dirs: pentimento::library::adapter_dirs::controlnet_dirs(
+            &args.controlnet_dirs,
             None,
         ),
     })

@@ -83,6 +83,27 @@ pub struct Common {
     pub eta: Option<f64>,
     #[serde(default)]
     pub override_settings: Option<serde_json::Map<String, Value>>,
+    /// Scripts' arguments; ControlNet units under `controlnet.args` (see `controlnet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alwayson_scripts: Option<serde_json::Map<String, Value>>,
+}
+
+impl Common {
+    /// The request as the answer's `parameters` echo it: without the ControlNet units' images.
+    pub fn without_images(&self) -> Self {
+        let mut echo = self.clone();
+        if let Some(scripts) = echo.alwayson_scripts.as_mut() {
+            for script in scripts.values_mut() {
+                if let Some(args) = script.get_mut("args").and_then(Value::as_array_mut) {
+                    for unit in args.iter_mut().filter_map(Value::as_object_mut) {
+                        unit.remove("image");
+                        unit.remove("input_image");
+                    }
+                }
+            }
+        }
+        echo
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -9,6 +9,7 @@
 //! never used as paths.
 
 pub mod api;
+mod controlnet;
 mod engine;
 
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct ServeOptions {
     /// LoRA and embedding folders for `<lora:…>` tags and embedding names.
     pub lora_dirs: Vec<PathBuf>,
     pub embedding_dirs: Vec<PathBuf>,
+    /// Folders whose ControlNets requests may name.
+    pub controlnet_dirs: Vec<PathBuf>,
 }
 
 struct AppState {
@@ -76,6 +79,9 @@ struct AppState {
     api_key: Option<String>,
     lora_dirs: Vec<PathBuf>,
     embedding_dirs: Vec<PathBuf>,
+    controlnet_dirs: Vec<PathBuf>,
+    /// The depth preprocessor's network, loaded at its first use.
+    depth: std::sync::Mutex<Option<Arc<crate::engine::control::depth::DepthEstimator>>>,
 }
 
 type Shared = Arc<AppState>;
@@ -112,6 +118,8 @@ fn router(state: Shared) -> Router {
         .route("/sdapi/v1/options", get(get_options).post(set_options))
         .route("/sdapi/v1/samplers", get(samplers))
         .route("/sdapi/v1/png-info", post(png_info))
+        .route("/controlnet/model_list", get(controlnet_models))
+        .route("/controlnet/module_list", get(controlnet_modules))
         .route("/health", get(health))
         .route("/internal/ping", get(|| async { Json(json!({})) }));
     if keyed {
@@ -152,6 +160,8 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
             api_key: options.api_key,
             lora_dirs: options.lora_dirs,
             embedding_dirs: options.embedding_dirs,
+            controlnet_dirs: options.controlnet_dirs,
+            depth: std::sync::Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -268,10 +278,79 @@ fn with_adapters(
     Ok(job.with_loras(loras).with_embeddings(embeddings))
 }
 
+async fn controlnet_models(State(state): State<Shared>) -> Json<Value> {
+    Json(controlnet::model_list_json(&state.controlnet_dirs))
+}
+
+async fn controlnet_modules() -> Json<Value> {
+    Json(controlnet::module_list_json())
+}
+
+/// The request's ControlNet units with their preprocessors run (off the async threads: the
+/// depth network takes a while).
+async fn control_units(
+    state: &Shared,
+    common: &api::Common,
+    fallback: Option<crate::engine::image::RgbImage>,
+) -> Result<Vec<crate::engine::control::ControlUnit>, ApiError> {
+    let requested = controlnet::units(
+        common.alwayson_scripts.as_ref(),
+        &state.controlnet_dirs,
+        fallback.as_ref(),
+    )?;
+    if requested.is_empty() {
+        return Ok(vec![]);
+    }
+    let state = state.clone();
+    let units = tokio::task::spawn_blocking(move || -> Result<Vec<_>, ApiError> {
+        let depth = if requested.iter().any(|u| u.module.needs_model()) {
+            Some(depth_estimator(&state)?)
+        } else {
+            None
+        };
+        requested
+            .into_iter()
+            .map(|u| u.into_unit(depth.as_deref()).map_err(ApiError::from))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    crate::engine::control::validate(&units)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    Ok(units)
+}
+
+/// The depth network (downloaded with `models pull`), loaded once.
+fn depth_estimator(
+    state: &AppState,
+) -> Result<Arc<crate::engine::control::depth::DepthEstimator>, ApiError> {
+    use crate::engine::control::depth::{DepthEstimator, DEPTH_REPO};
+    let mut held = state
+        .depth
+        .lock()
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "depth state".into()))?;
+    if let Some(d) = held.as_ref() {
+        return Ok(d.clone());
+    }
+    let dir = crate::library::adapter_dirs::depth_model(None).ok_or_else(|| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the depth preprocessor needs Depth Anything V2 on the server: `pentimento models pull {DEPTH_REPO}`"),
+        )
+    })?;
+    let d = Arc::new(
+        DepthEstimator::load(&dir, &candle_core::Device::Cpu)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    );
+    *held = Some(d.clone());
+    Ok(d)
+}
+
 async fn generate(
     state: &AppState,
     checkpoint: Option<&str>,
     jobs: Vec<crate::engine::Job>,
+    controls: Vec<crate::engine::control::ControlUnit>,
     request: &impl serde::Serialize,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(name) = checkpoint {
@@ -279,7 +358,7 @@ async fn generate(
     }
     let jobs = jobs
         .into_iter()
-        .map(|j| with_adapters(state, j))
+        .map(|j| with_adapters(state, j.with_controls(controls.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     let results = state
         .engine
@@ -296,7 +375,11 @@ async fn txt2img(
     Json(request): Json<api::Txt2Img>,
 ) -> Result<Json<Value>, ApiError> {
     let jobs = request.jobs()?;
-    generate(&state, request.common.checkpoint(), jobs, &request).await
+    let controls = control_units(&state, &request.common, None).await?;
+    let echo = api::Txt2Img {
+        common: request.common.without_images(),
+    };
+    generate(&state, request.common.checkpoint(), jobs, controls, &echo).await
 }
 
 async fn img2img(
@@ -304,11 +387,14 @@ async fn img2img(
     Json(request): Json<api::Img2Img>,
 ) -> Result<Json<Value>, ApiError> {
     let jobs = request.jobs()?;
+    let init = jobs.first().and_then(|j| j.kind.source_image().cloned());
+    let controls = control_units(&state, &request.common, init).await?;
     // The answer's `parameters` leave the (large) images out, as AUTOMATIC1111's do.
     let mut echo = request.clone();
     echo.init_images.clear();
     echo.mask = None;
-    generate(&state, request.common.checkpoint(), jobs, &echo).await
+    echo.common = request.common.without_images();
+    generate(&state, request.common.checkpoint(), jobs, controls, &echo).await
 }
 
 #[derive(serde::Deserialize)]

@@ -370,3 +370,126 @@ fn beyond_this_machine_only_with_a_key() {
     assert_eq!(call(Some(&basic("user:nope"))), 401);
     assert_eq!(call(Some("Basic !!!")), 401);
 }
+
+/// ControlNet units as AUTOMATIC1111's extension takes them (`alwayson_scripts.controlnet`):
+/// the same picture as `generate --control`, bit for bit; the extension's model and module
+/// lists; names that are paths, unknown models and bad values refused (422).
+#[test]
+fn controlnet_units_as_the_extension_takes_them() {
+    let d = temp_dir("serve", "controlnet");
+    let cache = d.join("cache");
+    let models = models(&d);
+    let model = models.join("tiny-sd15.safetensors");
+    let cn_dir = d.join("ControlNet");
+    std::fs::create_dir_all(&cn_dir).unwrap();
+    std::fs::copy(
+        fixture("extra/controlnet/tiny-cn-b.safetensors"),
+        cn_dir.join("control_tiny_canny.safetensors"),
+    )
+    .unwrap();
+    let s = serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            model.to_str().unwrap(),
+            "--controlnet-dir",
+            cn_dir.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    assert_eq!(
+        get(&s, "/controlnet/model_list")["model_list"],
+        json!(["control_tiny_canny"])
+    );
+    assert!(get(&s, "/controlnet/module_list")["module_list"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("canny")));
+    let hint = fixture("tiny-sd15-img2img.3-image.png");
+    let unit = |extra: Value| {
+        let mut u = json!({"image": b64(&std::fs::read(&hint).unwrap()), "module": "canny",
+            "model": "control_tiny_canny [8fe0607e76]", "weight": 0.8, "threshold_a": 60,
+            "threshold_b": 140, "guidance_start": 0.1, "guidance_end": 0.9, "control_mode": 2});
+        for (k, v) in extra.as_object().unwrap() {
+            u[k] = v.clone();
+        }
+        u
+    };
+    let body = |u: Value| {
+        json!({"prompt": "a castle", "seed": 9, "steps": 3, "cfg_scale": 7, "width": 64,
+               "height": 64, "sampler_name": "Euler",
+               "alwayson_scripts": {"controlnet": {"args": [u]}}})
+    };
+    let (code, r) = post(&s, "/sdapi/v1/txt2img", &body(unit(json!({}))));
+    assert_eq!(code, 200, "{r}");
+    let served = png_pixels(r["images"][0].as_str().unwrap());
+    let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+    assert!(info["infotexts"][0]
+        .as_str()
+        .unwrap()
+        .contains("ControlNet 0: \"Module: canny, Model: control_tiny_canny"));
+    // The echoed parameters leave the unit's image out.
+    assert!(r["parameters"]["alwayson_scripts"]["controlnet"]["args"][0]
+        .get("image")
+        .is_none());
+    let out = d.join("cli.png");
+    let o = run_cli(
+        &[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "a castle",
+            "--seed",
+            "9",
+            "--steps",
+            "3",
+            "--cfg",
+            "7",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--sampler",
+            "Euler",
+            "--control",
+            &format!(
+                "canny=60,140:{}:{}:0.8:0.1:0.9:control",
+                cn_dir.join("control_tiny_canny.safetensors").display(),
+                hint.display()
+            ),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    same(served, file_pixels(&out));
+    // Disabled units change nothing; refused values say why.
+    let (code, _) = post(
+        &s,
+        "/sdapi/v1/txt2img",
+        &body(unit(json!({"enabled": false}))),
+    );
+    assert_eq!(code, 200);
+    for (bad, needle) in [
+        (json!({"model": "../../../etc/passwd"}), "no ControlNet"),
+        (
+            json!({"model": cn_dir.join("control_tiny_canny.safetensors")}),
+            "no ControlNet",
+        ),
+        (json!({"model": "None"}), "names no model"),
+        (json!({"module": "openpose_full"}), "unknown preprocessor"),
+        (json!({"weight": 1e9}), "weight"),
+        (json!({"guidance_start": 0.9, "guidance_end": 0.1}), "start"),
+        (json!({"threshold_a": 900}), "threshold_a"),
+        (json!({"control_mode": 7}), "control_mode"),
+        (json!({"image": "not base64!"}), ""),
+        (json!({"image": null}), "without an image"),
+    ] {
+        let (code, r) = post(&s, "/sdapi/v1/txt2img", &body(unit(bad.clone())));
+        assert_eq!(code, 422, "{bad}: {r}");
+        assert!(r["detail"].as_str().unwrap().contains(needle), "{bad}: {r}");
+    }
+}

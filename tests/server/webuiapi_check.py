@@ -25,9 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures")
 
 
-def start(binary, models_dir, model):
+def start(binary, models_dir, model, controlnet_dir):
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--model", model, "--model-dir", models_dir],
+        [binary, "serve", "--listen", "127.0.0.1:0", "--model", model, "--model-dir", models_dir,
+         "--controlnet-dir", controlnet_dir],
         stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     for line in proc.stderr:
@@ -54,7 +55,11 @@ def main():
     for f in ["tiny-sd15.safetensors", os.path.join("extra", "tiny-sd2.safetensors")]:
         shutil.copy(os.path.join(FIXTURES, f), models)
     model = os.path.join(models, "tiny-sd15.safetensors")
-    proc, host, port = start(binary, models, model)
+    controlnets = os.path.join(work, "ControlNet")
+    os.makedirs(controlnets)
+    controlnet = os.path.join(controlnets, "control_tiny_canny.safetensors")
+    shutil.copy(os.path.join(FIXTURES, "extra", "controlnet", "tiny-cn-b.safetensors"), controlnet)
+    proc, host, port = start(binary, models, model, controlnets)
     failures = []
 
     def check(what, ok):
@@ -114,6 +119,20 @@ def main():
         t.join(60)
         check("interrupt ends the job", not t.is_alive() and done.get("r") is not None
               and len(done["r"].images) == 0)
+        # A ControlNet unit as webuiapi sends it (alwayson_scripts.ControlNet).
+        hint = os.path.join(FIXTURES, "tiny-sd15-img2img.3-image.png")
+        unit = webuiapi.ControlNetUnit(image=Image.open(hint), module="canny",
+                                       model="control_tiny_canny", weight=0.8, threshold_a=60,
+                                       threshold_b=140, guidance_start=0.1, guidance_end=0.9,
+                                       control_mode=2)
+        r = api.txt2img(prompt="a castle", seed=9, steps=3, cfg_scale=7, width=64, height=64,
+                        sampler_name="Euler", controlnet_units=[unit])
+        want = generate(binary, os.path.join(work, "cli-controlnet.png"), "--model", model,
+                        "--prompt", "a castle", "--seed", "9", "--steps", "3", "--cfg", "7",
+                        "--width", "64", "--height", "64", "--sampler", "Euler", "--control",
+                        f"canny=60,140:{controlnet}:{hint}:0.8:0.1:0.9:control")
+        check("a ControlNet unit equals generate --control bit for bit",
+              r.images[0].convert("RGB").tobytes() == want.tobytes())
         # Models: the list, a switch, the current one.
         names = api.util_get_model_names()
         check("sd-models lists both models",
