@@ -58,6 +58,9 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     }
     let image = pentimento::engine::image::read_image_file(&args.image)
         .with_context(|| format!("{}", args.image.display()))?;
+    if args.module == Preprocessor::InpaintOnly {
+        bail!("the inpaint condition is made from an inpainting job's image and mask: use generate --control inpaint:MODEL with --init-image and --mask");
+    }
     let depth = match args.module.needs_model() {
         true => Some(depth_estimator(args.depth_model.as_deref())?),
         false => None,

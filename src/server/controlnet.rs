@@ -78,7 +78,7 @@ pub fn model_list_json(dirs: &[PathBuf]) -> Value {
 
 /// `/controlnet/module_list`.
 pub fn module_list_json() -> Value {
-    json!({ "module_list": ["none", "canny", "scribble", "invert", "threshold", "depth_anything_v2"] })
+    json!({ "module_list": ["none", "canny", "scribble", "invert", "threshold", "depth_anything_v2", "inpaint_only"] })
 }
 
 fn number(unit: &Map<String, Value>, key: &str, default: f64) -> Result<f64, BadRequest> {

@@ -47,6 +47,9 @@ struct Case {
 
 #[derive(serde::Deserialize, Clone)]
 struct Control {
+    /// The preprocessor (`none` unless given): `inpaint` makes the condition from the job.
+    #[serde(default)]
+    module: Option<String>,
     model: String,
     image: String,
     weight: f64,
@@ -128,15 +131,25 @@ fn run(case: &Case, model: &Path, extra: &[&str]) -> Tensor {
         for c in &case.controls {
             args.extend([
                 "--control".into(),
-                format!(
-                    "none:{}:{}:{}:{}:{}:{}",
-                    fixture(&c.model).display(),
-                    fixture(&c.image).display(),
-                    c.weight,
-                    c.start,
-                    c.end,
-                    c.mode
-                ),
+                match c.module.as_deref() {
+                    Some("inpaint") => format!(
+                        "inpaint:{}:{}:{}:{}:{}",
+                        fixture(&c.model).display(),
+                        c.weight,
+                        c.start,
+                        c.end,
+                        c.mode
+                    ),
+                    _ => format!(
+                        "none:{}:{}:{}:{}:{}:{}",
+                        fixture(&c.model).display(),
+                        fixture(&c.image).display(),
+                        c.weight,
+                        c.start,
+                        c.end,
+                        c.mode
+                    ),
+                },
             ]);
         }
     }

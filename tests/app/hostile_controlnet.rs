@@ -350,9 +350,14 @@ fn control_options_that_name_nothing_sensible_are_refused() {
         (format!("none:{cn}:{}", text.display()), "control image"),
         (format!("none:{cn}:{}", dir.display()), "control image"),
         (format!("none::{h}"), "TYPE:MODEL:IMAGE"),
+        (format!("inpaint:{cn}"), "--init-image and --mask"),
     ] {
         refused(&generate(&sd15, &out, &control), &out, needle);
     }
+    // The inpaint condition on an img2img job (an image, no mask).
+    let mut args = generate(&sd15, &out, &format!("inpaint:{cn}:0.5"));
+    args.extend(["--init-image".into(), h.clone()]);
+    refused(&args, &out, "inpainting jobs");
     // Five at once.
     let mut args = generate(&sd15, &out, &format!("none:{cn}:{h}"));
     for _ in 0..4 {

@@ -144,6 +144,7 @@ impl StableDiffusion {
                 crop: None,
                 size,
             },
+            None,
             &self.device,
             self.dtype,
         )

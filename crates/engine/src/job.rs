@@ -167,7 +167,7 @@ impl Job {
     pub fn validate(&self) -> Result<SamplerKind> {
         let sampler = self.params.validate()?;
         crate::model::adapters::Adapters::validate(&self.loras)?;
-        crate::control::validate(&self.controls)?;
+        crate::control::validate_for(&self.controls, self.kind.inpaint_options().is_some())?;
         if self.batch == 0 || self.batch > MAX_BATCH {
             return Err(EngineError::InvalidParams(format!(
                 "batch size {} is outside 1–{MAX_BATCH}",

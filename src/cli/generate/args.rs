@@ -133,7 +133,8 @@ pub struct GenerateArgs {
     /// is the preprocessor run on IMAGE (`none` uses it as it is; `canny[=LOW,HIGH]`,
     /// `scribble`, `invert`, `threshold[=T]`), MODEL a ControlNet file or diffusers folder,
     /// START/END the fraction of the steps it acts in, MODE `balanced`, `prompt` or `control`
-    /// (which matters more, as AUTOMATIC1111's Control Mode).
+    /// (which matters more, as AUTOMATIC1111's Control Mode). `inpaint:MODEL[:W…]` (the inpaint
+    /// ControlNet) takes no IMAGE: its condition is --init-image with the --mask area at −1.
     #[arg(
         long = "control",
         value_name = "TYPE:MODEL:IMAGE[:W[:START:END]][:MODE]"
@@ -265,10 +266,17 @@ impl std::str::FromStr for ControlArg {
         use pentimento::engine::control::{ControlMode, Preprocessor};
         let usage = "give TYPE:MODEL:IMAGE[:WEIGHT[:START:END]][:MODE]";
         let mut parts: Vec<&str> = s.split(':').collect();
-        if parts.len() < 3 {
+        let module = Preprocessor::parse(parts.first().copied().unwrap_or(""))?;
+        // The inpaint condition is made from --init-image and --mask: no IMAGE.
+        let min_paths = if module == Preprocessor::InpaintOnly {
+            1
+        } else {
+            2
+        };
+        if parts.len() < 1 + min_paths {
             return Err(format!("{s:?}: {usage}"));
         }
-        let module = Preprocessor::parse(parts.remove(0))?;
+        parts.remove(0);
         let mode = match parts.last().and_then(|m| {
             ControlMode::ALL
                 .into_iter()
@@ -284,7 +292,7 @@ impl std::str::FromStr for ControlArg {
         let numeric = parts
             .iter()
             .rev()
-            .take(3.min(parts.len().saturating_sub(2)))
+            .take(3.min(parts.len().saturating_sub(min_paths)))
             .take_while(|p| p.trim().parse::<f64>().is_ok())
             .count();
         let n = parts.len();
@@ -297,10 +305,12 @@ impl std::str::FromStr for ControlArg {
         };
         let used = numeric;
         let paths = &parts[..parts.len() - used];
-        if paths.len() < 2 || paths.iter().any(|p| p.is_empty()) {
+        if paths.len() < min_paths || paths.iter().any(|p| p.is_empty()) {
             return Err(format!("{s:?}: {usage}"));
         }
-        let split = if paths.len() == 2 {
+        let split = if min_paths == 1 {
+            paths.len()
+        } else if paths.len() == 2 {
             1
         } else {
             // Paths holding ':' (Windows drives): the split where both exist.

@@ -193,13 +193,22 @@ impl Plan {
             .with_batch(args.batch_size)
             .with_loras(loras)
             .with_embeddings(embeddings)
-            .with_controls(job_controls(&args.controls, args.depth_model.as_deref())?);
+            .with_controls(job_controls(
+                &args.controls,
+                args.depth_model.as_deref(),
+                args.init_image.as_deref(),
+            )?);
         job.validate()?;
         let inputs: Vec<&std::path::Path> = [&args.init_image, &args.mask, &args.params_from]
             .into_iter()
             .flatten()
             .map(PathBuf::as_path)
-            .chain(args.controls.iter().map(|c| c.image.as_path()))
+            .chain(
+                args.controls
+                    .iter()
+                    .map(|c| c.image.as_path())
+                    .filter(|p| !p.as_os_str().is_empty()),
+            )
             .collect();
         check_output(&args.out, &inputs, args.batch_count * job.batch)?;
         Ok(Self {
@@ -214,6 +223,7 @@ impl Plan {
 fn job_controls(
     args: &[super::args::ControlArg],
     depth_model: Option<&std::path::Path>,
+    init_image: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<pentimento::engine::control::ControlUnit>> {
     let depth = match args.iter().any(|c| c.module.needs_model()) {
         true => Some(super::super::preprocess::depth_estimator(depth_model)?),
@@ -224,8 +234,15 @@ fn job_controls(
             if !c.model.exists() {
                 bail!("--control: no ControlNet at {}", c.model.display());
             }
-            let image = load_image(&c.image)
-                .with_context(|| format!("--control image {}", c.image.display()))?;
+            // The inpaint condition is made from the job's image: any image of it will do here.
+            let source = match c.image.as_os_str().is_empty() {
+                true => init_image.ok_or_else(|| {
+                    anyhow::anyhow!("--control inpaint needs --init-image and --mask")
+                })?,
+                false => c.image.as_path(),
+            };
+            let image = load_image(source)
+                .with_context(|| format!("--control image {}", source.display()))?;
             Ok(pentimento::engine::control::ControlUnit {
                 model: c.model.clone(),
                 image: Arc::new(

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{EngineError, Result, TensorContext};
 use crate::image::RgbImage;
-use crate::mask::Rect;
+use crate::mask::{Mask, Rect};
 use crate::model::controlnet::ControlNet;
 use crate::model::controlnets::MAX_CONTROLNETS;
 use crate::model::unet::ControlResiduals;
@@ -134,6 +134,16 @@ impl ControlUnit {
     }
 }
 
+/// Checks a job's units (`inpainting`: whether the job has an image and a mask).
+pub fn validate_for(units: &[ControlUnit], inpainting: bool) -> Result<()> {
+    if !inpainting && units.iter().any(|u| u.module == Preprocessor::InpaintOnly) {
+        return Err(EngineError::InvalidParams(
+            "the inpaint preprocessor works on inpainting jobs (an image and a mask)".into(),
+        ));
+    }
+    validate(units)
+}
+
 /// Checks a job's units.
 pub fn validate(units: &[ControlUnit]) -> Result<()> {
     if units.len() > MAX_CONTROLNETS {
@@ -182,20 +192,41 @@ impl<'a> JobControls<'a> {
 
     /// Each unit's condition image mapped as the job's image is: scaled to the source's size,
     /// cropped like it, scaled to the working size.
+    /// `inpainting` is the image and mask the model works on (at the working size), for the
+    /// units whose condition is made from them (`inpaint_only`).
     pub fn activate(
         &self,
         area: WorkingArea,
+        inpainting: Option<(&RgbImage, &Mask)>,
         device: &Device,
         dtype: DType,
     ) -> Result<Vec<ActiveControl>> {
-        activate(self.units, &self.nets, area, device, dtype)
+        activate(self.units, &self.nets, area, inpainting, device, dtype)
     }
+}
+
+/// The inpaint ControlNet's condition: the image in [0, 1], −1 where the mask is over half.
+fn inpaint_condition(image: &RgbImage, mask: &Mask, device: &Device) -> Result<Tensor> {
+    let (w, h) = (image.width, image.height);
+    if (mask.width, mask.height) != (w, h) {
+        return Err(EngineError::InvalidParams(
+            "the inpaint condition's mask and image differ in size".into(),
+        ));
+    }
+    let mut data = vec![0f32; 3 * w * h];
+    for (i, (px, &m)) in image.pixels.chunks_exact(3).zip(&mask.values).enumerate() {
+        for c in 0..3 {
+            data[c * w * h + i] = if m > 0.5 { -1.0 } else { px[c] as f32 / 255.0 };
+        }
+    }
+    Tensor::from_vec(data, (1, 3, h, w), device).context("inpaint condition")
 }
 
 fn activate(
     units: &[ControlUnit],
     nets: &[Arc<ControlNet>],
     area: WorkingArea,
+    inpainting: Option<(&RgbImage, &Mask)>,
     device: &Device,
     dtype: DType,
 ) -> Result<Vec<ActiveControl>> {
@@ -204,6 +235,22 @@ fn activate(
         .zip(nets)
         .map(|(unit, net)| {
             let (w, h) = area.size;
+            if unit.module == Preprocessor::InpaintOnly {
+                let (image, mask) = inpainting.ok_or_else(|| {
+                    EngineError::InvalidParams(
+                        "the inpaint preprocessor works on inpainting jobs (an image and a mask)"
+                            .into(),
+                    )
+                })?;
+                let hint = inpaint_condition(image, mask, device)?
+                    .to_dtype(dtype)
+                    .context("ControlNet image")?;
+                return Ok(ActiveControl {
+                    net: net.clone(),
+                    hint,
+                    unit: unit.clone(),
+                });
+            }
             let image = match area.crop {
                 Some(crop) => unit
                     .image

@@ -26,6 +26,9 @@ pub enum Preprocessor {
     Threshold(u8),
     /// Depth Anything V2's depth map, near = white (AUTOMATIC1111's `depth_anything_v2`).
     Depth,
+    /// The inpaint ControlNet's condition (AUTOMATIC1111's `inpaint_only`): the job's own image
+    /// with the masked pixels at −1, made by the engine from the inpainting job.
+    InpaintOnly,
 }
 
 impl Preprocessor {
@@ -38,6 +41,7 @@ impl Preprocessor {
             Preprocessor::Invert => "invert",
             Preprocessor::Threshold(_) => "threshold",
             Preprocessor::Depth => "depth_anything_v2",
+            Preprocessor::InpaintOnly => "inpaint_only",
         }
     }
 
@@ -59,8 +63,15 @@ impl Preprocessor {
         }
     }
 
-    pub const NAMES: [&'static str; 6] =
-        ["none", "canny", "scribble", "invert", "threshold", "depth"];
+    pub const NAMES: [&'static str; 7] = [
+        "none",
+        "canny",
+        "scribble",
+        "invert",
+        "threshold",
+        "depth",
+        "inpaint",
+    ];
 
     /// `none`, `canny`, `canny=LOW,HIGH`, `scribble`, `invert`, `threshold`, `threshold=T`;
     /// AUTOMATIC1111's longer names (`invert (from white bg & black line)`, `scribble_xdog`…)
@@ -98,6 +109,7 @@ impl Preprocessor {
             ("invert", None) => Preprocessor::Invert,
             ("scribble", None) => Preprocessor::Scribble,
             ("depth" | "depth_anything_v2" | "depth_anything", None) => Preprocessor::Depth,
+            ("inpaint" | "inpaint_only", None) => Preprocessor::InpaintOnly,
             (n, None) if n.starts_with("invert") => Preprocessor::Invert,
             (n, None) if n.starts_with("scribble") => Preprocessor::Scribble,
             _ => {
@@ -135,7 +147,7 @@ impl Preprocessor {
     /// the picture back: use [`Self::run`]).
     pub fn apply(&self, image: &RgbImage) -> RgbImage {
         match *self {
-            Preprocessor::None | Preprocessor::Depth => image.clone(),
+            Preprocessor::None | Preprocessor::Depth | Preprocessor::InpaintOnly => image.clone(),
             Preprocessor::Canny { low, high } => canny(image, low, high),
             Preprocessor::Scribble => scribble(image),
             Preprocessor::Invert => map_pixels(image, |v| 255 - v),

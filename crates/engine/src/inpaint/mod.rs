@@ -150,6 +150,7 @@ impl StableDiffusion {
                 crop: Some(region),
                 size: (w, h),
             },
+            Some((&crop_image, &crop_mask)),
             &self.device,
             self.dtype,
         )?;
