@@ -95,11 +95,33 @@ impl Document {
         module: Preprocessor,
         model: Option<PathBuf>,
     ) -> Result<LayerId, LayerError> {
+        let picture = self.layer_picture(source).ok_or(LayerError::NotFound)?;
+        let condition = module.apply(&picture);
+        self.add_control_layer_with(source, module, &condition, model)
+    }
+
+    /// A layer's pixels over white: what a preprocessor reads of it.
+    pub fn layer_picture(&self, id: LayerId) -> Option<RgbImage> {
+        let (w, h) = self.size();
+        let index = self.layer_index(id)?;
+        Some(over_white(&self.layers[index].rgba, w, h))
+    }
+
+    /// `add_control_layer` with the condition already made (a depth map computed off the UI
+    /// thread); it must have the document's size.
+    pub fn add_control_layer_with(
+        &mut self,
+        source: LayerId,
+        module: Preprocessor,
+        condition: &RgbImage,
+        model: Option<PathBuf>,
+    ) -> Result<LayerId, LayerError> {
         self.room_for_one_more()?;
         let index = self.layer_index(source).ok_or(LayerError::NotFound)?;
-        let (w, h) = self.size();
-        let picture = over_white(&self.layers[index].rgba, w, h);
-        let condition = module.apply(&picture);
+        if (condition.width, condition.height) != self.size() {
+            return Err(LayerError::WrongSize);
+        }
+        let condition = condition.clone();
         let n = 1 + self
             .layers
             .iter()

@@ -109,11 +109,16 @@ fn dirs(
 /// The depth preprocessor's network: `explicit` (a folder), else Depth Anything V2 Small as
 /// `models pull` downloads it into the hub cache, else `depth-anything` in the data folder.
 pub fn depth_model(explicit: Option<&Path>) -> Option<PathBuf> {
+    depth_model_in(explicit, &super::hub::cache_dir())
+}
+
+/// `depth_model` with the hub cache at `hub_cache`.
+pub fn depth_model_in(explicit: Option<&Path>, hub_cache: &Path) -> Option<PathBuf> {
     use pentimento_engine::control::depth::DEPTH_REPO;
     if let Some(e) = explicit {
         return Some(e.to_path_buf());
     }
-    super::hub::cached_snapshot(DEPTH_REPO)
+    super::hub::cached_snapshot_in(hub_cache, DEPTH_REPO)
         .or_else(|| super::app_dirs::data_dir().map(|d| d.join("depth-anything")))
         .filter(|d| d.join("config.json").is_file())
 }

@@ -58,8 +58,9 @@ pub enum Command {
     SetLive(bool),
     /// Keep the live picture as a layer.
     KeepLive,
-    /// A control layer made from this layer (a sketch → scribbles, a picture → edges).
-    AddControlLayer(LayerId),
+    /// A control layer made from this layer through this preprocessor (none: a sketch →
+    /// scribbles, a picture → edges).
+    AddControlLayer(LayerId, Option<crate::engine::control::Preprocessor>),
     SetControl(LayerId, crate::document::control_layer::ControlSettings),
     /// A message for the status bar.
     Status(String),
@@ -171,7 +172,7 @@ impl PentimentoApp {
                 let done = self.doc.delete_layer(id);
                 self.layer_outcome(done, "layer deleted (Ctrl+Z brings it back)");
             }
-            Command::AddControlLayer(source) => self.add_control_layer(source),
+            Command::AddControlLayer(source, module) => self.add_control_layer(source, module),
             Command::SetControl(id, settings) => {
                 let done = self.doc.set_control(id, settings);
                 self.layer_outcome(done, "");
@@ -194,7 +195,11 @@ impl PentimentoApp {
 
     /// A control layer from `source`: a sketch (paint layer) through the scribble
     /// preprocessor, a picture through Canny; with the network chosen last or one named for it.
-    fn add_control_layer(&mut self, source: LayerId) {
+    fn add_control_layer(
+        &mut self,
+        source: LayerId,
+        chosen: Option<crate::engine::control::Preprocessor>,
+    ) {
         use crate::engine::control::preprocess::{Preprocessor, DEFAULT_CANNY};
         let Some(kind) = self
             .doc
@@ -205,15 +210,24 @@ impl PentimentoApp {
         else {
             return self.layer_outcome(Err(LayerError::NotFound), "");
         };
-        let module = match kind {
+        let module = chosen.unwrap_or(match kind {
             crate::document::LayerKind::Paint => Preprocessor::Scribble,
             _ => Preprocessor::Canny {
                 low: DEFAULT_CANNY.0,
                 high: DEFAULT_CANNY.1,
             },
-        };
+        });
         let library = self.models.settings_path();
         let model = self.controls.default_model(module, library.as_deref());
+        if module.needs_model() {
+            // A network's preprocessor runs off the UI thread; the layer comes when it is done.
+            let Some(picture) = self.doc.layer_picture(source) else {
+                return self.layer_outcome(Err(LayerError::NotFound), "");
+            };
+            let hub = self.models.hub_cache();
+            self.status = self.controls.start_depth(source, picture, model, &hub);
+            return;
+        }
         let message = match &model {
             Some(m) => format!(
                 "control layer ({}) with {}; paint on it to correct it",
@@ -232,6 +246,23 @@ impl PentimentoApp {
             self.tool = crate::document::brush::Tool::ColorBrush([255, 255, 255]);
         }
         self.layer_outcome(added.map(|_| ()), &message);
+    }
+
+    /// A depth map made off the UI thread becomes its control layer.
+    pub(super) fn depth_layer_done(&mut self, done: super::control_panel::DepthDone) {
+        use crate::engine::control::Preprocessor;
+        match done.map {
+            Ok(map) => {
+                let added = self.doc.add_control_layer_with(
+                    done.source,
+                    Preprocessor::Depth,
+                    &map,
+                    done.model,
+                );
+                self.layer_outcome(added.map(|_| ()), "depth control layer (near is white)");
+            }
+            Err(e) => self.status = format!("depth map: {e}"),
+        }
     }
 
     /// Says what a layer command did, or why it could not.

@@ -17,6 +17,23 @@ pub struct ControlPanel {
     path_text: String,
     /// The network chosen last: a new control layer starts with it.
     pub last_model: Option<PathBuf>,
+    /// The preprocessor the next control layer is made with (`None`: by the layer's kind).
+    pub new_from: Option<Preprocessor>,
+    depth: Option<DepthJob>,
+}
+
+/// A depth map being made off the UI thread for a new control layer.
+struct DepthJob {
+    source: crate::document::LayerId,
+    model: Option<PathBuf>,
+    result: std::sync::mpsc::Receiver<Result<crate::engine::RgbImage, String>>,
+}
+
+/// A finished depth map, for the layer it was made from.
+pub struct DepthDone {
+    pub source: crate::document::LayerId,
+    pub model: Option<PathBuf>,
+    pub map: Result<crate::engine::RgbImage, String>,
 }
 
 fn display_name(p: &Path) -> String {
@@ -26,6 +43,66 @@ fn display_name(p: &Path) -> String {
 }
 
 impl ControlPanel {
+    /// Starts the depth preprocessor on `picture` (Depth Anything V2, as `models pull`
+    /// downloads it); returns what to tell the user.
+    pub fn start_depth(
+        &mut self,
+        source: crate::document::LayerId,
+        picture: crate::engine::RgbImage,
+        model: Option<PathBuf>,
+        hub_cache: &Path,
+    ) -> String {
+        use crate::engine::control::depth::{DepthEstimator, DEPTH_REPO};
+        if self.depth.is_some() {
+            return "a depth map is already being made".into();
+        }
+        let Some(dir) = crate::library::adapter_dirs::depth_model_in(None, hub_cache) else {
+            return format!(
+                "the depth preprocessor needs Depth Anything V2: run `pentimento models pull {DEPTH_REPO}`"
+            );
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("depth-map".into())
+            .spawn(move || {
+                let map = DepthEstimator::load(&dir, &candle_core::Device::Cpu)
+                    .and_then(|d| d.depth_map(&picture))
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(map);
+            });
+        if let Err(e) = spawned {
+            return format!("cannot start the depth map: {e}");
+        }
+        self.depth = Some(DepthJob {
+            source,
+            model,
+            result: rx,
+        });
+        "making a depth map…".into()
+    }
+
+    pub fn depth_running(&self) -> bool {
+        self.depth.is_some()
+    }
+
+    /// The depth map, once made.
+    pub fn poll_depth(&mut self) -> Option<DepthDone> {
+        let job = self.depth.as_ref()?;
+        let map = match job.result.try_recv() {
+            Ok(map) => map,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the depth map stopped unexpectedly".into())
+            }
+        };
+        let job = self.depth.take()?;
+        Some(DepthDone {
+            source: job.source,
+            model: job.model,
+            map,
+        })
+    }
+
     /// The ControlNets in the ControlNet folders (scanned once; "Rescan" scans again).
     pub fn found(&mut self, library: Option<&Path>) -> &[PathBuf] {
         self.found.get_or_insert_with(|| {

@@ -16,6 +16,7 @@ pub fn show(
     icons: &Icons,
     doc: &Document,
     locked: Option<&str>,
+    control_from: &mut Option<crate::engine::control::Preprocessor>,
 ) -> Vec<Command> {
     let mut commands = vec![];
     let active = doc.active_layer();
@@ -87,7 +88,7 @@ pub fn show(
                 "A ControlNet condition made from this layer: a sketch becomes white scribbles on black, a picture its edges",
             ));
         if control.clicked() {
-            commands.push(Command::AddControlLayer(active.id));
+            commands.push(Command::AddControlLayer(active.id, *control_from));
         }
         if icons
             .button(
@@ -102,6 +103,7 @@ pub fn show(
         {
             commands.push(Command::DeleteLayer(active.id));
         }
+        control_from_choice(ui, control_from);
     });
     let mut opacity = active.props.opacity * 100.0;
     let slider = egui::Slider::new(&mut opacity, 0.0..=100.0)
@@ -158,4 +160,45 @@ pub fn show(
             }
         });
     commands
+}
+
+/// The preprocessor a new control layer is made with ("automatic": scribble for a sketch,
+/// Canny edges for a picture).
+fn control_from_choice(
+    ui: &mut egui::Ui,
+    chosen: &mut Option<crate::engine::control::Preprocessor>,
+) {
+    use crate::engine::control::preprocess::{Preprocessor, DEFAULT_CANNY, DEFAULT_THRESHOLD};
+    let options = [
+        (None, "automatic"),
+        (Some(Preprocessor::Scribble), "scribble"),
+        (
+            Some(Preprocessor::Canny {
+                low: DEFAULT_CANNY.0,
+                high: DEFAULT_CANNY.1,
+            }),
+            "canny",
+        ),
+        (Some(Preprocessor::Depth), "depth"),
+        (Some(Preprocessor::Invert), "invert"),
+        (
+            Some(Preprocessor::Threshold(DEFAULT_THRESHOLD)),
+            "threshold",
+        ),
+        (Some(Preprocessor::None), "as it is"),
+    ];
+    let shown = options
+        .iter()
+        .find(|(m, _)| m == chosen)
+        .map_or("automatic", |(_, n)| n);
+    egui::ComboBox::from_label("from")
+        .selected_text(shown)
+        .width(90.0)
+        .show_ui(ui, |ui| {
+            for (m, name) in options {
+                ui.selectable_value(chosen, m, name);
+            }
+        })
+        .response
+        .on_hover_text("What the control layer is made with");
 }

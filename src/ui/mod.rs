@@ -729,6 +729,12 @@ impl eframe::App for PentimentoApp {
         }
 
         self.autosave_and_offer(&ctx);
+        if let Some(done) = self.controls.poll_depth() {
+            self.depth_layer_done(done);
+        }
+        if self.controls.depth_running() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
         if self.job.is_some() {
             // The progress text counts seconds even between the worker's events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
@@ -854,7 +860,13 @@ impl eframe::App for PentimentoApp {
                         live::LiveAction::None => {}
                     }
                 }
-                commands.extend(layers_panel::show(ui, &self.icons, &self.doc, locked));
+                commands.extend(layers_panel::show(
+                    ui,
+                    &self.icons,
+                    &self.doc,
+                    locked,
+                    &mut self.controls.new_from,
+                ));
                 let library = self.models.settings_path();
                 commands.extend(self.controls.show(
                     ui,

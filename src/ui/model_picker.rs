@@ -80,7 +80,8 @@ impl ModelPicker {
             .or_else(LibrarySettings::default_path)
     }
 
-    fn hub_cache(&self) -> PathBuf {
+    /// The hub cache the app downloads into.
+    pub fn hub_cache(&self) -> PathBuf {
         self.places.hub_cache.clone().unwrap_or_else(hub::cache_dir)
     }
 

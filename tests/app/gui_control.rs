@@ -156,3 +156,78 @@ fn a_sketch_becomes_a_scribble_control_layer_that_steers_generate() {
             .enabled
     );
 }
+
+/// A depth control layer from a picture: without Depth Anything the status says what to
+/// download; with it (in the app's hub cache, as `models pull` leaves it) the map is made off
+/// the UI thread and is what `pentimento preprocess depth` makes of the same picture.
+#[test]
+fn a_picture_becomes_a_depth_control_layer() {
+    let mut h = harness(None);
+    let picture = fixture("extra/depth/depth-square.png");
+    h.state_mut()
+        .execute(pentimento::ui::commands::Command::OpenImage(
+            picture.clone(),
+        ));
+    h.run_steps(2);
+    h.get_by_label("from").click();
+    h.run_steps(2);
+    h.get_by_label("depth").click();
+    h.run_steps(2);
+    h.get_by_label("Control layer").click();
+    h.run_steps(2);
+    assert!(
+        h.state()
+            .status
+            .contains("models pull depth-anything/Depth-Anything-V2-Small-hf"),
+        "{}",
+        h.state().status
+    );
+    // Depth Anything in the app's hub cache, as a download leaves it.
+    let hub = h.state().history.dir().unwrap().with_extension("hub");
+    let repo = hub.join("models--depth-anything--Depth-Anything-V2-Small-hf");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ] {
+        std::fs::copy(
+            fixture("extra/depth/tiny-depth-anything").join(f),
+            snapshot.join(f),
+        )
+        .unwrap();
+    }
+    h.get_by_label("Control layer").click();
+    h.step();
+    assert!(
+        h.state().status.contains("making a depth map"),
+        "{}",
+        h.state().status
+    );
+    pump_until(&mut h, 60, |app| {
+        app.doc.active_layer().kind == LayerKind::Control
+    });
+    let layer = h.state().doc.active_layer();
+    assert_eq!(
+        layer.props.control.as_ref().unwrap().module,
+        "depth_anything_v2"
+    );
+    let out = std::env::temp_dir().join(format!("pentimento-depth-gui-{}.png", std::process::id()));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pentimento"))
+        .args(["preprocess", "depth"])
+        .arg(&picture)
+        .arg("--out")
+        .arg(&out)
+        .arg("--depth-model")
+        .arg(fixture("extra/depth/tiny-depth-anything"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = image::open(&out).unwrap().to_rgba8().into_raw();
+    assert_eq!(layer.rgba(), &want[..], "the app's depth map is the CLI's");
+    std::fs::remove_file(&out).ok();
+}

@@ -75,7 +75,12 @@ pub enum HubError {
 /// Where the hub cache lives: `$HF_HUB_CACHE`, `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 /// The `main` snapshot of `repo` in the hub cache, when it was downloaded.
 pub fn cached_snapshot(repo: &str) -> Option<PathBuf> {
-    let cache = cache::RepoCache::new(&cache_dir(), repo);
+    cached_snapshot_in(&cache_dir(), repo)
+}
+
+/// `cached_snapshot` in the hub cache at `cache`.
+pub fn cached_snapshot_in(cache: &Path, repo: &str) -> Option<PathBuf> {
+    let cache = cache::RepoCache::new(cache, repo);
     let commit = cache.commit_for("main")?;
     Some(cache.snapshot_dir(&commit)).filter(|d| d.is_dir())
 }
