@@ -954,13 +954,23 @@ fn notes_text(notes: &[String]) -> String {
     }
 }
 
+/// The window's icon (assets/app-icon, drawn by make_app_icon.py).
+const APP_ICON_PNG: &[u8] = include_bytes!("../../assets/app-icon/pentimento-256.png");
+
 /// Runs the app in a native window.
 pub fn run(model: Option<PathBuf>, images: Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_inner_size([1280.0, 820.0])
+        .with_title("Pentimento")
+        // The desktop entry's name: a window manager matches the window to its icon by it.
+        .with_app_id("pentimento")
+        .with_drag_and_drop(true);
+    match eframe::icon_data::from_png_bytes(APP_ICON_PNG) {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(e) => eprintln!("the window icon cannot be read: {e}"),
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_inner_size([1280.0, 820.0])
-            .with_title("Pentimento")
-            .with_drag_and_drop(true),
+        viewport,
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
@@ -974,4 +984,13 @@ pub fn run(model: Option<PathBuf>, images: Vec<PathBuf>) -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+#[cfg(test)]
+mod app_icon_tests {
+    #[test]
+    fn the_window_icon_decodes() {
+        let icon = eframe::icon_data::from_png_bytes(super::APP_ICON_PNG).unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+    }
 }
