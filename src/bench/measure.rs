@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub only: Vec<Figure>,
     /// Tile VAE passes above 1024 px, as the app does (off: whole passes at any size).
     pub vae_tiling: bool,
+    /// A real model file to time (and its load) in place of random weights.
+    pub model: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,12 +47,13 @@ pub enum Figure {
     CancelLatency,
     LoraApply,
     LiveInpaint,
+    ModelLoad,
     UnetStepControlNet,
     UnetStepTwoControlNets,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 13] = [
+    pub const ALL: [Figure; 14] = [
         Figure::TextEncode,
         Figure::UnetStep,
         Figure::VaeDecode,
@@ -62,6 +65,7 @@ impl Figure {
         Figure::CancelLatency,
         Figure::LoraApply,
         Figure::LiveInpaint,
+        Figure::ModelLoad,
         Figure::UnetStepControlNet,
         Figure::UnetStepTwoControlNets,
     ];
@@ -79,6 +83,7 @@ impl Figure {
             Figure::CancelLatency => "cancel-latency",
             Figure::LoraApply => "lora-apply",
             Figure::LiveInpaint => "live-inpaint",
+            Figure::ModelLoad => "model-load",
             Figure::UnetStepControlNet => "unet-step-controlnet",
             Figure::UnetStepTwoControlNets => "unet-step-2-controlnets",
         }
@@ -111,6 +116,7 @@ impl Figure {
             Figure::UnetStepControlNet => {
                 "one UNet call with CFG and one ControlNet (its encoder copy runs on both halves)"
             }
+            Figure::ModelLoad => "loading the --model file (once), as the app and the CLI load it",
             Figure::UnetStepTwoControlNets => "the same with two ControlNets",
             Figure::LoraApply => {
                 "applying a rank-32 LoRA on every attention, feed-forward and projection layer of UNet and text encoder (read, fold into adapted weights); the same LoRA again costs nothing"
@@ -140,6 +146,10 @@ pub struct Report {
     /// Whether the VAE figures went through tiles.
     pub vae_tiled: bool,
     pub timings: Vec<Timing>,
+    /// The model file timed (none: random weights).
+    pub model: Option<String>,
+    /// Resident memory: the peak of each phase, file pages and anonymous memory apart.
+    pub memory: Vec<super::memory::PhasePeak>,
 }
 
 impl Report {
@@ -201,11 +211,39 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         )));
     }
     let wanted = |f: Figure| opts.only.is_empty() || opts.only.contains(&f);
-    progress(&format!(
-        "building {} with random weights",
-        opts.arch.name()
-    ));
-    let (mut model, weights_bytes) = build(opts.arch, &opts.device, opts.dtype)?;
+    let sampler = super::memory::MemorySampler::start("load");
+    let mut timings = vec![];
+    let (mut model, weights_bytes) = match &opts.model {
+        Some(path) => {
+            progress(&format!("loading {}", path.display()));
+            let load = crate::engine::model::LoadOptions {
+                device: opts.device.clone(),
+                dtype: Some(opts.dtype),
+                ..crate::engine::model::LoadOptions::cpu()
+            };
+            let started = Instant::now();
+            let model = crate::engine::StableDiffusion::load(path, &load)?;
+            let seconds = started.elapsed().as_secs_f64();
+            timings.push(Timing {
+                figure: Figure::ModelLoad,
+                median_seconds: seconds,
+                runs: vec![seconds],
+            });
+            let bytes = model.info.memory_bytes;
+            (model, bytes)
+        }
+        None => {
+            progress(&format!(
+                "building {} with random weights",
+                opts.arch.name()
+            ));
+            build(opts.arch, &opts.device, opts.dtype)?
+        }
+    };
+    let begin = |progress: &mut dyn FnMut(&str), figure: Figure| {
+        progress(figure.describe());
+        sampler.phase(figure.name());
+    };
     if !opts.vae_tiling {
         model.vae_tiling.threshold_px = usize::MAX;
     }
@@ -221,7 +259,6 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         cfg_scale: 7.5,
         ..Default::default()
     };
-    let mut timings = vec![];
     let mut record = |figure: Figure, runs: Vec<f64>| {
         timings.push(Timing {
             figure,
@@ -231,7 +268,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
     };
 
     if wanted(Figure::TextEncode) {
-        progress(Figure::TextEncode.describe());
+        begin(progress, Figure::TextEncode);
         let runs = time(dev, opts.iters, true, || {
             model.prompt_context(&params).map(|_| ())
         })?;
@@ -243,7 +280,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             .map_err(tensor("noise"))
     };
     if wanted(Figure::UnetStep) {
-        progress(Figure::UnetStep.describe());
+        begin(progress, Figure::UnetStep);
         let denoiser = GuidedUNet {
             unet: &model.unet,
             context: model.prompt_context(&params)?,
@@ -272,7 +309,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         if !wanted(figure) {
             continue;
         }
-        progress(figure.describe());
+        begin(progress, figure);
         let controls = random_controlnets(&model, nets, opts)?;
         let denoiser = GuidedUNet {
             unet: &model.unet,
@@ -296,7 +333,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(figure, runs);
     }
     if wanted(Figure::PredictionProbe) {
-        progress(Figure::PredictionProbe.describe());
+        begin(progress, Figure::PredictionProbe);
         let cfg = model.unet.config().clone();
         let runs = time(dev, opts.iters, true, || {
             crate::engine::model::prediction_probe::predicts_v(&model.unet, &cfg, dev, opts.dtype)
@@ -306,7 +343,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::PredictionProbe, runs);
     }
     if wanted(Figure::VaeDecode) {
-        progress(Figure::VaeDecode.describe());
+        begin(progress, Figure::VaeDecode);
         // As the app decodes: in tiles above the tiling threshold.
         let z = noise(&[1, 4, latent, latent], 2)?;
         let runs = time(dev, opts.iters, true, || {
@@ -315,7 +352,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::VaeDecode, runs);
     }
     if wanted(Figure::VaeEncode) {
-        progress(Figure::VaeEncode.describe());
+        begin(progress, Figure::VaeEncode);
         let image = noise(&[1, 3, opts.size, opts.size], 3)?
             .clamp(-1f32, 1f32)
             .and_then(|t| t.to_dtype(opts.dtype))
@@ -326,7 +363,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::VaeEncode, runs);
     }
     if wanted(Figure::TaesdDecode) {
-        progress(Figure::TaesdDecode.describe());
+        begin(progress, Figure::TaesdDecode);
         let taesd = build_taesd(dev)?;
         let z = noise(&[1, 4, latent, latent], 4)?;
         let runs = time(dev, opts.iters, true, || {
@@ -336,7 +373,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
     }
     let job = crate::engine::Job::new(crate::engine::JobKind::Txt2Img, params.clone());
     if wanted(Figure::Txt2img) {
-        progress(Figure::Txt2img.describe());
+        begin(progress, Figure::Txt2img);
         // The whole run is long on a CPU: timed once, after the warm-up of the figures above.
         let runs = time(dev, 1, false, || {
             model
@@ -346,7 +383,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::Txt2img, runs);
     }
     if wanted(Figure::Txt2imgPreviews) {
-        progress(Figure::Txt2imgPreviews.describe());
+        begin(progress, Figure::Txt2imgPreviews);
         let delivered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = delivered.clone();
         let previews = PreviewThread::spawn(move |_, _, _| {
@@ -370,14 +407,14 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::Txt2imgPreviews, runs);
     }
     if wanted(Figure::CancelLatency) {
-        progress(Figure::CancelLatency.describe());
+        begin(progress, Figure::CancelLatency);
         let runs = (0..opts.iters.max(1))
             .map(|i| cancel_latency(&model, &job, 0.5 + 1.7 * i as f64))
             .collect::<Result<Vec<f64>>>()?;
         record(Figure::CancelLatency, runs);
     }
     if wanted(Figure::LiveInpaint) {
-        progress(Figure::LiveInpaint.describe());
+        begin(progress, Figure::LiveInpaint);
         let job = live_job(opts.size);
         let runs = time(dev, opts.iters, false, || {
             model
@@ -387,7 +424,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         record(Figure::LiveInpaint, runs);
     }
     if wanted(Figure::LoraApply) {
-        progress(Figure::LoraApply.describe());
+        begin(progress, Figure::LoraApply);
         let file = random_lora(&model, 32)?;
         let lora = crate::engine::model::adapters::LoraRef::new(file.clone(), 0.8);
         let mut adapted = 0;
@@ -414,6 +451,8 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         peak_rss_bytes: peak_rss(),
         vae_tiled,
         timings,
+        model: opts.model.as_ref().map(|p| p.display().to_string()),
+        memory: sampler.finish(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! builds in diffusers for the side-by-side baseline.
 
 pub mod measure;
+pub mod memory;
 pub mod random;
 
 use std::path::PathBuf;

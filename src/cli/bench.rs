@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// in the app): to see what tiling saves.
     #[arg(long)]
     pub no_vae_tiling: bool,
+    /// Time this model file (single file or diffusers folder) instead of random weights, its
+    /// load included (`model-load`); --arch is then only the size default.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -91,7 +95,13 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         steps: args.steps,
         only,
         vae_tiling: !args.no_vae_tiling,
+        model: args.model.clone(),
     };
+    if let Some(m) = &opts.model {
+        if !m.exists() {
+            bail!("--model {}: no such file", m.display());
+        }
+    }
     let report = run(&opts, &mut |what| eprintln!("{what}…"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -130,6 +140,18 @@ fn print_report(r: &Report) {
             runs.join(", "),
             t.figure.describe()
         );
+    }
+    if !r.memory.is_empty() {
+        println!("resident memory, peak of each phase (file pages = the mapped model file):");
+        for p in &r.memory {
+            println!(
+                "  {:24} {:>10}  (anonymous {}, file pages {})",
+                p.phase,
+                human_size(p.peak.total),
+                human_size(p.peak.anon),
+                human_size(p.peak.file)
+            );
+        }
     }
     if let (Some(preview), Some(step)) = (r.median(Figure::TaesdDecode), r.median(Figure::UnetStep))
     {
