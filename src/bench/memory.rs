@@ -148,7 +148,10 @@ mod tests {
         let peaks = sampler.finish();
         drop(block);
         let of = |name: &str| peaks.iter().find(|p| p.phase == name).unwrap().peak;
-        assert!(of("large").anon >= of("small").anon + (200 << 20), "{peaks:?}");
+        assert!(
+            of("large").anon >= of("small").anon + (200 << 20),
+            "{peaks:?}"
+        );
         assert!(of("large").total >= of("large").anon);
     }
 }

@@ -152,12 +152,26 @@ impl WeightFile {
             .unwrap_or(DType::F32)
     }
 
-    /// One tensor as stored (its own dtype), on `device`.
+    /// One tensor as stored (its own dtype), on `device`. The tensor is a copy; the file's
+    /// pages it came from are handed back to the kernel, so a model's mapped file does not stay
+    /// resident beside the weights made from it (re-read from disk if ever needed again).
     pub fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         match &self.container {
-            Container::Safetensors(st) => st.load(name, device),
+            Container::Safetensors(st) => {
+                let t = st.load(name, device)?;
+                if let Ok(view) = st.get(name) {
+                    release_pages(view.data());
+                }
+                Ok(t)
+            }
             Container::Pickle { map, tensors } => match tensors.get(name) {
-                Some(t) => t.load(map, device),
+                Some(t) => {
+                    let tensor = t.load(map, device)?;
+                    if let Some(bytes) = map.get(t.storage.clone()) {
+                        release_pages(bytes);
+                    }
+                    Ok(tensor)
+                }
                 None => Err(candle_core::Error::CannotFindTensor {
                     path: name.to_string(),
                 }),
@@ -317,4 +331,33 @@ fn sniff(path: &Path) -> Result<ContainerKind> {
         path,
         "neither a safetensors file nor a PyTorch zip checkpoint",
     ))
+}
+
+/// Tells the kernel the whole pages inside `bytes` (part of a read-only file mapping) are not
+/// needed now: they leave the process's resident memory and are read from the file again if
+/// touched. Pages shared with a neighbouring tensor are kept.
+fn release_pages(bytes: &[u8]) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize;
+        let end = start + bytes.len();
+        let first = start.div_ceil(PAGE) * PAGE;
+        let last = end / PAGE * PAGE;
+        if last > first {
+            // SAFETY: [first, last) lies inside `bytes`, a read-only private file mapping that
+            // outlives this call; MADV_DONTNEED on such pages only drops them from memory (a
+            // later read faults them in from the file again), so no Rust reference sees
+            // changed data.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = bytes;
 }
