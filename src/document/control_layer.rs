@@ -100,6 +100,12 @@ impl Document {
         self.add_control_layer_with(source, module, &condition, model)
     }
 
+    /// Whether a layer has no pixel at all (a blank canvas, a fresh paint layer).
+    pub fn layer_is_empty(&self, id: LayerId) -> bool {
+        self.layer_index(id)
+            .is_some_and(|i| self.layers[i].rgba.chunks_exact(4).all(|p| p[3] == 0))
+    }
+
     /// A layer's pixels over white: what a preprocessor reads of it.
     pub fn layer_picture(&self, id: LayerId) -> Option<RgbImage> {
         let (w, h) = self.size();
@@ -120,6 +126,9 @@ impl Document {
         let index = self.layer_index(source).ok_or(LayerError::NotFound)?;
         if (condition.width, condition.height) != self.size() {
             return Err(LayerError::WrongSize);
+        }
+        if self.layers[index].rgba.chunks_exact(4).all(|p| p[3] == 0) {
+            return Err(LayerError::Empty);
         }
         let condition = condition.clone();
         let n = 1 + self
@@ -319,5 +328,32 @@ mod tests {
             "one step brings the sketch back"
         );
         assert_eq!(&doc.picture_rgba()[..], &picture_before[..]);
+    }
+
+    #[test]
+    fn results_go_under_the_control_layers_and_empty_layers_make_none() {
+        let mut doc = Document::from_rgb(&RgbImage {
+            width: 8,
+            height: 8,
+            pixels: vec![90; 8 * 8 * 3],
+        });
+        let empty = doc.add_paint_layer().unwrap();
+        assert_eq!(
+            doc.add_control_layer(empty, Preprocessor::Scribble, None),
+            Err(LayerError::Empty)
+        );
+        doc.layer_mut(empty).unwrap().rgba[..4].copy_from_slice(&[0, 0, 0, 255]);
+        let control = doc
+            .add_control_layer(empty, Preprocessor::Scribble, None)
+            .unwrap();
+        let result = RgbImage {
+            width: 8,
+            height: 8,
+            pixels: vec![200; 8 * 8 * 3],
+        };
+        doc.add_image_layer(&result, None).unwrap();
+        let kinds: Vec<LayerKind> = doc.layers().iter().map(|l| l.kind).collect();
+        assert_eq!(kinds.last(), Some(&LayerKind::Control), "{kinds:?}");
+        assert_eq!(doc.layers().last().unwrap().id, control);
     }
 }

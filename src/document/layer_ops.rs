@@ -22,6 +22,8 @@ pub enum LayerError {
     NotFound,
     #[error("the picture is not the document's size")]
     WrongSize,
+    #[error("the layer is empty: there is nothing to make a control layer from")]
+    Empty,
 }
 
 /// Which way a layer moves in the stack.
@@ -70,6 +72,15 @@ impl Document {
             record,
             rgba,
         }
+    }
+
+    /// Where a new picture layer (a result) goes: on top of the picture, under the control
+    /// layers at the top of the stack, which stay over it where the painter put them.
+    fn picture_top(&self) -> usize {
+        self.layers
+            .iter()
+            .rposition(|l| l.kind != LayerKind::Control)
+            .map_or(0, |i| i + 1)
     }
 
     /// Whether one more layer fits within the limits.
@@ -121,7 +132,7 @@ impl Document {
             (self.width, self.height),
         );
         let layer = self.new_layer(LayerKind::Result, name, record, rgba);
-        Ok(self.insert_layer(self.layers.len(), layer))
+        Ok(self.insert_layer(self.picture_top(), layer))
     }
 
     /// A result already laid out at the document's size (straight alpha: transparent where it
@@ -137,7 +148,7 @@ impl Document {
         self.room_for_one_more()?;
         let name = layer_name(record.as_ref());
         let layer = self.new_layer(LayerKind::Result, name, record, rgba);
-        Ok(self.insert_layer(self.layers.len(), layer))
+        Ok(self.insert_layer(self.picture_top(), layer))
     }
 
     pub(super) fn insert_layer(&mut self, index: usize, layer: Layer) -> LayerId {

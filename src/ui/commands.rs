@@ -219,6 +219,9 @@ impl PentimentoApp {
         });
         let library = self.models.settings_path();
         let model = self.controls.default_model(module, library.as_deref());
+        if self.doc.layer_is_empty(source) {
+            return self.layer_outcome(Err(LayerError::Empty), "");
+        }
         if module.needs_model() {
             // A network's preprocessor runs off the UI thread; the layer comes when it is done.
             let Some(picture) = self.doc.layer_picture(source) else {
@@ -242,8 +245,10 @@ impl PentimentoApp {
             ),
         };
         let added = self.doc.add_control_layer(source, module, model);
-        if added.is_ok() && !self.tool.paints_layer() {
-            self.tool = crate::document::brush::Tool::ColorBrush([255, 255, 255]);
+        if added.is_ok() {
+            // Corrections of a condition are white (add) or the eraser (remove), not colour.
+            self.color = [255, 255, 255];
+            self.tool = crate::document::brush::Tool::ColorBrush(self.color);
         }
         self.layer_outcome(added.map(|_| ()), &message);
     }

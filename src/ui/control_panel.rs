@@ -122,9 +122,16 @@ impl ControlPanel {
             return Some(m.clone());
         }
         let word = module.name();
-        self.found(library)
+        let found = self.found(library);
+        found
             .iter()
             .find(|p| display_name(p).to_lowercase().contains(word))
+            // The only ControlNet there is.
+            .or(if found.len() == 1 {
+                found.first()
+            } else {
+                None
+            })
             .cloned()
     }
 
@@ -152,24 +159,37 @@ impl ControlPanel {
                 .map(display_name)
                 .unwrap_or_else(|| "none chosen".into());
             let found = self.found(library).to_vec();
-            egui::ComboBox::from_label("ControlNet model")
-                .selected_text(chosen)
-                .show_ui(ui, |ui| {
-                    if found.is_empty() {
-                        ui.weak("no ControlNets in the ControlNet folders");
-                    }
-                    for path in &found {
-                        let on = c.model.as_deref() == Some(path.as_path());
-                        if ui.selectable_label(on, display_name(path)).clicked() {
-                            c.model = Some(path.clone());
+            ui.horizontal(|ui| {
+                egui::ComboBox::from_label("ControlNet model")
+                    .selected_text(chosen)
+                    .width(120.0)
+                    .show_ui(ui, |ui| {
+                        if found.is_empty() {
+                            ui.weak("no ControlNets in the ControlNet folders");
                         }
-                    }
-                });
+                        if ui.selectable_label(c.model.is_none(), "none").clicked() {
+                            c.model = None;
+                        }
+                        for path in &found {
+                            let on = c.model.as_deref() == Some(path.as_path());
+                            if ui.selectable_label(on, display_name(path)).clicked() {
+                                c.model = Some(path.clone());
+                            }
+                        }
+                    });
+                if ui
+                    .small_button("Rescan")
+                    .on_hover_text("Look in the ControlNet folders again")
+                    .clicked()
+                {
+                    self.found = None;
+                }
+            });
             ui.horizontal(|ui| {
                 let label = ui.label("Path");
                 let edit = egui::TextEdit::singleline(&mut self.path_text)
-                    .hint_text("ControlNet file or folder")
-                    .desired_width(150.0);
+                    .hint_text("a ControlNet file")
+                    .desired_width(120.0);
                 let response = ui.add(edit).labelled_by(label.id);
                 let submitted =
                     response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
@@ -185,11 +205,9 @@ impl ControlPanel {
                         )));
                     }
                 }
-                if ui.small_button("Rescan").clicked() {
-                    self.found = None;
-                }
             });
-            ui.add(egui::Slider::new(&mut c.weight, 0.0..=2.0).text("Weight"));
+            ui.add(egui::Slider::new(&mut c.weight, 0.0..=2.0).text("Weight"))
+                .on_hover_text("How strongly the condition steers the picture");
             ui.add(egui::Slider::new(&mut c.start, 0.0..=1.0).text("Start"))
                 .on_hover_text("The fraction of the steps after which it starts acting");
             ui.add(egui::Slider::new(&mut c.end, 0.0..=1.0).text("End"))

@@ -86,7 +86,10 @@ pub fn show(
             )
             .on_hover_text(hint(
                 "A ControlNet condition made from this layer: a sketch becomes white scribbles on black, a picture its edges",
-            ));
+            ))
+            .on_disabled_hover_text(
+                "Select the layer to make it from (a sketch or a picture, not a control layer)",
+            );
         if control.clicked() {
             commands.push(Command::AddControlLayer(active.id, *control_from));
         }
