@@ -15,6 +15,8 @@ use crate::engine::control::{ControlMode, Preprocessor};
 pub struct ControlPanel {
     found: Option<Vec<PathBuf>>,
     path_text: String,
+    /// The layer the path box was typed for: another layer starts with an empty box.
+    path_layer: Option<crate::document::LayerId>,
     /// The network chosen last: a new control layer starts with it.
     pub last_model: Option<PathBuf>,
     /// The preprocessor the next control layer is made with (`None`: by the layer's kind).
@@ -148,6 +150,10 @@ impl ControlPanel {
             return commands;
         };
         let mut c = current.clone();
+        if self.path_layer != Some(layer.id) {
+            self.path_layer = Some(layer.id);
+            self.path_text.clear();
+        }
         ui.separator();
         ui.strong("ControlNet");
         ui.add_enabled_ui(enabled, |ui| {

@@ -194,7 +194,8 @@ fn control_from_choice(
         .iter()
         .find(|(m, _)| m == chosen)
         .map_or("automatic", |(_, n)| n);
-    egui::ComboBox::from_label("from")
+    let label = ui.label("made with");
+    egui::ComboBox::from_id_salt("control-from")
         .selected_text(shown)
         .width(90.0)
         .show_ui(ui, |ui| {
@@ -203,5 +204,6 @@ fn control_from_choice(
             }
         })
         .response
-        .on_hover_text("What the control layer is made with");
+        .on_hover_text("What the next control layer is made with")
+        .labelled_by(label.id);
 }

@@ -169,7 +169,7 @@ fn a_picture_becomes_a_depth_control_layer() {
             picture.clone(),
         ));
     h.run_steps(2);
-    h.get_by_label("from").click();
+    h.get_by_label("made with").click();
     h.run_steps(2);
     h.get_by_label("depth").click();
     h.run_steps(2);
