@@ -279,30 +279,9 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             .randn_tensor(shape, dev)
             .map_err(tensor("noise"))
     };
-    if wanted(Figure::UnetStep) {
-        begin(progress, Figure::UnetStep);
-        let denoiser = GuidedUNet {
-            unet: &model.unet,
-            context: model.prompt_context(&params)?,
-            scale: params.cfg_scale,
-            dtype: opts.dtype,
-            conditioning: None,
-            controls: vec![],
-        };
-        let x = noise(&[1, 4, latent, latent], 1)?;
-        let runs = time(dev, opts.iters, true, || {
-            denoiser
-                .predict(
-                    &x,
-                    500.0,
-                    crate::engine::control::CallIndex { call: 0, calls: 1 },
-                )
-                .map(|_| ())
-                .map_err(tensor("UNet"))
-        })?;
-        record(Figure::UnetStep, runs);
-    }
+    // The UNet step alone, and with random ControlNets beside it.
     for (figure, nets) in [
+        (Figure::UnetStep, 0),
         (Figure::UnetStepControlNet, 1),
         (Figure::UnetStepTwoControlNets, 2),
     ] {
@@ -328,7 +307,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
                     crate::engine::control::CallIndex { call: 0, calls: 1 },
                 )
                 .map(|_| ())
-                .map_err(tensor("UNet with ControlNets"))
+                .map_err(tensor("UNet"))
         })?;
         record(figure, runs);
     }

@@ -76,15 +76,6 @@ fn over_white(rgba: &[u8], width: usize, height: usize) -> RgbImage {
     }
 }
 
-/// An opaque layer of an RGB image.
-fn opaque(image: &RgbImage) -> Vec<u8> {
-    image
-        .pixels
-        .chunks_exact(3)
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect()
-}
-
 impl Document {
     /// A control layer above `source`: its pixels over white through `module`; it becomes the
     /// active layer (paint on it to correct the condition). A sketch (paint layer) is hidden:
@@ -137,7 +128,12 @@ impl Document {
             .filter(|l| l.kind == LayerKind::Control)
             .count();
         let name = format!("Control {n} ({})", module.name());
-        let mut layer = self.new_layer(LayerKind::Control, name, None, opaque(&condition));
+        let mut layer = self.new_layer(
+            LayerKind::Control,
+            name,
+            None,
+            super::rgb_to_rgba(&condition),
+        );
         layer.props = LayerProps {
             opacity: CONTROL_LAYER_OPACITY,
             control: Some(ControlSettings::new(module, model)),
@@ -213,9 +209,10 @@ impl Document {
             .filter_map(|l| {
                 let c = l.props.control.as_ref()?;
                 let model = c.model.clone()?;
+                // Transparent is black: no condition, as the extension treats an empty canvas.
                 c.enabled.then(|| ControlUnit {
                     model,
-                    image: Arc::new(over_black(&l.rgba, w, h)),
+                    image: Arc::new(super::rgba_over_black(&l.rgba, w, h)),
                     module: c.module(),
                     weight: c.weight,
                     start: c.start,
@@ -228,7 +225,7 @@ impl Document {
 
     /// Whether any control layer is visible (the shown composite then differs from the
     /// picture).
-    fn shows_control_layers(&self) -> bool {
+    pub(super) fn shows_control_layers(&self) -> bool {
         self.layers
             .iter()
             .any(|l| l.kind == LayerKind::Control && l.props.visible && l.props.opacity > 0.0)
@@ -245,27 +242,6 @@ impl Document {
             l.kind != LayerKind::Control
         });
         Cow::Owned(out)
-    }
-}
-
-/// A condition image from a control layer's pixels: where it is transparent, black (no
-/// condition), as the ControlNet extension treats an empty canvas.
-fn over_black(rgba: &[u8], width: usize, height: usize) -> RgbImage {
-    let pixels = rgba
-        .chunks_exact(4)
-        .flat_map(|p| {
-            let a = p[3] as u32;
-            [
-                (p[0] as u32 * a / 255) as u8,
-                (p[1] as u32 * a / 255) as u8,
-                (p[2] as u32 * a / 255) as u8,
-            ]
-        })
-        .collect();
-    RgbImage {
-        width,
-        height,
-        pixels,
     }
 }
 
@@ -305,6 +281,7 @@ mod tests {
         assert_ne!(doc.rgba(), &picture_before[..]);
         let background = [90, 90, 90, 255].repeat(64);
         assert_eq!(&doc.picture_rgba()[..], &background[..]);
+        assert!(doc.has_image());
         let units = doc.control_units();
         assert_eq!(units.len(), 1);
         assert_eq!(units[0].module, Preprocessor::Scribble);

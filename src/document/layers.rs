@@ -143,6 +143,28 @@ pub fn composite_where(
     }
 }
 
+/// Whether the composite of the layers `include` accepts has a pixel that is not fully
+/// transparent: `composite_where`'s alpha alone, stopping at the first such pixel, with no
+/// buffer made.
+pub fn any_opaque_where(layers: &[Layer], pixels: usize, include: impl Fn(&Layer) -> bool) -> bool {
+    let visible: Vec<(&[u8], f32)> = layers
+        .iter()
+        .filter(|l| include(l))
+        .map(|l| (l.rgba.as_slice(), l.weight()))
+        .filter(|(_, w)| *w > 0.0)
+        .collect();
+    (0..pixels).any(|i| {
+        let mut a = 0.0f32;
+        for &(data, w) in &visible {
+            let sa = data.get(i * 4 + 3).map_or(0.0, |&v| v as f32 / 255.0 * w);
+            if sa > 0.0 {
+                a = sa + a * (1.0 - sa);
+            }
+        }
+        (a * 255.0).round() as u8 > 0
+    })
+}
+
 /// `src` (RGBA of `sw`×`sh`) placed at the top left of a `width`×`height` layer: cropped where
 /// it is larger, transparent where it is smaller.
 pub fn fit_rgba(src: &[u8], (sw, sh): (usize, usize), (width, height): (usize, usize)) -> Vec<u8> {
@@ -196,6 +218,29 @@ mod tests {
         assert_eq!(&out[..4], &[255, 0, 0, 128]);
         composite(&[], 2, all, &mut out);
         assert_eq!(&out[..4], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn any_opaque_agrees_with_the_composites_alpha() {
+        let all = super::super::region::whole(2, 2);
+        for (alpha, opacity) in [
+            (0, 1.0),
+            (1, 0.1),
+            (1, 1.0),
+            (2, 0.3),
+            (255, 0.001),
+            (255, 1.0),
+        ] {
+            let stack = [layer(1, [10, 20, 30, alpha], opacity)];
+            let mut out = vec![0; 16];
+            composite(&stack, 2, all, &mut out);
+            assert_eq!(
+                any_opaque_where(&stack, 4, |_| true),
+                out[3] > 0,
+                "alpha {alpha} at {opacity}"
+            );
+        }
+        assert!(!any_opaque_where(&[layer(1, [9; 4], 1.0)], 4, |_| false));
     }
 
     #[test]

@@ -167,28 +167,18 @@ impl Document {
 
     /// Whether any pixel has image content (a blank canvas has none).
     pub fn has_image(&self) -> bool {
-        self.picture_rgba().chunks_exact(4).any(|p| p[3] > 0)
+        if !self.shows_control_layers() {
+            return self.rgba.chunks_exact(4).any(|p| p[3] > 0);
+        }
+        // Asked every frame: the picture is not composited for it.
+        layers::any_opaque_where(&self.layers, self.width * self.height, |l| {
+            control_layer::is_picture(l)
+        })
     }
 
     /// The picture (control layers left out) composited over black, as the engine takes it.
     pub fn rgb(&self) -> RgbImage {
-        let pixels = self
-            .picture_rgba()
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let a = p[3] as u32;
-                [
-                    (p[0] as u32 * a / 255) as u8,
-                    (p[1] as u32 * a / 255) as u8,
-                    (p[2] as u32 * a / 255) as u8,
-                ]
-            })
-            .collect();
-        RgbImage {
-            width: self.width,
-            height: self.height,
-            pixels,
-        }
+        rgba_over_black(&self.picture_rgba(), self.width, self.height)
     }
 
     pub fn mask(&self) -> Mask {
@@ -475,6 +465,26 @@ impl Document {
 
     pub fn mask_region(&self, r: Rect) -> Vec<u8> {
         region::copy_region(&self.mask, self.width, 1, r)
+    }
+}
+
+/// Straight-alpha RGBA composited over black.
+pub(crate) fn rgba_over_black(rgba: &[u8], width: usize, height: usize) -> RgbImage {
+    let pixels = rgba
+        .chunks_exact(4)
+        .flat_map(|p| {
+            let a = p[3] as u32;
+            [
+                (p[0] as u32 * a / 255) as u8,
+                (p[1] as u32 * a / 255) as u8,
+                (p[2] as u32 * a / 255) as u8,
+            ]
+        })
+        .collect();
+    RgbImage {
+        width,
+        height,
+        pixels,
     }
 }
 

@@ -174,21 +174,17 @@ impl RgbImage {
 
     /// `(1, 3, h, w)` in [-1, 1], as diffusers normalises images for the VAE.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
-        let data: Vec<f32> = self
-            .pixels
-            .iter()
-            .map(|&v| v as f32 / 255.0 * 2.0 - 1.0)
-            .collect();
-        Tensor::from_vec(data, (self.height, self.width, 3), device)
-            .and_then(|t| t.permute((2, 0, 1)))
-            .and_then(|t| t.unsqueeze(0))
-            .and_then(|t| t.contiguous())
-            .context("image")
+        self.planes(device, |v| v as f32 / 255.0 * 2.0 - 1.0)
     }
 
     /// `(1, 3, h, w)` in [0, 1], as diffusers prepares a ControlNet's condition image.
     pub fn to_unit_tensor(&self, device: &Device) -> Result<Tensor> {
-        let data: Vec<f32> = self.pixels.iter().map(|&v| v as f32 / 255.0).collect();
+        self.planes(device, |v| v as f32 / 255.0)
+    }
+
+    /// `(1, 3, h, w)` of `value` of each byte.
+    fn planes(&self, device: &Device, value: impl Fn(u8) -> f32) -> Result<Tensor> {
+        let data: Vec<f32> = self.pixels.iter().map(|&v| value(v)).collect();
         Tensor::from_vec(data, (self.height, self.width, 3), device)
             .and_then(|t| t.permute((2, 0, 1)))
             .and_then(|t| t.unsqueeze(0))

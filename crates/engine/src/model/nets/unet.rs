@@ -104,15 +104,24 @@ impl ControlResiduals {
     }
 }
 
-fn transformer_config(cfg: &UNetConfig, channels: usize, heads: usize) -> SpatialTransformerConfig {
-    SpatialTransformerConfig {
-        channels,
-        heads,
-        depth: cfg.transformer_layers,
-        context_dim: cfg.cross_attention_dim,
-        groups: cfg.norm_num_groups,
-        linear_projection: cfg.use_linear_projection,
-    }
+/// A cross-attention transformer of the UNet at a level of `channels` with `heads` heads.
+fn transformer(
+    vb: VarBuilder,
+    cfg: &UNetConfig,
+    channels: usize,
+    heads: usize,
+) -> Result<SpatialTransformer> {
+    SpatialTransformer::load(
+        vb,
+        &SpatialTransformerConfig {
+            channels,
+            heads,
+            depth: cfg.transformer_layers,
+            context_dim: cfg.cross_attention_dim,
+            groups: cfg.norm_num_groups,
+            linear_projection: cfg.use_linear_projection,
+        },
+    )
 }
 
 impl Encoder {
@@ -122,9 +131,7 @@ impl Encoder {
         let temb = 4 * ch[0];
         let groups = cfg.norm_num_groups;
         let eps = cfg.norm_eps;
-        let transformer = |vb: VarBuilder, channels: usize, heads: usize| {
-            SpatialTransformer::load(vb, &transformer_config(cfg, channels, heads))
-        };
+        let transformer = |vb, channels, heads| transformer(vb, cfg, channels, heads);
 
         let time = TimeEmbedding {
             linear_1: linear(ch[0], temb, vb.pp("time_embedding.linear_1"))?,
@@ -253,9 +260,7 @@ impl UNet {
         let temb = 4 * ch[0];
         let groups = cfg.norm_num_groups;
         let eps = cfg.norm_eps;
-        let transformer = |vb: VarBuilder, channels: usize, heads: usize| {
-            SpatialTransformer::load(vb, &transformer_config(cfg, channels, heads))
-        };
+        let transformer = |vb, channels, heads| transformer(vb, cfg, channels, heads);
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
         let rev_heads: Vec<usize> = cfg.heads.iter().rev().copied().collect();
         let mut up = Vec::with_capacity(levels);
