@@ -7,8 +7,10 @@
 pub use pentimento_engine as engine;
 pub use pentimento_engine::{png_info, sweep};
 
+pub mod backend;
 pub mod bench;
 pub mod document;
 pub mod library;
+pub mod remote;
 pub mod server;
 pub mod ui;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::image::RgbImage;
+use crate::engine::inpaint::repaint::Resampling;
 use crate::engine::inpaint::{InpaintArea, InpaintOptions, MaskedContent};
 use crate::engine::job::{Generated, Job, JobKind, MAX_BATCH, MAX_BATCH_COUNT};
 use crate::engine::mask::Mask;
@@ -16,6 +17,9 @@ use crate::engine::params::GenerationParams;
 
 /// Largest base64 image accepted in a request (decoded bytes).
 pub const MAX_IMAGE_BYTES: usize = 48 << 20;
+
+/// The most RePaint passes a request may ask for (each is a full set of model calls).
+pub const MAX_REPAINT_RESAMPLE: usize = 16;
 
 /// A request that cannot run, said to the client (HTTP 422).
 #[derive(Debug)]
@@ -86,6 +90,10 @@ pub struct Common {
     /// Scripts' arguments; ControlNet units under `controlnet.args` (see `controlnet`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alwayson_scripts: Option<serde_json::Map<String, Value>>,
+    /// Ours, beyond AUTOMATIC1111's fields: timestep spacing in place of the model's
+    /// (SD-Turbo's "trailing"). AUTOMATIC1111 ignores it, so the app sends it only to us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<crate::engine::sampler::schedule::TimestepSpacing>,
 }
 
 impl Common {
@@ -135,6 +143,11 @@ pub struct Img2Img {
     pub inpainting_mask_invert: u8,
     #[serde(default = "default_strength")]
     pub denoising_strength: f64,
+    /// Ours: RePaint's passes over each block of steps and the block's length (1 and 1: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaint_resample: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaint_jump: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -200,6 +213,7 @@ impl Common {
             } else {
                 0.0
             },
+            timestep_spacing: self.timestep_spacing,
             ..Default::default()
         })
     }
@@ -263,7 +277,7 @@ impl Img2Img {
                         InpaintArea::Whole
                     },
                     masked_content,
-                    ..Default::default()
+                    resampling: self.resampling()?,
                 };
                 JobKind::Inpaint {
                     image: Arc::new(image),
@@ -273,6 +287,22 @@ impl Img2Img {
             }
         };
         self.common.jobs(kind, params)
+    }
+}
+
+impl Img2Img {
+    fn resampling(&self) -> Result<Resampling, BadRequest> {
+        let defaults = crate::engine::inpaint::DEFAULT_RESAMPLING;
+        let r = Resampling {
+            resample: self.repaint_resample.unwrap_or(defaults.resample),
+            jump: self.repaint_jump.unwrap_or(defaults.jump),
+        };
+        if r.resample == 0 || r.resample > MAX_REPAINT_RESAMPLE || r.jump == 0 {
+            return Err(bad(format!(
+                "repaint_resample 1 to {MAX_REPAINT_RESAMPLE} and repaint_jump at least 1"
+            )));
+        }
+        Ok(r)
     }
 }
 

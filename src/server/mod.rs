@@ -550,6 +550,9 @@ async fn health(State(state): State<Shared>) -> Json<Value> {
     };
     Json(json!({
         "status": "ok",
+        // Tells our app it may use what only we understand (RePaint passes, timestep spacing).
+        "server": "pentimento",
+        "version": env!("CARGO_PKG_VERSION"),
         "model": loaded_title(&state),
         "loading": loading,
         "busy": p.current.is_some() || p.queued > 0,

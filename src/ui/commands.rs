@@ -29,6 +29,19 @@ pub enum Command {
     SetPreviewDecoder(PathBuf),
     AddLibraryFolder(PathBuf),
     ShowModels,
+    /// Settings → Backend.
+    ShowBackend,
+    /// Compute on this computer (the model used here before comes back).
+    UseLocal,
+    /// Send jobs to the server at this address.
+    UseServer {
+        url: String,
+        key: Option<String>,
+    },
+    /// Load this checkpoint of the server's.
+    ChooseServerModel(String),
+    /// Ask the server for its models again.
+    RefreshServer,
     Undo,
     Redo,
     FitView,
@@ -92,11 +105,18 @@ impl PentimentoApp {
                 }
             }
             Command::SetPreviewDecoder(path) => {
-                self.worker.set_preview_decoder(Some(path));
-                self.status = "previews decoded with TAESD".into();
+                self.status = match self.backend.set_preview_decoder(Some(path)) {
+                    Ok(()) => "previews decoded with TAESD".into(),
+                    Err(e) => e,
+                };
             }
             Command::AddLibraryFolder(folder) => self.models.add_folder(folder),
             Command::ShowModels => self.models.show_window(),
+            Command::ShowBackend => self.backend_panel.open = true,
+            Command::UseLocal => self.use_local(),
+            Command::UseServer { url, key } => self.use_server(&url, key),
+            Command::ChooseServerModel(title) => self.choose_server_model(title),
+            Command::RefreshServer => self.refresh_server(),
             // What the last action said no longer holds once it is undone.
             Command::Undo => {
                 self.status = if self.doc.undo() {

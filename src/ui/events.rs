@@ -1,13 +1,21 @@
 //! The worker's events applied to the app: model loads, job progress, previews, results.
 
 use super::{ModelStatus, PentimentoApp};
+use crate::backend::BackendEvent;
 use crate::document::StagedResult;
 use crate::engine::worker::{Event, JobId};
 
 impl PentimentoApp {
-    /// Applies the worker's events. Public so tests can pump it.
+    /// Applies the backend's events. Public so tests can pump it.
     pub fn handle_events(&mut self) {
-        for event in self.worker.poll() {
+        for event in self.backend.poll() {
+            let event = match event {
+                BackendEvent::Engine(event) => event,
+                BackendEvent::Server(event) => {
+                    self.apply_server_event(event);
+                    continue;
+                }
+            };
             let mine = |id: JobId, job: &Option<super::RunningJob>| {
                 job.as_ref().is_some_and(|j| j.ids.contains(&id))
             };

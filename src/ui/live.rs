@@ -351,7 +351,7 @@ impl super::PentimentoApp {
         if !self.live.enabled {
             return;
         }
-        let idle = matches!(self.model, super::ModelStatus::Loaded(_))
+        let idle = self.model.is_ready()
             && self.job.is_none()
             && !self.doc.stroke_active()
             && self.doc.staged().is_empty();
@@ -376,10 +376,10 @@ impl super::PentimentoApp {
                 });
                 match job {
                     Ok((job, placement)) => {
-                        let id = self.worker.generate_without_previews(job);
+                        let id = self.backend.generate_without_previews(job);
                         // Cancelling the older job (ids up to it) leaves the newer one queued.
                         if let Some(old) = self.live.started(input, id, changed_at, placement) {
-                            self.worker.cancel(old);
+                            self.backend.cancel(old);
                         }
                     }
                     Err(e) => self.live.refused(input, e),
@@ -409,7 +409,7 @@ impl super::PentimentoApp {
     pub(super) fn set_live(&mut self, on: bool) {
         self.live.enabled = on;
         if let Some(id) = self.live.stop() {
-            self.worker.cancel(id);
+            self.backend.cancel(id);
         }
         self.status = if on {
             "live: the picture follows each stroke (Shift+Enter keeps it)".into()

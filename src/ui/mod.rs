@@ -2,6 +2,8 @@
 //! this module turns input into document edits and requests, and events into what is shown.
 
 mod autosave;
+mod backend_choice;
+pub mod backend_panel;
 mod canvas;
 mod canvas_gpu;
 pub mod commands;
@@ -25,10 +27,10 @@ use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, Key, KeyboardShortcut, Modifiers, RichText};
 
+use crate::backend::Backend;
 use crate::document::brush::{BrushSettings, Tool};
 use crate::document::Document;
 use crate::engine::model::{LoadOptions, ModelInfo};
-use crate::engine::worker::Worker;
 use crate::engine::{Job, JobKind};
 use crate::png_info::write_image;
 use canvas::{CanvasView, Shown};
@@ -48,6 +50,31 @@ pub enum ModelStatus {
         progress: Option<f32>,
     },
     Loaded(ModelInfo),
+    /// Jobs go to a server; its model, once connected and chosen.
+    Server(ServerModel),
+}
+
+/// The server jobs go to and its model as the app knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerModel {
+    pub url: String,
+    /// `None` until the server has answered.
+    pub kind: Option<crate::remote::ServerKind>,
+    /// The checkpoint it uses (`None`: none loaded there yet).
+    pub model: Option<String>,
+    /// A checkpoint asked for and not yet loaded.
+    pub choosing: Option<String>,
+}
+
+impl ModelStatus {
+    /// Whether a job can be sent now.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            ModelStatus::Loaded(_) => true,
+            ModelStatus::Server(s) => s.kind.is_some() && s.model.is_some(),
+            ModelStatus::None | ModelStatus::Loading { .. } => false,
+        }
+    }
 }
 
 use running_job::RunningJob;
@@ -59,7 +86,8 @@ pub struct PentimentoApp {
     pub tool: Tool,
     pub brush: BrushSettings,
     pub color: [u8; 3],
-    worker: Worker,
+    /// Where jobs run: the engine here, or a server.
+    backend: Backend,
     pub model: ModelStatus,
     job: Option<RunningJob>,
     pub history: History,
@@ -96,6 +124,10 @@ pub struct PentimentoApp {
     pub live: live::Live,
     /// The control layer settings' state (ControlNets found, the path box).
     pub controls: control_panel::ControlPanel,
+    /// Settings → Backend.
+    pub backend_panel: backend_panel::BackendPanel,
+    /// Asks for a frame: a backend's events wake the window with it.
+    repaint: egui::Context,
 }
 
 /// Where the app keeps what outlives a session.
@@ -138,7 +170,7 @@ impl PentimentoApp {
             canvas_gpu::CanvasRenderer::install(rs);
         }
         let ctx = cc.egui_ctx.clone();
-        let worker = Worker::spawn(move || ctx.request_repaint());
+        let backend = Backend::local(move || ctx.request_repaint());
         let ctx = cc.egui_ctx.clone();
         let dialogs = Dialogs::new(move || ctx.request_repaint());
         let mut app = Self {
@@ -148,7 +180,7 @@ impl PentimentoApp {
             tool: Tool::MaskBrush,
             brush: BrushSettings::default(),
             color: [220, 60, 40],
-            worker,
+            backend,
             model: ModelStatus::None,
             job: None,
             models: ModelPicker::new(places.library),
@@ -176,6 +208,8 @@ impl PentimentoApp {
                 .map(|rs| rs.device.limits().max_texture_dimension_2d as usize),
             live: live::Live::default(),
             controls: control_panel::ControlPanel::default(),
+            backend_panel: backend_panel::BackendPanel::default(),
+            repaint: cc.egui_ctx.clone(),
         };
         app.file_revisions = app.doc_revisions();
         app.restore_offer = app.autosave.as_ref().and_then(|a| a.leftover());
@@ -184,6 +218,12 @@ impl PentimentoApp {
             .as_deref()
             .and_then(session::PanelSettings::load)
         {
+            if let Some(url) = saved.server.clone() {
+                app.backend_panel.url = url.clone();
+                if model.is_none() {
+                    app.use_server(&url, None);
+                }
+            }
             saved.apply(&mut app.panel);
         }
         if let Some(path) = model {
@@ -193,6 +233,12 @@ impl PentimentoApp {
     }
 
     pub fn load_model(&mut self, path: PathBuf) {
+        if let Some(url) = self.backend.server_url() {
+            self.status = format!(
+                "jobs go to {url}: choose among its models in Settings → Backend, or compute on this computer there"
+            );
+            return;
+        }
         let previous = std::mem::replace(
             &mut self.model,
             ModelStatus::Loading {
@@ -204,7 +250,9 @@ impl PentimentoApp {
         if !matches!(previous, ModelStatus::Loading { .. }) {
             self.before_load = Some((previous, previous_path));
         }
-        self.worker.load_model(path, self.load_options.clone());
+        if let Err(e) = self.backend.load_model(path, self.load_options.clone()) {
+            self.status = e;
+        }
     }
 
     /// Computes on another device from now on, reloading the model there.
@@ -408,14 +456,23 @@ impl PentimentoApp {
         self.job.is_some()
     }
 
+    /// How many previews of jobs have arrived since the app started.
+    pub fn previews_received(&self) -> u64 {
+        self.preview_revision
+    }
+
     /// Starts a job from the panel: inpainting when there is a mask, img2img when there is an
     /// image, text-to-image otherwise.
     pub fn generate(&mut self) {
         if self.job.is_some() {
             return;
         }
-        if !matches!(self.model, ModelStatus::Loaded(_)) {
-            self.status = "open a model first".into();
+        if !self.model.is_ready() {
+            self.status = match &self.model {
+                ModelStatus::Server(_) => "choose the server's model in Settings → Backend",
+                _ => "open a model first",
+            }
+            .into();
             return;
         }
         let first = self.panel.next_params();
@@ -437,11 +494,11 @@ impl PentimentoApp {
         };
         // The user's job goes first: a live one would only delay it.
         if let Some(id) = self.live.stop() {
-            self.worker.cancel(id);
+            self.backend.cancel(id);
         }
         // Job n of a batch count starts where job n − 1's seeds end, as AUTOMATIC1111 numbers.
         let ids = (0..self.panel.batch_count.max(1))
-            .map(|n| self.worker.generate(job.nth_of_run(n)))
+            .map(|n| self.backend.generate(job.nth_of_run(n)))
             .collect();
         self.status = format!("generating (seed {})", first.seed);
         self.job = Some(RunningJob::new(ids));
@@ -482,13 +539,19 @@ impl PentimentoApp {
             (from_canvas, JobKind::Img2Img { init })
         };
         let library = self.models.settings_path();
-        let dirs = crate::library::adapter_dirs::lora_dirs(&[], library.as_deref());
-        let loras = crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs)
-            .map_err(|e| e.to_string())?;
-        let embeddings = crate::engine::model::adapters::embedding::embeddings_in(
-            &[&first.prompt, &first.negative_prompt],
-            &crate::library::adapter_dirs::embedding_dirs(&[], library.as_deref()),
-        );
+        // A server finds the prompt's LoRAs and embeddings in its own library, by name.
+        let (loras, embeddings) = if self.backend.server_url().is_some() {
+            (vec![], vec![])
+        } else {
+            let dirs = crate::library::adapter_dirs::lora_dirs(&[], library.as_deref());
+            let loras = crate::engine::model::adapters::find::prompt_loras(&first.prompt, &dirs)
+                .map_err(|e| e.to_string())?;
+            let embeddings = crate::engine::model::adapters::embedding::embeddings_in(
+                &[&first.prompt, &first.negative_prompt],
+                &crate::library::adapter_dirs::embedding_dirs(&[], library.as_deref()),
+            );
+            (loras, embeddings)
+        };
         if let Some(layer) = self.doc.layers().iter().find(|l| {
             l.props
                 .control
@@ -574,7 +637,9 @@ impl PentimentoApp {
     /// Keeps the panel's settings for the next start (a failure to write costs only that).
     fn remember_session(&mut self) {
         if let Some(path) = &self.session {
-            if let Err(e) = session::PanelSettings::of(&self.panel).save(path) {
+            let settings = session::PanelSettings::of(&self.panel)
+                .with_server(self.backend.server_url().map(str::to_string));
+            if let Err(e) = settings.save(path) {
                 self.status = format!("{}: settings not kept: {e}", path.display());
             }
         }
@@ -585,7 +650,7 @@ impl PentimentoApp {
     pub fn cancel(&mut self) {
         if let Some(job) = &mut self.job {
             if let Some(&last) = job.ids.last() {
-                self.worker.cancel(last);
+                self.backend.cancel(last);
                 job.cancelling = true;
                 self.status = "cancelling…".into();
             }
@@ -601,7 +666,7 @@ impl PentimentoApp {
         let generate = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
         if ctx.input_mut(|i| i.consume_shortcut(&generate))
             && self.job.is_none()
-            && matches!(self.model, ModelStatus::Loaded(_))
+            && self.model.is_ready()
         {
             // The prompt lets the keyboard go, so Enter then accepts the result, not a newline.
             ctx.memory_mut(|m| {
@@ -778,6 +843,26 @@ impl eframe::App for PentimentoApp {
                 PickerAction::None => {}
             }
         }
+        if self.backend_panel.open {
+            let view = backend_panel::BackendView {
+                connected_to: self.backend.server_url(),
+                model: match &self.model {
+                    ModelStatus::Server(s) => s.choosing.as_deref().or(s.model.as_deref()),
+                    _ => None,
+                },
+            };
+            match self.backend_panel.show(&ctx, view) {
+                backend_panel::BackendAction::None => {}
+                backend_panel::BackendAction::UseLocal => commands.push(Command::UseLocal),
+                backend_panel::BackendAction::UseServer { url, key } => {
+                    commands.push(Command::UseServer { url, key })
+                }
+                backend_panel::BackendAction::ChooseModel(title) => {
+                    commands.push(Command::ChooseServerModel(title))
+                }
+                backend_panel::BackendAction::Refresh => commands.push(Command::RefreshServer),
+            }
+        }
         egui::Panel::bottom("status").show(ui, |ui| {
             status_bar::show(ui, &self.model, &self.status, self.canvas.zoom)
         });
@@ -815,7 +900,7 @@ impl eframe::App for PentimentoApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     let running = self.job.as_ref().map(RunningJob::progress);
-                    let can_generate = matches!(self.model, ModelStatus::Loaded(_));
+                    let can_generate = self.model.is_ready();
                     let masked_only = !self.doc.mask_is_empty()
                         && !matches!(
                             self.panel.inpaint.area,

@@ -18,6 +18,9 @@ pub struct PanelSettings {
     pub seed_locked: bool,
     pub batch_count: usize,
     pub batch_size: usize,
+    /// The server jobs went to (its key is not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 impl PanelSettings {
@@ -27,7 +30,12 @@ impl PanelSettings {
             seed_locked: panel.seed_locked,
             batch_count: panel.batch_count,
             batch_size: panel.batch_size,
+            server: None,
         }
+    }
+
+    pub fn with_server(self, server: Option<String>) -> Self {
+        Self { server, ..self }
     }
 
     /// Puts the settings into `panel`, keeping its defaults where a value would not be valid.

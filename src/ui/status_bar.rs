@@ -32,6 +32,12 @@ pub fn show(ui: &mut egui::Ui, model: &ModelStatus, message: &str, zoom: f32) {
                     .unwrap_or_else(|| "model's own".into()),
                 if info.ema { " · EMA" } else { "" }
             ),
+            ModelStatus::Server(s) => match (&s.kind, &s.choosing, &s.model) {
+                (None, ..) => format!("connecting to {}…", s.url),
+                (_, Some(title), _) => format!("{} · loading {title}…", s.url),
+                (_, None, Some(title)) => format!("{} · {title}", s.url),
+                (_, None, None) => format!("{} · no model chosen", s.url),
+            },
         };
         ui.label(text);
         if let ModelStatus::Loading {

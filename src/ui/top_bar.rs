@@ -96,6 +96,16 @@ pub fn show(ui: &mut egui::Ui, view: &TopBarView, tools: Tools, icons: &Icons) -
         if ui.button("Open model…").clicked() {
             commands.push(Command::Open(Dialog::OpenModelFile));
         }
+        ui.menu_button("Settings", |ui| {
+            if ui
+                .button("Backend…")
+                .on_hover_text("compute here, or on a server (pentimento serve, AUTOMATIC1111, Forge)")
+                .clicked()
+            {
+                ui.close();
+                commands.push(Command::ShowBackend);
+            }
+        });
         ui.menu_button("Device", |ui| {
             use crate::engine::device::DeviceKind;
             let current = view.device;

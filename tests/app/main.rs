@@ -13,6 +13,7 @@ mod gui;
 mod gui_control;
 mod gui_layers;
 mod gui_live;
+mod gui_remote;
 mod hostile;
 mod hostile_controlnet;
 mod hub;

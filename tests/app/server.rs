@@ -4,55 +4,15 @@
 //! (404), oversized bodies (413); a listener beyond this machine without a key is refused, and
 //! with one every request without the key gets 401.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::common::serve_process::{serve, Server};
 use crate::common::{fixture, run_cli, temp_dir};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `serve` with `args` on a free port and waits until it listens.
-fn serve(args: &[&str], cache: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pentimento"))
-        .arg("serve")
-        .args(args)
-        .env("PENTIMENTO_CACHE_DIR", cache)
-        .env_remove("PENTIMENTO_API_KEY")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/sdapi/v1").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the server did not start");
-    Server {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
 
 fn json_of(r: ureq::Response) -> Value {
     serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or(Value::Null)

@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 
 pub mod fake_hub;
+pub mod serve_process;
 
 #[path = "../../support/fixtures.rs"]
 mod fixtures;

@@ -206,6 +206,36 @@ impl ImageRecord {
     /// `for_job` with the mask inpainting works on already made (outpainting's is built from
     /// the margins; `StableDiffusion::run` builds it once for the record and the job).
     pub fn for_job_with_mask(job: &Job, model: &ModelInfo, mask: Option<&Mask>) -> Self {
+        Self {
+            model: model_name(&model.path),
+            model_hash: model.hash.clone(),
+            vae: model
+                .vae
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            prediction: Some(PredictionRecord {
+                kind: model.prediction.to_string(),
+                source: model.prediction_source.to_string(),
+            }),
+            ..Self::of_job(job, mask)
+        }
+    }
+
+    /// The record of `job` made by a server that writes none of ours (AUTOMATIC1111, Forge):
+    /// its model as the server names it; what only the loaded model knows (its VAE, its
+    /// prediction type) is not claimed.
+    pub fn for_job_elsewhere(job: &Job, model: Option<String>, model_hash: Option<String>) -> Self {
+        let canvas = job.kind.canvas_and_mask().ok().flatten();
+        Self {
+            model,
+            model_hash,
+            ..Self::of_job(job, canvas.as_ref().map(|(_, m)| m.as_ref()))
+        }
+    }
+
+    /// What the job alone decides, whatever model made it.
+    fn of_job(job: &Job, mask: Option<&Mask>) -> Self {
         let inpaint = job
             .kind
             .inpaint_options()
@@ -214,18 +244,11 @@ impl ImageRecord {
             version: VERSION.into(),
             kind: job.kind.name().into(),
             params: job.image_params(0),
-            model: model_name(&model.path),
-            model_hash: model.hash.clone(),
-            vae: model
-                .vae
-                .as_ref()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned()),
+            model: None,
+            model_hash: None,
+            vae: None,
             inpaint,
-            prediction: Some(PredictionRecord {
-                kind: model.prediction.to_string(),
-                source: model.prediction_source.to_string(),
-            }),
+            prediction: None,
             source_image_sha256: job.kind.source_image().map(image_sha256),
             sweep: None,
             loras: job.loras.iter().map(LoraRecord::of).collect(),
