@@ -121,6 +121,18 @@ impl Server {
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<Value, HttpError> {
         match result {
+            Ok(response) if (300..400).contains(&response.status()) => {
+                let to: String = response
+                    .header("Location")
+                    .unwrap_or("elsewhere")
+                    .chars()
+                    .take(200)
+                    .collect();
+                Err(HttpError::Status {
+                    status: response.status(),
+                    detail: format!("it redirects to {to}: give that address, if you trust it"),
+                })
+            }
             Ok(response) => {
                 let text = read_bounded(response)?;
                 serde_json::from_str(&text).map_err(|e| HttpError::BadAnswer(e.to_string()))

@@ -198,6 +198,11 @@ async fn require_key(State(state): State<Shared>, request: Request, next: Next) 
     let Some(key) = state.api_key.as_deref() else {
         return next.run(request).await;
     };
+    // A load balancer's health probe carries no key; the answer then says no more than
+    // whether the instance is up and busy.
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
     if authorized(request.headers(), key) {
         next.run(request).await
     } else {
@@ -542,8 +547,19 @@ async fn png_info(Json(request): Json<PngInfoRequest>) -> Result<Json<Value>, Ap
     ))
 }
 
-async fn health(State(state): State<Shared>) -> Json<Value> {
+async fn health(State(state): State<Shared>, headers: HeaderMap) -> Json<Value> {
     let p = state.engine.progress();
+    let known = state
+        .api_key
+        .as_deref()
+        .is_none_or(|key| authorized(&headers, key));
+    if !known {
+        return Json(json!({
+            "status": "ok",
+            "server": "pentimento",
+            "busy": p.current.is_some() || p.queued > 0,
+        }));
+    }
     let loading = match state.engine.model() {
         ModelState::Loading(path) => crate::png_info::model_name(&path),
         _ => None,

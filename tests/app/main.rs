@@ -16,6 +16,7 @@ mod gui_live;
 mod gui_remote;
 mod hostile;
 mod hostile_controlnet;
+mod hostile_server;
 mod hub;
 mod inpaint;
 mod library;

@@ -329,6 +329,11 @@ fn beyond_this_machine_only_with_a_key() {
     assert_eq!(call(Some(&basic("user:s3cret"))), 200);
     assert_eq!(call(Some(&basic("user:nope"))), 401);
     assert_eq!(call(Some("Basic !!!")), 401);
+    // A load balancer's probe needs no key and learns only that the instance is up.
+    let health: Value = json_of(ureq::get(&format!("{url}/health")).call().unwrap());
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["busy"], false);
+    assert!(health.get("model").is_none(), "{health}");
 }
 
 /// ControlNet units as AUTOMATIC1111's extension takes them (`alwayson_scripts.controlnet`):
