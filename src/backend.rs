@@ -48,7 +48,7 @@ impl Backend {
                 Ok(())
             }
             Backend::Remote(r) => Err(format!(
-                "jobs go to {}: choose one of its models in Settings → Backend",
+                "jobs go to {}: choose one of its models in Settings > Backend",
                 r.url()
             )),
         }

@@ -87,7 +87,7 @@ impl PentimentoApp {
                 self.status = match &info.model {
                     Some(m) => format!("connected to {} ({m})", info.url),
                     None => format!(
-                        "connected to {}: choose its model in Settings → Backend",
+                        "connected to {}: choose its model in Settings > Backend",
                         info.url
                     ),
                 };

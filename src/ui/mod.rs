@@ -235,7 +235,7 @@ impl PentimentoApp {
     pub fn load_model(&mut self, path: PathBuf) {
         if let Some(url) = self.backend.server_url() {
             self.status = format!(
-                "jobs go to {url}: choose among its models in Settings → Backend, or compute on this computer there"
+                "jobs go to {url}: choose among its models in Settings > Backend, or compute on this computer there"
             );
             return;
         }
@@ -469,7 +469,7 @@ impl PentimentoApp {
         }
         if !self.model.is_ready() {
             self.status = match &self.model {
-                ModelStatus::Server(_) => "choose the server's model in Settings → Backend",
+                ModelStatus::Server(_) => "choose the server's model in Settings > Backend",
                 _ => "open a model first",
             }
             .into();
@@ -736,7 +736,8 @@ impl PentimentoApp {
         let text = "No model is loaded.\n\nOpen a Stable Diffusion checkpoint (.safetensors or .ckpt, SD 1.x or 2.x, \
             inpainting or not) with \"Open model…\", pick one from your folders or download one \
             from the Hugging Face hub under \"Models…\", or start Pentimento with --model PATH \
-            (a diffusers folder works too). You can paint and save without one.";
+            (a diffusers folder works too), or render on a server under Settings > Backend. You can paint \
+            and save without one.";
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             ui.set_max_width(380.0);
             ui.horizontal(|ui| {

@@ -166,7 +166,7 @@ fn images_are_read_by_their_content_within_limits() {
     let mut chunk = b"IHDR".to_vec();
     chunk.extend_from_slice(&ihdr);
     huge.extend_from_slice(&chunk);
-    huge.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    huge.extend_from_slice(&crate::common::crc32(&chunk).to_be_bytes());
     let huge_path = dir.join("huge.png");
     std::fs::write(&huge_path, &huge).unwrap();
     refused(
@@ -202,21 +202,6 @@ fn images_are_read_by_their_content_within_limits() {
         ),
         "cut.png",
     );
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

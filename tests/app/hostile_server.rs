@@ -103,23 +103,8 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend([8, 2, 0, 0, 0]);
     png.extend(13u32.to_be_bytes());
     png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
+    png.extend(crate::common::crc32(&ihdr).to_be_bytes());
     png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn small_png() -> Vec<u8> {
