@@ -335,6 +335,7 @@ pub fn load_options(args: &GenerateArgs) -> anyhow::Result<LoadOptions> {
             Some(p) => ConfigChoice::File(p.clone()),
             None => ConfigChoice::Automatic,
         },
+        ..LoadOptions::cpu()
     })
 }
 

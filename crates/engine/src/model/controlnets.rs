@@ -14,7 +14,7 @@ use crate::model::config::UNetConfig;
 use crate::model::controlnet::{ControlNet, ControlNetConfig, DEFAULT_EMBEDDING_CHANNELS};
 use crate::model::detect::{self, Family, UNetHalves};
 use crate::model::keymap;
-use crate::model::weights::WeightFile;
+use crate::model::weights::{HalfWeights, WeightFile};
 
 /// Most ControlNets one job applies at once (AUTOMATIC1111's extension offers 3 units by
 /// default, up to 10); each is as large as the UNet's encoder.
@@ -247,7 +247,8 @@ pub fn load(path: &Path, base: &UNetConfig, dtype: DType, device: &Device) -> Re
         (cfg, file, Box::new(rename))
     };
     check_fits(&cfg, base).map_err(bad)?;
-    let vb = file.var_builder(dtype, device, rename);
+    // Half-precision files stay half on the CPU (widened per layer: the same numbers).
+    let vb = file.var_builder_storing(dtype, device, HalfWeights::Keep, rename);
     ControlNet::load(vb, &cfg).map_err(|e| bad(format!("ControlNet: {e}")))
 }
 

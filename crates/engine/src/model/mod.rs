@@ -31,6 +31,7 @@ pub use detect::Family;
 pub use external_vae::VaeChoice;
 use unet::UNet;
 use vae::Vae;
+pub use weights::HalfWeights;
 use weights::WeightFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct LoadOptions {
     pub ema: bool,
     /// The LDM config YAML of a single file.
     pub config: ConfigChoice,
+    /// Whether a half-precision file's UNet stays half in memory on the CPU.
+    pub half_weights: HalfWeights,
 }
 
 /// Where a single file's LDM config YAML comes from.
@@ -94,6 +97,7 @@ impl LoadOptions {
             vae: VaeChoice::Automatic,
             ema: false,
             config: ConfigChoice::Automatic,
+            half_weights: HalfWeights::Keep,
         }
     }
 
@@ -445,7 +449,8 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     };
 
     let unet_file = Arc::new(WeightFile::open(&component_weights(&dir.join("unet"))?)?);
-    let unet_vb = unet_file.var_builder(dtype, device, |n| n.to_string());
+    let unet_vb =
+        unet_file.var_builder_storing(dtype, device, opts.half_weights, |n| n.to_string());
     let (unet, unet_slots) = adapters::slots::collect(|| UNet::load(unet_vb, &unet_cfg));
     let unet = unet.map_err(tensor_err(unet_file.path(), "UNet"))?;
 
@@ -572,7 +577,7 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         ));
     }
     let ema = opts.ema;
-    let unet_vb = file.var_builder(dtype, device, move |n| {
+    let unet_vb = file.var_builder_storing(dtype, device, opts.half_weights, move |n| {
         let ldm = keymap::unet_to_ldm(n, &map_cfg);
         if ema {
             // LDM's EMA keeps each parameter under its name with the dots removed.

@@ -7,6 +7,7 @@ mod common;
 mod adapters;
 mod batch;
 mod half_precision;
+mod half_weights;
 mod lycoris;
 mod prompt_encoding;
 mod reference;

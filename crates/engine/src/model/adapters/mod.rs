@@ -233,10 +233,16 @@ impl Adapters {
                     "the LoRAs change layer {name} by up to {change:.3e}, over {MAX_CHANGE_RATIO} times its own weights (up to {own:.3e}): a broken file or a weight far too large"
                 )));
             }
+            // The weight the layer computes with: f32 on the CPU, also for a base kept half.
+            let computed = if base.device().is_cpu() {
+                DType::F32
+            } else {
+                base.dtype()
+            };
             let adapted = base
                 .to_dtype(DType::F32)
                 .and_then(|b| b + delta.to_device(base.device())?)
-                .and_then(|w| w.to_dtype(base.dtype()))
+                .and_then(|w| w.to_dtype(computed))
                 .map_err(internal)?;
             crate::error::ensure_finite(&adapted, "applying a LoRA", "its weight is too large")?;
             registry.set(&name, Some(adapted));

@@ -187,12 +187,43 @@ impl WeightFile {
         device: &Device,
         rename: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(Shared(self.clone())), dtype, device.clone())
-            .rename_f(rename)
+        self.var_builder_storing(dtype, device, HalfWeights::Widen, rename)
+    }
+
+    /// `var_builder`, with `half` saying whether half-precision matrices and kernels stay half
+    /// in memory when the network computes in f32 (the CPU kernels widen them as they run).
+    pub fn var_builder_storing(
+        self: &Arc<Self>,
+        dtype: DType,
+        device: &Device,
+        half: HalfWeights,
+        rename: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> VarBuilder<'static> {
+        let keep_half = half == HalfWeights::Keep && device.is_cpu() && dtype == DType::F32;
+        let backend = Shared {
+            file: self.clone(),
+            keep_half,
+        };
+        VarBuilder::from_backend(Box::new(backend), dtype, device.clone()).rename_f(rename)
     }
 }
 
-struct Shared(Arc<WeightFile>);
+/// What becomes of the f16/bf16 weights of a network that computes in f32 on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HalfWeights {
+    /// Matrices and convolution kernels stay as the file stores them, half the memory; each
+    /// layer widens its weight as it runs (the same f32 values, so the same results). Biases and
+    /// norms, small, are widened at load.
+    #[default]
+    Keep,
+    /// Everything widened to f32 at load: twice the memory, no widening per step.
+    Widen,
+}
+
+struct Shared {
+    file: Arc<WeightFile>,
+    keep_half: bool,
+}
 
 thread_local! {
     /// Bytes of weights materialised on this thread, for the memory a model load reports.
@@ -237,7 +268,7 @@ impl SimpleBackend for Shared {
     ) -> candle_core::Result<Tensor> {
         // Checked against the index first, so a wrong guess (a 1×1 convolution stored where a
         // matrix was asked for) reads no tensor data and is not counted as loaded.
-        if let Some(stored) = self.0.shape(name) {
+        if let Some(stored) = self.file.shape(name) {
             if stored != shape.dims() {
                 candle_core::bail!("{name}: expected shape {shape:?}, the file has {stored:?}");
             }
@@ -253,29 +284,36 @@ impl SimpleBackend for Shared {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        if !self.0.contains(name) {
+        if !self.file.contains(name) {
             candle_core::bail!("the checkpoint has no tensor {name}");
         }
-        let stored = self.0.load(name, dev)?;
+        let stored = self.file.load(name, dev)?;
         let read = (stored.elem_count() * stored.dtype().size_in_bytes()) as u64;
         READ_WATCH.with(|w| {
             if let Some(watch) = w.borrow_mut().as_mut() {
                 watch(read)
             }
         });
-        let t = stored.to_dtype(dtype)?;
+        let keep = self.keep_half
+            && stored.rank() >= 2
+            && matches!(stored.dtype(), DType::F16 | DType::BF16);
+        let t = if keep {
+            stored
+        } else {
+            stored.to_dtype(dtype)?
+        };
         // Every weight a model keeps is checked once, here: a damaged file is refused at load,
         // naming the tensor, rather than drawing black images.
         if !all_finite(&t)? {
             candle_core::bail!("{name} holds NaN or infinite values: the file is damaged");
         }
-        let bytes = (t.elem_count() * dtype.size_in_bytes()) as u64;
+        let bytes = (t.elem_count() * t.dtype().size_in_bytes()) as u64;
         LOADED_BYTES.with(|b| b.set(b.get() + bytes));
         Ok(t)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.contains(name)
+        self.file.contains(name)
     }
 }
 

@@ -16,7 +16,7 @@ pub use super::layout::Padding;
 use std::sync::Arc;
 
 use crate::model::adapters::slots::{self, WeightSlot};
-use crate::model::cpu_storage::contiguous_f32;
+use crate::model::cpu_storage::{contiguous_f32, is_weight_dtype, with_weight_f32};
 use crate::model::matmul::Product;
 use crate::model::winograd::{self, Conv3x3};
 
@@ -109,7 +109,7 @@ impl Conv2d {
     fn cpu_fast(&self, x: &Tensor, weight: &Tensor) -> bool {
         x.device().is_cpu()
             && x.dtype() == DType::F32
-            && weight.dtype() == DType::F32
+            && is_weight_dtype(weight.dtype())
             && weight.is_contiguous()
     }
 
@@ -127,7 +127,8 @@ impl Conv2d {
     }
 
     fn candle_forward(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
-        let y = x.conv2d(weight, padding, self.params.stride, 1, 1)?;
+        let weight = weight.to_dtype(x.dtype())?;
+        let y = x.conv2d(&weight, padding, self.params.stride, 1, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
@@ -165,9 +166,22 @@ impl CustomOp3 for CpuConv {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, bias) = (
+        with_weight_f32(s2, l2, "conv2d", |w| self.cpu_conv(s1, l1, w, l2, s3, l3))
+    }
+}
+
+impl CpuConv {
+    fn cpu_conv(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        w: &[f32],
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, bias) = (
             contiguous_f32(s1, l1, "conv2d")?,
-            contiguous_f32(s2, l2, "conv2d")?,
             contiguous_f32(s3, l3, "conv2d")?,
         );
         let (b, cin, h, wd) = l1.shape().dims4()?;

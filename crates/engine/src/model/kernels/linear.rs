@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use std::sync::Arc;
 
 use crate::model::adapters::slots::{self, WeightSlot};
-use crate::model::cpu_storage::contiguous_f32;
+use crate::model::cpu_storage::{contiguous_f32, is_weight_dtype, with_weight_f32};
 use crate::model::matmul::Product;
 
 #[derive(Debug, Clone)]
@@ -55,10 +55,18 @@ impl Linear {
         &self.weight
     }
 
+    /// The dtype the layer computes in: a weight kept half on the CPU computes in f32.
+    pub fn compute_dtype(&self) -> DType {
+        match self.weight.dtype() {
+            DType::F16 | DType::BF16 if self.weight.device().is_cpu() => DType::F32,
+            dtype => dtype,
+        }
+    }
+
     fn cpu_fast(&self, x: &Tensor, weight: &Tensor) -> bool {
         x.device().is_cpu()
             && x.dtype() == DType::F32
-            && weight.dtype() == DType::F32
+            && is_weight_dtype(weight.dtype())
             && weight.is_contiguous()
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
     }
@@ -77,7 +85,8 @@ impl Module for Linear {
             return x.contiguous()?.apply_op3_no_bwd(weight, &bias, &CpuLinear);
         }
         // candle 0.11's Linear is wrong on a transposed input with a batch above 1.
-        candle_nn::Linear::new(weight.clone(), self.bias.clone()).forward(&x.contiguous()?)
+        let weight = weight.to_dtype(x.dtype())?;
+        candle_nn::Linear::new(weight, self.bias.clone()).forward(&x.contiguous()?)
     }
 }
 
@@ -97,9 +106,8 @@ impl CustomOp3 for CpuLinear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, bias) = (
+        let (x, bias) = (
             contiguous_f32(s1, l1, "linear")?,
-            contiguous_f32(s2, l2, "linear")?,
             contiguous_f32(s3, l3, "linear")?,
         );
         let (out_dim, in_dim) = l2.shape().dims2()?;
@@ -117,18 +125,21 @@ impl CustomOp3 for CpuLinear {
             out.extend_from_slice(bias);
         }
         // out[rows × out] += x[rows × in] · wᵀ, w stored as [out × in].
-        Product {
-            m: rows,
-            k: in_dim,
-            n: out_dim,
-            out_row_stride: out_dim,
-            a_row_stride: in_dim,
-            b_transposed: true,
-            b_row_stride: in_dim,
-            accumulate: true,
-            threads: candle_core::utils::get_num_threads(),
-        }
-        .run(&mut out, x, w);
+        with_weight_f32(s2, l2, "linear", |w| {
+            Product {
+                m: rows,
+                k: in_dim,
+                n: out_dim,
+                out_row_stride: out_dim,
+                a_row_stride: in_dim,
+                b_transposed: true,
+                b_row_stride: in_dim,
+                accumulate: true,
+                threads: candle_core::utils::get_num_threads(),
+            }
+            .run(&mut out, x, w);
+            Ok(())
+        })?;
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("checked above") = out_dim;
         Ok((CpuStorage::F32(out), Shape::from(shape)))

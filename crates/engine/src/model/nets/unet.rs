@@ -39,7 +39,7 @@ impl TimeEmbedding {
         } else {
             Tensor::cat(&[args.sin()?, args.cos()?], 1)?
         };
-        let dtype = self.linear_1.weight().dtype();
+        let dtype = self.linear_1.compute_dtype();
         let h = self.linear_1.forward(&emb.to_dtype(dtype)?)?.silu()?;
         self.linear_2.forward(&h)
     }
