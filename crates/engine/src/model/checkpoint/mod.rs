@@ -5,6 +5,7 @@
 //! (`weights`), what a single file is (`detect`, `ldm_yaml`, `prediction_probe`), tensor names
 //! (`keymap`), external VAEs, hashes and `models inspect`.
 
+mod copy_out;
 pub mod detect;
 pub mod external_vae;
 pub mod hash;
@@ -194,12 +195,11 @@ impl TensorLocation {
         }
         if self.is_contiguous() {
             let start = self.offset * size;
-            return Tensor::from_raw_buffer(
-                &storage[start..start + numel * size],
-                self.dtype,
-                &self.shape,
-                device,
-            );
+            let bytes = &storage[start..start + numel * size];
+            if let Some(t) = copy_out::tensor(bytes, self.dtype, &self.shape, device)? {
+                return Ok(t);
+            }
+            return Tensor::from_raw_buffer(bytes, self.dtype, &self.shape, device);
         }
         // A strided view (a transposed weight saved as is): gather its elements in order.
         let mut out = Vec::with_capacity(numel * size);

@@ -158,10 +158,16 @@ impl WeightFile {
     pub fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         match &self.container {
             Container::Safetensors(st) => {
-                let t = st.load(name, device)?;
-                if let Ok(view) = st.get(name) {
-                    release_pages(view.data());
-                }
+                let view = st.get(name)?;
+                let copied = match DType::try_from(view.dtype()) {
+                    Ok(dtype) => super::copy_out::tensor(view.data(), dtype, view.shape(), device)?,
+                    Err(_) => None,
+                };
+                let t = match copied {
+                    Some(t) => t,
+                    None => st.load(name, device)?,
+                };
+                release_pages(view.data());
                 Ok(t)
             }
             Container::Pickle { map, tensors } => match tensors.get(name) {
@@ -299,6 +305,11 @@ impl SimpleBackend for Shared {
             && matches!(stored.dtype(), DType::F16 | DType::BF16);
         let t = if keep {
             stored
+        } else if dtype == DType::F32 {
+            match crate::model::cpu_storage::widened_to_f32(&stored)? {
+                Some(wide) => wide,
+                None => stored.to_dtype(dtype)?,
+            }
         } else {
             stored.to_dtype(dtype)?
         };
@@ -327,13 +338,7 @@ pub(crate) fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
         let (storage, layout) = t.storage_and_layout();
         if let candle_core::Storage::Cpu(cpu) = &*storage {
             let range = layout.start_offset()..layout.start_offset() + t.elem_count();
-            return Ok(match cpu {
-                candle_core::CpuStorage::F32(v) => v[range].iter().all(|x| x.is_finite()),
-                candle_core::CpuStorage::F16(v) => v[range].iter().all(|x| x.is_finite()),
-                candle_core::CpuStorage::BF16(v) => v[range].iter().all(|x| x.is_finite()),
-                candle_core::CpuStorage::F64(v) => v[range].iter().all(|x| x.is_finite()),
-                _ => true,
-            });
+            return Ok(crate::model::cpu_storage::all_finite_cpu(cpu, range));
         }
     }
     Ok(!crate::model::nets::vae_fallback::has_non_finite(t)?)

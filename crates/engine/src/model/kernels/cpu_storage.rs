@@ -37,17 +37,7 @@ pub(crate) fn with_weight_f32<R>(
     let Some((start, end)) = l.contiguous_offsets() else {
         candle_core::bail!("{op}: a contiguous weight expected");
     };
-    let widen = |into: &mut [f32]| match s {
-        CpuStorage::F16(v) => into
-            .par_chunks_mut(WIDEN_CHUNK)
-            .zip(v[start..end].par_chunks(WIDEN_CHUNK))
-            .for_each(|(o, i)| i.convert_to_f32_slice(o)),
-        CpuStorage::BF16(v) => into
-            .par_chunks_mut(WIDEN_CHUNK)
-            .zip(v[start..end].par_chunks(WIDEN_CHUNK))
-            .for_each(|(o, i)| i.convert_to_f32_slice(o)),
-        _ => unreachable!("matched below"),
-    };
+    let widen = |into: &mut [f32]| widen_into(s, start..end, into);
     match s {
         CpuStorage::F32(data) => f(&data[start..end]),
         CpuStorage::F16(_) | CpuStorage::BF16(_) => {
@@ -69,6 +59,62 @@ pub(crate) fn with_weight_f32<R>(
     }
 }
 
+/// A contiguous f16/bf16 tensor on the CPU widened to f32 on every core (`half`'s F16C path;
+/// candle's element-by-element `to_dtype` took ten times as long, most of a model's load).
+/// `None` for any other tensor.
+pub(crate) fn widened_to_f32(t: &candle_core::Tensor) -> Result<Option<candle_core::Tensor>> {
+    if !t.device().is_cpu() || !t.is_contiguous() {
+        return Ok(None);
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    if !matches!(cpu, CpuStorage::F16(_) | CpuStorage::BF16(_)) {
+        return Ok(None);
+    }
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Ok(None);
+    };
+    // Zeroed lazily by the allocator: the pages are first touched by the widening, on every core.
+    let mut out = vec![0f32; end - start];
+    widen_into(cpu, start..end, &mut out);
+    drop(storage);
+    candle_core::Tensor::from_vec(out, t.shape(), t.device()).map(Some)
+}
+
+/// Whether every value of a CPU float buffer is finite: exponent bits tested a chunk at a time
+/// on every core (no early exit inside a chunk, so it vectorises).
+pub(crate) fn all_finite_cpu(s: &CpuStorage, range: std::ops::Range<usize>) -> bool {
+    fn check<T: Sync>(v: &[T], finite: impl Fn(&T) -> bool + Sync) -> bool {
+        v.par_chunks(WIDEN_CHUNK)
+            .all(|c| c.iter().fold(true, |ok, x| ok & finite(x)))
+    }
+    match s {
+        CpuStorage::F32(v) => check(&v[range], |x| x.is_finite()),
+        CpuStorage::F64(v) => check(&v[range], |x| x.is_finite()),
+        // An all-ones exponent is an infinity or a NaN.
+        CpuStorage::F16(v) => check(&v[range], |x| x.to_bits() & 0x7C00 != 0x7C00),
+        CpuStorage::BF16(v) => check(&v[range], |x| x.to_bits() & 0x7F80 != 0x7F80),
+        _ => true,
+    }
+}
+
+/// Widens `s[range]` (f16 or bf16) into `into`, on every core.
+fn widen_into(s: &CpuStorage, range: std::ops::Range<usize>, into: &mut [f32]) {
+    match s {
+        CpuStorage::F16(v) => into
+            .par_chunks_mut(WIDEN_CHUNK)
+            .zip(v[range].par_chunks(WIDEN_CHUNK))
+            .for_each(|(o, i)| i.convert_to_f32_slice(o)),
+        CpuStorage::BF16(v) => into
+            .par_chunks_mut(WIDEN_CHUNK)
+            .zip(v[range].par_chunks(WIDEN_CHUNK))
+            .for_each(|(o, i)| i.convert_to_f32_slice(o)),
+        _ => unreachable!("callers pass half-precision storage"),
+    }
+}
+
 /// Whether a weight of this dtype can go to our CPU kernels (kept half, it is widened there).
 pub(crate) fn is_weight_dtype(dtype: candle_core::DType) -> bool {
     use candle_core::DType;
@@ -83,4 +129,46 @@ pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> 
         .and_then(|d| d.max_all())
         .and_then(|d| d.to_scalar::<f32>())
         .expect("tensors of one shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Tensor};
+
+    #[test]
+    fn widening_is_candles_conversion_and_the_finite_check_finds_every_non_finite() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (3, 70_001), &dev).unwrap();
+        for dtype in [DType::F16, DType::BF16] {
+            let half = x.to_dtype(dtype).unwrap();
+            let ours = widened_to_f32(&half).unwrap().unwrap();
+            let theirs = half.to_dtype(DType::F32).unwrap();
+            assert_eq!(
+                ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
+            let finite = |t: &Tensor| {
+                let (s, l) = t.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*s else {
+                    unreachable!()
+                };
+                all_finite_cpu(cpu, l.start_offset()..l.start_offset() + t.elem_count())
+            };
+            assert!(finite(&half));
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                // At the end of the last chunk, where a fold that stopped early would miss it.
+                let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let last = v.len() - 1;
+                v[last] = bad;
+                let t = Tensor::from_vec(v, x.shape(), &dev).unwrap();
+                assert!(!finite(&t), "f32 {bad}");
+                assert!(!finite(&t.to_dtype(dtype).unwrap()), "{dtype:?} {bad}");
+            }
+        }
+        // f32 and non-contiguous tensors are not widened here.
+        assert!(widened_to_f32(&x).unwrap().is_none());
+        let t = x.to_dtype(DType::F16).unwrap().t().unwrap();
+        assert!(widened_to_f32(&t).unwrap().is_none());
+    }
 }
