@@ -114,9 +114,11 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
 fn print_report(r: &Report) {
     println!(
         "{} {}x{} on {} ({}), {} threads; weights {}{}",
-        match r.arch {
-            Arch::Sd15 => "SD 1.5",
-            Arch::Sd21 => "SD 2.1",
+        // With --model, the file (whatever --arch said, which then only sets the size).
+        match (&r.model, r.arch) {
+            (Some(model), _) => model.as_str(),
+            (None, Arch::Sd15) => "SD 1.5",
+            (None, Arch::Sd21) => "SD 2.1",
         },
         r.size,
         r.size,
