@@ -97,12 +97,7 @@ pub fn composite_where(
     out: &mut [u8],
     include: impl Fn(&Layer) -> bool,
 ) {
-    let visible: Vec<(&[u8], f32)> = layers
-        .iter()
-        .filter(|l| include(l))
-        .map(|l| (l.rgba.as_slice(), l.weight()))
-        .filter(|(_, w)| *w > 0.0)
-        .collect();
+    let visible = weighted(layers, include);
     for y in area.y..area.y + area.height {
         let row = y * width;
         for x in area.x..area.x + area.width {
@@ -143,16 +138,21 @@ pub fn composite_where(
     }
 }
 
-/// Whether the composite of the layers `include` accepts has a pixel that is not fully
-/// transparent: `composite_where`'s alpha alone, stopping at the first such pixel, with no
-/// buffer made.
-pub fn any_opaque_where(layers: &[Layer], pixels: usize, include: impl Fn(&Layer) -> bool) -> bool {
-    let visible: Vec<(&[u8], f32)> = layers
+/// The pixels and weights of the layers `include` accepts that show at all, bottom first.
+fn weighted(layers: &[Layer], include: impl Fn(&Layer) -> bool) -> Vec<(&[u8], f32)> {
+    layers
         .iter()
         .filter(|l| include(l))
         .map(|l| (l.rgba.as_slice(), l.weight()))
         .filter(|(_, w)| *w > 0.0)
-        .collect();
+        .collect()
+}
+
+/// Whether the composite of the layers `include` accepts has a pixel that is not fully
+/// transparent: `composite_where`'s alpha alone, stopping at the first such pixel, with no
+/// buffer made.
+pub fn any_opaque_where(layers: &[Layer], pixels: usize, include: impl Fn(&Layer) -> bool) -> bool {
+    let visible = weighted(layers, include);
     (0..pixels).any(|i| {
         let mut a = 0.0f32;
         for &(data, w) in &visible {

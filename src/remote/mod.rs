@@ -7,8 +7,6 @@ pub mod http;
 pub mod request;
 pub mod response;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::backend::BackendEvent;
 use crate::engine::job::Job;
-use crate::engine::worker::{Event, JobId};
+use crate::engine::worker::{CancelMark, Event, JobId, JobIds};
 pub use http::Server;
 
 /// How often a running job's progress (and preview) is asked for.
@@ -85,8 +83,7 @@ enum Request {
 pub struct RemoteWorker {
     requests: Sender<Request>,
     events: Receiver<BackendEvent>,
-    cancelled: Arc<AtomicU64>,
-    next_id: JobId,
+    ids: JobIds,
     url: String,
     thread: Option<JoinHandle<()>>,
 }
@@ -96,9 +93,9 @@ impl RemoteWorker {
     pub fn spawn(server: Server, wake: impl Fn() + Send + Sync + 'static) -> Self {
         let (requests, rx) = unbounded();
         let (tx, events) = unbounded();
-        let cancelled = Arc::new(AtomicU64::new(0));
+        let ids = JobIds::new();
         let url = server.url().to_string();
-        let flag = cancelled.clone();
+        let cancelled = ids.mark();
         let thread = std::thread::Builder::new()
             .name("pentimento-remote".into())
             .spawn(move || {
@@ -106,7 +103,7 @@ impl RemoteWorker {
                     server,
                     kind: ServerKind::Automatic1111,
                     model: None,
-                    cancelled: flag,
+                    cancelled,
                     send: Box::new(move |e| {
                         let _ = tx.send(e);
                         wake();
@@ -119,8 +116,7 @@ impl RemoteWorker {
         Self {
             requests,
             events,
-            cancelled,
-            next_id: 1,
+            ids,
             url,
             thread,
         }
@@ -149,8 +145,7 @@ impl RemoteWorker {
     }
 
     fn queue(&mut self, job: Job, previews: bool) -> JobId {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.issue();
         let _ = self.requests.send(Request::Generate {
             id,
             job: Box::new(job),
@@ -161,7 +156,7 @@ impl RemoteWorker {
 
     /// Stops job `id` (and those before it): interrupted on the server if it runs there.
     pub fn cancel(&self, id: JobId) {
-        self.cancelled.fetch_max(id, Ordering::SeqCst);
+        self.ids.cancel(id);
     }
 
     pub fn poll(&self) -> Vec<BackendEvent> {
@@ -171,7 +166,7 @@ impl RemoteWorker {
 
 impl Drop for RemoteWorker {
     fn drop(&mut self) {
-        self.cancelled.store(u64::MAX, Ordering::SeqCst);
+        self.ids.cancel_all();
         let _ = self.requests.send(Request::Shutdown);
         // A request in flight may wait on the network: the thread ends after it, unjoined.
         drop(self.thread.take());
@@ -183,7 +178,7 @@ struct Session {
     kind: ServerKind,
     /// The checkpoint jobs ask for (so that any instance behind a balancer loads it).
     model: Option<String>,
-    cancelled: Arc<AtomicU64>,
+    cancelled: CancelMark,
     send: Box<dyn Fn(BackendEvent) + Send>,
 }
 
@@ -276,7 +271,7 @@ impl Session {
     }
 
     fn generate(&self, id: JobId, job: &Job, previews: bool) {
-        let cancelled = || self.cancelled.load(Ordering::SeqCst) >= id;
+        let cancelled = || self.cancelled.is_cancelled(id);
         if cancelled() {
             return self.engine(Event::Cancelled { id });
         }

@@ -14,7 +14,6 @@ use crate::server::api::{encode_base64, Common, Img2Img, Txt2Img};
 
 /// What the server is asked: `txt2img` or `img2img` with its body.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // one per job, moved once
 pub enum ApiRequest {
     Txt2Img(Txt2Img),
     Img2Img(Img2Img),

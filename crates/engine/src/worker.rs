@@ -23,6 +23,60 @@ use super::EngineError;
 
 pub type JobId = u64;
 
+/// Job ids handed out in order, and the cancel mark the thread running them reads: every job
+/// up to the mark is cancelled (so cancelling a job also drops those queued before it).
+#[derive(Debug)]
+pub struct JobIds {
+    next: JobId,
+    mark: CancelMark,
+}
+
+/// The running side's view of a [`JobIds`]' cancel mark.
+#[derive(Debug, Clone, Default)]
+pub struct CancelMark(Arc<AtomicU64>);
+
+impl JobIds {
+    pub fn new() -> Self {
+        Self {
+            next: 1,
+            mark: CancelMark::default(),
+        }
+    }
+
+    /// The next job's id.
+    pub fn issue(&mut self) -> JobId {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    /// Cancels job `id` and every job before it.
+    pub fn cancel(&self, id: JobId) {
+        self.mark.0.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Cancels every job, issued or not (the handle is going away).
+    pub fn cancel_all(&self) {
+        self.mark.0.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    pub fn mark(&self) -> CancelMark {
+        self.mark.clone()
+    }
+}
+
+impl Default for JobIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CancelMark {
+    pub fn is_cancelled(&self, id: JobId) -> bool {
+        self.0.load(Ordering::SeqCst) >= id
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Request {
     LoadModel {
@@ -95,8 +149,7 @@ pub enum Event {
 pub struct Worker {
     requests: Sender<Request>,
     events: Receiver<Event>,
-    cancelled: Arc<AtomicU64>,
-    next_id: JobId,
+    ids: JobIds,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -105,17 +158,16 @@ impl Worker {
     pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
         let (requests, rx) = unbounded();
         let (tx, events) = unbounded();
-        let cancelled = Arc::new(AtomicU64::new(0));
-        let flag = cancelled.clone();
+        let ids = JobIds::new();
+        let mark = ids.mark();
         let thread = std::thread::Builder::new()
             .name("pentimento-engine".into())
-            .spawn(move || run(rx, tx, flag, wake))
+            .spawn(move || run(rx, tx, mark, wake))
             .ok();
         Self {
             requests,
             events,
-            cancelled,
-            next_id: 1,
+            ids,
             thread,
         }
     }
@@ -140,8 +192,7 @@ impl Worker {
     }
 
     fn queue(&mut self, job: Job, previews: bool) -> JobId {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.issue();
         let _ = self.requests.send(Request::Generate {
             id,
             job: Box::new(job),
@@ -152,7 +203,7 @@ impl Worker {
 
     /// Stops job `id` at its next step (or before it starts).
     pub fn cancel(&self, id: JobId) {
-        self.cancelled.fetch_max(id, Ordering::SeqCst);
+        self.ids.cancel(id);
     }
 
     /// The event channel itself, for a caller that waits on it from its own thread.
@@ -173,7 +224,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.cancelled.store(u64::MAX, Ordering::SeqCst);
+        self.ids.cancel_all();
         let _ = self.requests.send(Request::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -184,7 +235,7 @@ impl Drop for Worker {
 fn run(
     requests: Receiver<Request>,
     events: Sender<Event>,
-    cancelled: Arc<AtomicU64>,
+    cancelled: CancelMark,
     wake: impl Fn() + Send + Sync + 'static,
 ) {
     let wake = Arc::new(wake);
@@ -274,7 +325,7 @@ fn run(
                 job,
                 previews: wants_previews,
             } => {
-                if cancelled.load(Ordering::SeqCst) >= id {
+                if cancelled.is_cancelled(id) {
                     send(Event::Cancelled { id });
                     continue;
                 }
@@ -295,14 +346,14 @@ fn run(
                     if wants_previews {
                         previews.submit(id, s.step, s.total, s.latents);
                     }
-                    if cancelled.load(Ordering::SeqCst) >= id {
+                    if cancelled.is_cancelled(id) {
                         ControlFlow::Break(())
                     } else {
                         ControlFlow::Continue(())
                     }
                 };
-                let flag = cancelled.clone();
-                let interrupt = Interrupt::new(move || flag.load(Ordering::SeqCst) >= id);
+                let mark = cancelled.clone();
+                let interrupt = Interrupt::new(move || mark.is_cancelled(id));
                 let ran = caught(|| interruptible(interrupt, || m.run(&job, &mut on_step)));
                 match ran {
                     Ok(results) => send(Event::Done {
