@@ -1,5 +1,9 @@
 //! `pentimento`: the headless CLI on the same engine as the app.
 
+// On Windows a GUI program: no console window opens beside the app started from the Start menu
+// or Explorer. Started from a terminal, the CLI writes to that terminal (`attach_console`).
+#![cfg_attr(windows, windows_subsystem = "windows")]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -7,6 +11,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    attach_console();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -49,3 +54,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A Windows GUI program has no console; output goes to the terminal it was started from, if
+/// any (none when started from Explorer: the app's window is all there is).
+#[cfg(windows)]
+fn attach_console() {
+    use windows_sys::Win32::System::Console::{AttachConsole, ATTACH_PARENT_PROCESS};
+    // SAFETY: takes a process id, touches none of our memory, fails harmlessly without a parent
+    // console.
+    unsafe {
+        AttachConsole(ATTACH_PARENT_PROCESS);
+    }
+}
+
+#[cfg(not(windows))]
+fn attach_console() {}

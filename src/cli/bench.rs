@@ -5,22 +5,14 @@ use candle_core::DType;
 use clap::{Args, ValueEnum};
 use pentimento::bench::measure::{run, BenchOptions, Figure, Report};
 use pentimento::bench::Arch;
-use pentimento::engine::device::DeviceKind;
 use pentimento::engine::model::inspect::human_size;
 
-use super::generate::DeviceArg;
+use super::generate::{DeviceArg, DtypeArg};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ArchArg {
     Sd15,
     Sd21,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DtypeArg {
-    F32,
-    F16,
-    Bf16,
 }
 
 #[derive(Args, Debug)]
@@ -63,16 +55,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         ArchArg::Sd15 => Arch::Sd15,
         ArchArg::Sd21 => Arch::Sd21,
     };
-    let kind = match args.device {
-        DeviceArg::Cpu => DeviceKind::Cpu,
-        DeviceArg::Cuda => DeviceKind::Cuda,
-        DeviceArg::Metal => DeviceKind::Metal,
-    };
-    let device = kind.open()?;
+    let device = super::generate::plan::open_device(args.device)?;
     let dtype = match args.dtype {
-        Some(DtypeArg::F32) => DType::F32,
-        Some(DtypeArg::F16) => DType::F16,
-        Some(DtypeArg::Bf16) => DType::BF16,
+        Some(d) => d.dtype(),
         None if device.is_cpu() => DType::F32,
         None => DType::F16,
     };

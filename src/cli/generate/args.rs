@@ -15,6 +15,24 @@ pub enum DeviceArg {
     Metal,
 }
 
+/// The precision the networks compute in.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DtypeArg {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            DtypeArg::F32 => candle_core::DType::F32,
+            DtypeArg::F16 => candle_core::DType::F16,
+            DtypeArg::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SpacingArg {
     Leading,
@@ -183,6 +201,9 @@ pub struct GenerateArgs {
     pub config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Compute precision [default: f32 on the CPU, f16 on a GPU].
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
     /// VAE to decode with: a .vae.pt/.vae.ckpt/.vae.safetensors file or a diffusers vae folder;
     /// "automatic" (default) uses NAME.vae.* beside the checkpoint if present, "none" the
     /// checkpoint's own.

@@ -14,7 +14,7 @@ use pentimento::engine::inpaint::repaint;
 use pentimento::engine::{Generated, Job, JobKind, StableDiffusion};
 use pentimento::png_info::write_image;
 
-pub use args::{DeviceArg, GenerateArgs};
+pub use args::{DeviceArg, DtypeArg, GenerateArgs};
 pub use plan::Plan;
 
 use super::progress::{LoadBar, StepProgress};

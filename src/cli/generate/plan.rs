@@ -13,7 +13,7 @@ use pentimento::engine::mask::Mask;
 use pentimento::engine::model::{ConfigChoice, LoadOptions, VaeChoice};
 use pentimento::engine::{GenerationParams, Job, JobKind, RgbImage};
 
-use super::args::{AreaArg, DeviceArg, GenerateArgs, RngArg};
+use super::args::{AreaArg, DeviceArg, DtypeArg, GenerateArgs, RngArg};
 
 /// Everything a run needs that can be checked before a model is loaded.
 pub struct Plan {
@@ -327,7 +327,7 @@ fn check_folders(option: &str, dirs: &[PathBuf]) -> anyhow::Result<()> {
 pub fn load_options(args: &GenerateArgs) -> anyhow::Result<LoadOptions> {
     Ok(LoadOptions {
         device: open_device(args.device)?,
-        dtype: None,
+        dtype: args.dtype.map(DtypeArg::dtype),
         prediction: args.prediction.map(Into::into),
         vae: vae_choice(&args.vae),
         ema: args.ema,
