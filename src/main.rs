@@ -24,10 +24,22 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
-            // Bad input is one line (clap adds a tip and the usage below it).
+            // Bad input is one line (clap adds a tip and the usage below it); the values an
+            // option takes, which clap puts on a line of its own, stay on it.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{} (see --help)", cli::terminal_safe(first.trim(), true));
+            let mut line = text
+                .lines()
+                .next()
+                .unwrap_or("error: bad arguments")
+                .trim()
+                .to_string();
+            for extra in text.lines().skip(1).map(str::trim) {
+                if extra.starts_with("[possible values:") || extra.starts_with("tip: a similar") {
+                    line.push(' ');
+                    line.push_str(extra);
+                }
+            }
+            eprintln!("{} (see --help)", cli::terminal_safe(&line, true));
             return ExitCode::from(2);
         }
     };

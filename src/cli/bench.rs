@@ -35,7 +35,8 @@ pub struct BenchArgs {
     pub steps: usize,
     /// Only these figures: text-encode, unet-step, vae-decode, vae-encode, taesd-decode,
     /// txt2img, txt2img-previews, prediction-probe, cancel-latency, lora-apply, live-inpaint,
-    /// unet-step-controlnet, unet-step-2-controlnets (comma-separated).
+    /// unet-step-controlnet, unet-step-2-controlnets, model-load (with --model)
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     #[arg(long)]

@@ -5,7 +5,7 @@ use super::sheet::Sheet;
 use anyhow::{bail, Context};
 use clap::Args;
 use pentimento::engine::Job;
-use pentimento::png_info::write_png;
+use pentimento::png_info::write_image;
 use pentimento::sweep::{Axis, Field, Sweep};
 
 use super::generate::{GenerateArgs, Plan, Session};
@@ -112,8 +112,8 @@ pub fn run(args: GridArgs) -> anyhow::Result<()> {
     let mut record = first_record.context("the grid has no cells")?;
     record.sweep = Some(layout.sweep);
     let out = &plan.out;
-    write_png(out, &grid, &record)
-        .with_context(|| format!("{}: cannot write PNG", out.display()))?;
+    // PNG, or JPEG/WebP by the extension, as `generate` writes.
+    write_image(out, &grid, &record).with_context(|| format!("{}: cannot write", out.display()))?;
     eprintln!(
         "wrote {} ({} images, {}x{}) in {:.1}s",
         out.display(),

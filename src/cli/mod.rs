@@ -86,7 +86,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // Refused here, not in the window: a wrong path is a one-line error like any other.
             for image in &cli.images {
                 if !image.is_file() {
-                    anyhow::bail!("{}: no such image file", image.display());
+                    // A bare word is more likely a mistyped command than a picture.
+                    let word = image.extension().is_none() && image.components().count() == 1;
+                    let hint = if word { " or command (see --help)" } else { "" };
+                    anyhow::bail!("{}: no such image file{hint}", image.display());
                 }
             }
             pentimento::ui::run(cli.model, cli.images)

@@ -95,7 +95,9 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let mut bar = DownloadProgress::new();
             let mut on_event = |e: PullEvent| match e {
                 PullEvent::Planned { files } => {
-                    eprintln!("{} files from {}", files.len(), hub.endpoint())
+                    let n = files.len();
+                    let s = if n == 1 { "" } else { "s" };
+                    eprintln!("{n} file{s} from {}", hub.endpoint())
                 }
                 PullEvent::Cached { file } => eprintln!("{file}: already downloaded"),
                 PullEvent::Progress {
@@ -119,6 +121,11 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             hash,
             json,
         } => {
+            // A folder named here that is not there is a typo to say (as add-folder says it);
+            // a remembered one that went away (an unplugged disk) is only skipped below.
+            if let Some(missing) = folders.iter().find(|f| !f.is_dir()) {
+                anyhow::bail!("--folder {}: not a folder", missing.display());
+            }
             let settings = LibrarySettings::load(&settings_path()?)?;
             let mut all = settings.all_folders();
             all.extend(folders);
@@ -182,6 +189,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             if !LibrarySettings::update(&path, |s| Ok(s.remove(&folder)))? {
                 anyhow::bail!("{} is not in the library", folder.display());
             }
+            println!("removed {}", folder.display());
             Ok(())
         }
         ModelsCommand::Known => {

@@ -216,6 +216,93 @@ fn errors_are_one_line_with_status_2() {
     assert!(!Path::new(out).exists(), "no image is written on error");
 }
 
+/// What a new user got wrong, in a CLI that used to run anyway (or fail late): each refused
+/// before a model loads, in one line, and `-1` as AUTOMATIC1111 users type it.
+#[test]
+fn settings_that_would_do_nothing_are_refused_and_minus_one_is_a_random_seed() {
+    let out = tmp_png("refused.png");
+    let out = out.to_str().unwrap();
+    let model = fixture("tiny-sd15.safetensors");
+    let model = model.to_str().unwrap();
+    let image = fixture("tiny-sd15-inpaint.2-image.png");
+    let mask = fixture("tiny-sd15-inpaint.2-mask.png");
+    let (image, mask) = (image.to_str().unwrap(), mask.to_str().unwrap());
+    let inpaint = ["--init-image", image, "--mask", mask];
+
+    assert_usage_error(
+        &gen_args(model, &["--variation-strength", "0.5"], out),
+        "--variation-seed",
+    );
+    let mut padding = inpaint.to_vec();
+    padding.extend(["--padding", "8"]);
+    assert_usage_error(&gen_args(model, &padding, out), "--inpaint-area masked");
+    // A sampler that cannot step back is refused before the model loads (no "loaded" line).
+    let mut heun = inpaint.to_vec();
+    heun.extend(["--sampler", "Heun", "--repaint-resample", "2"]);
+    let o = pentimento(&gen_args(model, &heun, out));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot step back"), "{stderr}");
+    assert!(
+        !stderr.contains("loaded"),
+        "refused only after loading: {stderr}"
+    );
+    assert_usage_error(&gen_args(model, &["--seed", "-2"], out), "-1 for a random");
+    assert_usage_error(&["bench", "--arch", "sd3"], "possible values");
+    assert_usage_error(&["frobnicate"], "or command");
+    assert_usage_error(
+        &["models", "list", "--folder", "/no/such/folder"],
+        "not a folder",
+    );
+    for (x, y, needle) in [
+        ("steps=2,3", "steps=4,5", "both axes"),
+        ("prompt-sr=windmill,castle", "seed=1,2", "windmill"),
+    ] {
+        assert_usage_error(
+            &[
+                "grid", "--model", model, "--prompt", "x", "--steps", "2", "--width", "64",
+                "--height", "64", "--x", x, "--y", y, "--out", out,
+            ],
+            needle,
+        );
+    }
+    assert!(!Path::new(out).exists(), "no image is written on error");
+
+    // -1: a random seed, named in the output.
+    let o = pentimento(&gen_args(model, &["--seed", "-1"], out));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("(seed "), "{stderr}");
+    assert!(!stderr.contains("(seed 18446744073709551615)"), "{stderr}");
+}
+
+/// A grid is written in the format its name says, as `generate` writes.
+#[test]
+fn a_grid_named_jpg_is_a_jpeg() {
+    let out = tmp_png("grid.jpg");
+    let model = fixture("tiny-sd15.safetensors");
+    let o = pentimento(&[
+        "grid",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--seeds",
+        "1-2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "JPEG magic");
+}
+
 #[test]
 fn samplers_lists_the_names() {
     let o = pentimento(&["samplers"]);

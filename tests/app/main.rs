@@ -7,6 +7,7 @@ mod common;
 mod checkpoint_variants;
 mod checkpoints;
 mod cli;
+mod docs;
 mod extra_cases;
 mod grid;
 mod gui;

@@ -258,6 +258,33 @@ impl Sweep {
         if n > MAX_CELLS {
             return Err(SweepError::TooLarge(n));
         }
+        if let (Some(x), Some(y)) = (&self.x, &self.y) {
+            // The inner axis would overwrite the outer one: cells labelled with values they
+            // were not made with.
+            if x.field == y.field && x.field != Field::PromptSr {
+                return Err(SweepError::Layout(format!(
+                    "both axes set {}: sweep it on one axis",
+                    x.field.label()
+                )));
+            }
+        }
+        for axis in [&self.x, &self.y].into_iter().flatten() {
+            // AUTOMATIC1111's rule: the first value is the text each cell replaces, so it must
+            // be there, or every cell is the same picture.
+            if axis.field == Field::PromptSr {
+                let search = &axis.values[0];
+                if !base.prompt.contains(search.as_str())
+                    && !base.negative_prompt.contains(search.as_str())
+                {
+                    return Err(SweepError::Value {
+                        field: Field::PromptSr.label(),
+                        message: format!(
+                            "{search:?} (the first value) is in neither the prompt nor the negative prompt"
+                        ),
+                    });
+                }
+            }
+        }
         let mut cells = Vec::with_capacity(n);
         for row in 0..self.rows() {
             let p = match &self.y {
@@ -290,6 +317,34 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_on_both_axes_and_a_replacement_not_in_the_prompt_are_refused() {
+        let base = GenerationParams {
+            prompt: "a lighthouse at dusk".into(),
+            ..GenerationParams::default()
+        };
+        let both = Sweep {
+            x: Some(Axis::parse("steps=4,8").unwrap()),
+            y: Some(Axis::parse("steps=2,3").unwrap()),
+        };
+        let err = both.cells(&base).unwrap_err().to_string();
+        assert!(err.contains("both axes"), "{err}");
+
+        let absent = Sweep {
+            x: Some(Axis::parse("prompt-sr=windmill,castle").unwrap()),
+            y: None,
+        };
+        let err = absent.cells(&base).unwrap_err().to_string();
+        assert!(err.contains("windmill"), "{err}");
+
+        let present = Sweep {
+            x: Some(Axis::parse("prompt-sr=lighthouse,castle").unwrap()),
+            y: Some(Axis::parse("prompt-sr=dusk,dawn").unwrap()),
+        };
+        let cells = present.cells(&base).unwrap();
+        assert_eq!(cells[3].prompt, "a castle at dawn");
+    }
 
     #[test]
     fn parses_lists_ranges_and_names() {

@@ -86,8 +86,9 @@ pub struct GenerateArgs {
     pub prompt: Option<String>,
     #[arg(long)]
     pub negative_prompt: Option<String>,
-    /// Seed of the initial noise [default: 0].
-    #[arg(long)]
+    /// Seed of the initial noise, or -1 for a random one (said in the output and the PNG)
+    /// [default: 0].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
     /// Sampling steps [default: 20].
     #[arg(long)]
@@ -106,13 +107,15 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub batch_count: usize,
     /// Images sampled together in one UNet batch (faster per image, more memory); image i of
-    /// the batch is what seed + i gives alone.
+    /// the batch starts from seed + i's noise, as alone (the pixels may differ by rounding,
+    /// 1/255 here and there: products over a batch sum in another order).
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
-    /// Blend the noise of this seed into the seed's (AUTOMATIC1111's variation seed).
-    #[arg(long)]
+    /// Blend the noise of this seed into the seed's (AUTOMATIC1111's variation seed); -1 for a
+    /// random one.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_seed)]
     pub variation_seed: Option<u64>,
-    /// How far toward the variation seed's noise, 0 to 1.
+    /// How far toward the variation seed's noise, 0 to 1 (needs a variation seed).
     #[arg(long)]
     pub variation_strength: Option<f64>,
     /// Image width (multiple of 8); default 512, or the init image's width.
@@ -149,7 +152,7 @@ pub struct GenerateArgs {
     pub embedding_dirs: Vec<PathBuf>,
     /// A ControlNet: TYPE:MODEL:IMAGE[:WEIGHT[:START:END]][:MODE], repeatable (up to 4). TYPE
     /// is the preprocessor run on IMAGE (`none` uses it as it is; `canny[=LOW,HIGH]`,
-    /// `scribble`, `invert`, `threshold[=T]`), MODEL a ControlNet file or diffusers folder,
+    /// `scribble`, `invert`, `threshold[=T]`, `depth`), MODEL a ControlNet file or diffusers folder,
     /// START/END the fraction of the steps it acts in, MODE `balanced`, `prompt` or `control`
     /// (which matters more, as AUTOMATIC1111's Control Mode). `inpaint:MODEL[:W…]` (the inpaint
     /// ControlNet) takes no IMAGE: its condition is --init-image with the --mask area at −1.
@@ -171,7 +174,9 @@ pub struct GenerateArgs {
     /// Feathered edge of the paste-back, in pixels (0: hard edge).
     #[arg(long, default_value_t = 4)]
     pub mask_blur: usize,
-    /// RePaint passes over each block of steps, for ordinary (non-inpainting) models; 1 = plain blend.
+    /// RePaint passes over each block of steps: the region is re-noised and sampled again so it
+    /// agrees with what surrounds it (meant for ordinary models; inpainting models take it too);
+    /// 1 = plain blend.
     #[arg(long, default_value_t = DEFAULT_RESAMPLING.resample)]
     pub repaint_resample: usize,
     /// RePaint block length in steps: how far back each resampling pass goes.
@@ -180,10 +185,11 @@ pub struct GenerateArgs {
     /// Inpaint the whole image, or only a box around the mask at the job's size.
     #[arg(long, value_enum, default_value = "whole")]
     pub inpaint_area: AreaArg,
-    /// Context around the mask in only-masked mode, in pixels.
-    #[arg(long, default_value_t = 32)]
-    pub padding: usize,
-    /// What an ordinary model starts from inside the mask (matters with strength below 1).
+    /// Context around the mask in only-masked mode (--inpaint-area masked), in pixels
+    /// [default: 32].
+    #[arg(long)]
+    pub padding: Option<usize>,
+    /// What sampling starts from inside the mask (matters with strength below 1).
     #[arg(long, value_enum, default_value = "original")]
     pub masked_content: MaskedContentArg,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -212,7 +218,7 @@ pub struct GenerateArgs {
     /// Use the EMA weights of a training checkpoint that has both (model_ema.*).
     #[arg(long)]
     pub ema: bool,
-    /// Where to write the PNG.
+    /// Where to write the image: PNG, or JPEG/WebP by the extension (parameters in EXIF).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -351,5 +357,16 @@ impl std::str::FromStr for ControlArg {
             end,
             mode,
         })
+    }
+}
+
+/// A seed: 0 or more, or -1 for a random one (AUTOMATIC1111's convention), chosen here so that
+/// the output names the seed that was used.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "-1" => Ok(pentimento::engine::params::random_seed()),
+        t => t
+            .parse::<u64>()
+            .map_err(|_| format!("{t:?} is not a seed: 0 or more, or -1 for a random one")),
     }
 }

@@ -23,6 +23,9 @@ pub struct Plan {
     pub out: PathBuf,
 }
 
+/// Context around the mask in only-masked mode when --padding is not given (AUTOMATIC1111's).
+const DEFAULT_PADDING: usize = 32;
+
 impl Plan {
     pub fn from_args(args: &GenerateArgs) -> anyhow::Result<Self> {
         let max_count = pentimento::engine::job::MAX_BATCH_COUNT;
@@ -32,6 +35,9 @@ impl Plan {
         let max = pentimento::engine::job::MAX_BATCH;
         if args.batch_size == 0 || args.batch_size > max {
             bail!("--batch-size must be between 1 and {max}");
+        }
+        if args.padding.is_some() && !matches!(args.inpaint_area, AreaArg::Masked) {
+            bail!("--padding applies to --inpaint-area masked");
         }
         let init = args.init_image.as_deref().map(load_image).transpose()?;
         let masked_area = matches!(args.inpaint_area, AreaArg::Masked)
@@ -44,7 +50,7 @@ impl Plan {
             },
             area: if masked_area {
                 InpaintArea::Masked {
-                    padding: args.padding,
+                    padding: args.padding.unwrap_or(DEFAULT_PADDING),
                 }
             } else {
                 InpaintArea::Whole
@@ -162,6 +168,9 @@ impl Plan {
                 },
             ),
         };
+        if args.variation_strength.is_some() && params.variation_seed.is_none() {
+            bail!("--variation-strength needs --variation-seed (the noise to blend toward)");
+        }
         let RngArg::Cpu = args.rng;
         let loras = job_loras(args, &params.prompt, &recorded_loras)?;
         check_folders("--embeddings-dir", &args.embedding_dirs)?;

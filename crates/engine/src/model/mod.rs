@@ -390,13 +390,18 @@ fn chosen_vae(model: &Path, opts: &LoadOptions) -> Option<PathBuf> {
 }
 
 /// A diffusers `vae/` folder: `config.json` and one weights file.
-pub(crate) fn load_diffusers_vae(dir: &Path, dtype: DType, device: &Device) -> Result<Vae> {
+pub(crate) fn load_diffusers_vae(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+    half: HalfWeights,
+) -> Result<Vae> {
     let cfg_path = dir.join("config.json");
     let cfg = VaeConfig::from_diffusers_json(&read_json(&cfg_path)?)
         .map_err(|m| EngineError::bad_model(&cfg_path, m))?;
     let file = Arc::new(WeightFile::open(&component_weights(dir)?)?);
     let legacy = !file.contains("decoder.mid_block.attentions.0.to_q.weight");
-    let vb = file.var_builder(dtype, device, move |n| diffusers_vae_name(n, legacy));
+    let vb = file.var_builder_storing(dtype, device, half, move |n| diffusers_vae_name(n, legacy));
     Vae::load(vb, &cfg).map_err(tensor_err(file.path(), "VAE"))
 }
 
@@ -456,13 +461,16 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
 
     let (vae, vae_path) = match chosen_vae(dir, opts) {
         Some(path) => (external_vae::load(&path, dtype, device)?, Some(path)),
-        None => (load_diffusers_vae(&dir.join("vae"), dtype, device)?, None),
+        None => (
+            load_diffusers_vae(&dir.join("vae"), dtype, device, opts.half_weights)?,
+            None,
+        ),
     };
     let vae_fallback = {
         let (vae_path, dir, device) = (vae_path.clone(), dir.to_path_buf(), device.clone());
         vae_fallback::VaeFallback::new(move |dt| match &vae_path {
             Some(p) => external_vae::load(p, dt, &device),
-            None => load_diffusers_vae(&dir.join("vae"), dt, &device),
+            None => load_diffusers_vae(&dir.join("vae"), dt, &device, HalfWeights::Widen),
         })
     };
 
@@ -475,7 +483,9 @@ fn load_diffusers(dir: &Path, opts: &LoadOptions) -> Result<StableDiffusion> {
     } else {
         ""
     };
-    let text_vb = text_file.var_builder(dtype, device, move |n| format!("{text_prefix}{n}"));
+    let text_vb = text_file.var_builder_storing(dtype, device, opts.half_weights, move |n| {
+        format!("{text_prefix}{n}")
+    });
     let (clip, text_slots) = adapters::slots::collect(|| {
         ClipTextModel::load(text_vb, &clip_cfg, ClipLayout::HuggingFace)
     });
@@ -589,19 +599,23 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
     let (unet, unet_slots) = adapters::slots::collect(|| UNet::load(unet_vb, &unet_cfg));
     let unet = unet.map_err(tensor_err(path, "UNet"))?;
 
-    let embedded_vae = |file: &Arc<WeightFile>, cfg: &VaeConfig, dt: DType, device: &Device| {
-        let levels = cfg.block_out_channels.len();
-        let vb = file.var_builder(dt, device, move |n| {
-            format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
-        });
-        Vae::load(vb, cfg).map_err(tensor_err(file.path(), "VAE"))
-    };
+    let embedded_vae =
+        |file: &Arc<WeightFile>, cfg: &VaeConfig, dt: DType, device: &Device, half: HalfWeights| {
+            let levels = cfg.block_out_channels.len();
+            let vb = file.var_builder_storing(dt, device, half, move |n| {
+                format!("{}{}", detect::VAE_PREFIX, keymap::vae_to_ldm(n, levels))
+            });
+            Vae::load(vb, cfg).map_err(tensor_err(file.path(), "VAE"))
+        };
     let (vae, vae_path) = match (chosen_vae(path, opts), &layout.vae) {
         (Some(external), _) => (
             external_vae::load(&external, dtype, device)?,
             Some(external),
         ),
-        (None, Some(cfg)) => (embedded_vae(&file, cfg, dtype, device)?, None),
+        (None, Some(cfg)) => (
+            embedded_vae(&file, cfg, dtype, device, opts.half_weights)?,
+            None,
+        ),
         (None, None) => {
             return Err(EngineError::bad_model(
                 path,
@@ -619,12 +633,14 @@ fn load_single_file(path: &Path, opts: &LoadOptions) -> Result<StableDiffusion> 
         );
         vae_fallback::VaeFallback::new(move |dt| match (&vae_path, &cfg) {
             (Some(p), _) => external_vae::load(p, dt, &device),
-            (None, Some(cfg)) => embedded_vae(&file, cfg, dt, &device),
+            (None, Some(cfg)) => embedded_vae(&file, cfg, dt, &device, HalfWeights::Widen),
             (None, None) => Err(EngineError::bad_model(file.path(), "no VAE")),
         })
     };
     let prefix = layout.text_prefix.clone();
-    let text_vb = file.var_builder(dtype, device, move |n| format!("{prefix}{n}"));
+    let text_vb = file.var_builder_storing(dtype, device, opts.half_weights, move |n| {
+        format!("{prefix}{n}")
+    });
     let (clip, text_slots) =
         adapters::slots::collect(|| ClipTextModel::load(text_vb, &layout.clip, layout.clip_layout));
     let clip = clip.map_err(tensor_err(path, "text encoder"))?;

@@ -12,7 +12,7 @@ use crate::model::config::VaeConfig;
 use crate::model::detect::{detect_vae, not_sd_reason, VAE_PREFIX};
 use crate::model::keymap;
 use crate::model::vae::Vae;
-use crate::model::weights::WeightFile;
+use crate::model::weights::{HalfWeights, WeightFile};
 
 /// Which VAE a job decodes with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,7 +94,7 @@ pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Vae> {
         } else {
             path.join("vae")
         };
-        return crate::model::load_diffusers_vae(&dir, dtype, device);
+        return crate::model::load_diffusers_vae(&dir, dtype, device, HalfWeights::Widen);
     }
     let file = Arc::new(WeightFile::open(path)?);
     let bad = |m: String| EngineError::bad_model(path, m);

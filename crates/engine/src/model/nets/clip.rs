@@ -6,7 +6,7 @@
 //! fused `in_proj` matrix.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, LayerNormConfig, VarBuilder};
+use candle_nn::{layer_norm, Embedding, LayerNorm, LayerNormConfig, VarBuilder};
 
 use crate::model::linear::{linear, Linear};
 
@@ -165,6 +165,21 @@ pub struct ClipTextModel {
     config: ClipConfig,
 }
 
+/// An embedding table, in the compute dtype: rows are looked up, not multiplied, so a table the
+/// file stores in half precision (kept half, like the matrices, by the loader) is widened here.
+fn table(vb: &VarBuilder, shape: (usize, usize), name: &str) -> Result<Tensor> {
+    let t = vb.get(shape, name)?;
+    if t.dtype() == vb.dtype() {
+        return Ok(t);
+    }
+    if vb.dtype() == DType::F32 {
+        if let Some(wide) = crate::model::cpu_storage::widened_to_f32(&t)? {
+            return Ok(wide);
+        }
+    }
+    t.to_dtype(vb.dtype())
+}
+
 impl ClipTextModel {
     /// `vb` points at the model's root: `text_model` for Hugging Face, the OpenCLIP `model`.
     pub fn load(vb: VarBuilder, cfg: &ClipConfig, layout: ClipLayout) -> Result<Self> {
@@ -175,8 +190,16 @@ impl ClipTextModel {
         };
         let (token_embedding, position_embedding, layers_vb, final_norm) = match layout {
             ClipLayout::HuggingFace => (
-                embedding(cfg.vocab_size, d, vb.pp("embeddings.token_embedding"))?,
-                vb.get(
+                Embedding::new(
+                    table(
+                        &vb,
+                        (cfg.vocab_size, d),
+                        "embeddings.token_embedding.weight",
+                    )?,
+                    d,
+                ),
+                table(
+                    &vb,
                     (cfg.max_position_embeddings, d),
                     "embeddings.position_embedding.weight",
                 )?,
@@ -184,8 +207,15 @@ impl ClipTextModel {
                 layer_norm(d, ln_cfg, vb.pp("final_layer_norm"))?,
             ),
             ClipLayout::OpenClip => (
-                embedding(cfg.vocab_size, d, vb.pp("token_embedding"))?,
-                vb.get((cfg.max_position_embeddings, d), "positional_embedding")?,
+                Embedding::new(
+                    table(&vb, (cfg.vocab_size, d), "token_embedding.weight")?,
+                    d,
+                ),
+                table(
+                    &vb,
+                    (cfg.max_position_embeddings, d),
+                    "positional_embedding",
+                )?,
                 vb.pp("transformer.resblocks"),
                 layer_norm(d, ln_cfg, vb.pp("ln_final"))?,
             ),
