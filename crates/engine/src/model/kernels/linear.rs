@@ -55,8 +55,13 @@ impl Linear {
         &self.weight
     }
 
-    /// The dtype the layer computes in: a weight kept half on the CPU computes in f32.
+    /// The dtype the layer computes in. A bias is always held in the network's compute dtype
+    /// (f32 beside a weight kept half on the CPU, f16 in a network that computes in f16, on
+    /// the CPU too); without one, a half weight on the CPU is taken as kept half.
     pub fn compute_dtype(&self) -> DType {
+        if let Some(bias) = &self.bias {
+            return bias.dtype();
+        }
         match self.weight.dtype() {
             DType::F16 | DType::BF16 if self.weight.device().is_cpu() => DType::F32,
             dtype => dtype,
