@@ -22,6 +22,8 @@ out=${2:?$usage}
 here=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=$here/tests/fixtures
 python=${PYTHON:-python3}
+"$python" -c "import numpy, PIL" 2>/dev/null ||
+    { echo "device-check.sh: $python needs numpy and Pillow (set PYTHON)" >&2; exit 2; }
 mkdir -p "$out/parity"
 summary=$out/summary.md
 failures=0
