@@ -361,6 +361,14 @@ async fn generate(
     if let Some(name) = checkpoint {
         switch_model(state, name).await?;
     }
+    // No model is the client's to fix (it names one), not a fault of the server.
+    if !matches!(state.engine.model(), ModelState::Loaded(_)) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "no model is loaded: set sd_model_checkpoint in /sdapi/v1/options or override_settings"
+                .into(),
+        ));
+    }
     let jobs = jobs
         .into_iter()
         .map(|j| with_adapters(state, j.with_controls(controls.clone())))

@@ -458,3 +458,32 @@ fn controlnet_units_as_the_extension_takes_them() {
         assert!(r["detail"].as_str().unwrap().contains(needle), "{bad}: {r}");
     }
 }
+
+/// A job before any model is chosen is the client's to fix: 409 with what to do, not a 500.
+#[test]
+fn a_job_without_a_model_is_a_conflict_that_says_what_to_set() {
+    let d = temp_dir("serve", "no-model");
+    let models = models(&d);
+    let s = serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--model-dir",
+            models.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let (code, r) = post(
+        &s,
+        "/sdapi/v1/txt2img",
+        &json!({"prompt": "a heron", "steps": 2, "width": 64, "height": 64}),
+    );
+    assert_eq!(code, 409, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sd_model_checkpoint"),
+        "{r}"
+    );
+}
