@@ -227,7 +227,7 @@ impl PromptPanel {
                     ui.radio_value(&mut masked, false, "Whole image");
                     ui.radio_value(&mut masked, true, "Only masked");
                 });
-                o.area = if masked { InpaintArea::Masked { padding: 32 } } else { InpaintArea::Whole };
+                o.area = if masked { InpaintArea::Masked { padding: InpaintArea::DEFAULT_PADDING } } else { InpaintArea::Whole };
                 ui.end_row();
                 let label = ui.label("Masked content");
                 egui::ComboBox::from_id_salt("masked content")

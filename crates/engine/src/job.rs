@@ -192,24 +192,7 @@ impl Job {
                     r.resample, r.jump
                 )));
             }
-            // Whether a sampler can step back is a property of its kind, not of the model's
-            // schedule: a default schedule tells it before any model is loaded.
-            if r.resample > 1 {
-                let probe = sampler.build(
-                    &crate::sampler::schedule::TrainingSchedule::default(),
-                    crate::sampler::SamplerSettings {
-                        steps: p.steps,
-                        prediction: crate::sampler::Prediction::Epsilon,
-                        eta: p.eta,
-                        spacing: p.timestep_spacing,
-                    },
-                );
-                if probe.noise_level(0).is_none() {
-                    return Err(EngineError::InvalidParams(format!(
-                        "RePaint resampling cannot step back with {sampler}; use DDIM, Euler, Euler a, LMS, DPM++ 2M, UniPC or DDPM"
-                    )));
-                }
-            }
+            crate::inpaint::check_step_back(r, sampler)?;
         }
         if let JobKind::Inpaint { image, mask, .. } = &self.kind {
             if (mask.width, mask.height) != (image.width, image.height) {

@@ -23,9 +23,6 @@ pub struct Plan {
     pub out: PathBuf,
 }
 
-/// Context around the mask in only-masked mode when --padding is not given (AUTOMATIC1111's).
-const DEFAULT_PADDING: usize = 32;
-
 impl Plan {
     pub fn from_args(args: &GenerateArgs) -> anyhow::Result<Self> {
         let max_count = pentimento::engine::job::MAX_BATCH_COUNT;
@@ -50,7 +47,7 @@ impl Plan {
             },
             area: if masked_area {
                 InpaintArea::Masked {
-                    padding: args.padding.unwrap_or(DEFAULT_PADDING),
+                    padding: args.padding.unwrap_or(InpaintArea::DEFAULT_PADDING),
                 }
             } else {
                 InpaintArea::Whole

@@ -60,6 +60,36 @@ pub enum InpaintArea {
     Masked { padding: usize },
 }
 
+impl InpaintArea {
+    /// Context kept around the mask's box in only-masked mode when none is chosen
+    /// (AUTOMATIC1111's default).
+    pub const DEFAULT_PADDING: usize = 32;
+}
+
+/// RePaint's resampling steps back to noisier levels, which a sampler whose state spans calls
+/// (Heun's pairs, PNDM's warm-up) cannot do. A property of the sampler's kind, not of a model's
+/// schedule: a default schedule tells it, so a job is refused before any model is loaded.
+pub(crate) fn check_step_back(resampling: Resampling, kind: SamplerKind) -> Result<()> {
+    if resampling.resample <= 1 {
+        return Ok(());
+    }
+    let probe = kind.build(
+        &crate::sampler::TrainingSchedule::default(),
+        crate::sampler::SamplerSettings {
+            steps: 2,
+            prediction: crate::sampler::Prediction::Epsilon,
+            eta: 0.0,
+            spacing: None,
+        },
+    );
+    if probe.noise_level(0).is_none() {
+        return Err(EngineError::InvalidParams(format!(
+            "RePaint resampling cannot step back with {kind}; use DDIM, Euler, Euler a, LMS, DPM++ 2M, UniPC or DDPM"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InpaintOptions {
     /// Width in pixels of the feathered edge of the paste-back; 0 = hard edge.
@@ -198,11 +228,7 @@ impl StableDiffusion {
                 params.strength, params.steps
             )));
         }
-        if opts.resampling.resample > 1 && probe.noise_level(0).is_none() {
-            return Err(EngineError::InvalidParams(format!(
-                "RePaint resampling cannot step back with {kind}; use DDIM, Euler, Euler a, LMS, DPM++ 2M, UniPC or DDPM"
-            )));
-        }
+        check_step_back(opts.resampling, kind)?;
         let context = self.prompt_context(params)?;
         let dev = &self.device;
         let inpainting_unet = self.info.inpainting;

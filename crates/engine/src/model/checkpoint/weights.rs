@@ -305,13 +305,8 @@ impl SimpleBackend for Shared {
             && matches!(stored.dtype(), DType::F16 | DType::BF16);
         let t = if keep {
             stored
-        } else if dtype == DType::F32 {
-            match crate::model::cpu_storage::widened_to_f32(&stored)? {
-                Some(wide) => wide,
-                None => stored.to_dtype(dtype)?,
-            }
         } else {
-            stored.to_dtype(dtype)?
+            crate::model::cpu_storage::to_dtype(&stored, dtype)?
         };
         // Every weight a model keeps is checked once, here: a damaged file is refused at load,
         // naming the tensor, rather than drawing black images.

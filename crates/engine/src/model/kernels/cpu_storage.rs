@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, DType, Layout, Result};
 use half::slice::HalfFloatSliceExt as _;
 use rayon::prelude::*;
 
@@ -57,6 +57,20 @@ pub(crate) fn with_weight_f32<R>(
         }
         _ => candle_core::bail!("{op}: an f32, f16 or bf16 weight expected"),
     }
+}
+
+/// `t` in `dtype`: half to f32 on the CPU through [`widened_to_f32`], anything else through
+/// candle.
+pub(crate) fn to_dtype(t: &candle_core::Tensor, dtype: DType) -> Result<candle_core::Tensor> {
+    if t.dtype() == dtype {
+        return Ok(t.clone());
+    }
+    if dtype == DType::F32 {
+        if let Some(wide) = widened_to_f32(t)? {
+            return Ok(wide);
+        }
+    }
+    t.to_dtype(dtype)
 }
 
 /// A contiguous f16/bf16 tensor on the CPU widened to f32 on every core (`half`'s F16C path;

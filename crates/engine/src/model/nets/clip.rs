@@ -168,16 +168,7 @@ pub struct ClipTextModel {
 /// An embedding table, in the compute dtype: rows are looked up, not multiplied, so a table the
 /// file stores in half precision (kept half, like the matrices, by the loader) is widened here.
 fn table(vb: &VarBuilder, shape: (usize, usize), name: &str) -> Result<Tensor> {
-    let t = vb.get(shape, name)?;
-    if t.dtype() == vb.dtype() {
-        return Ok(t);
-    }
-    if vb.dtype() == DType::F32 {
-        if let Some(wide) = crate::model::cpu_storage::widened_to_f32(&t)? {
-            return Ok(wide);
-        }
-    }
-    t.to_dtype(vb.dtype())
+    crate::model::cpu_storage::to_dtype(&vb.get(shape, name)?, vb.dtype())
 }
 
 impl ClipTextModel {
